@@ -1,0 +1,65 @@
+//! Command-line types (clap derive) and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Map Docker Hub image digests to every repo:tag that pointed at them.
+#[derive(Debug, Parser)]
+#[command(name = "digestmap", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v: info for all crates and debug for digestmap; -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr (no progress display, no summary).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// The store file.
+    #[arg(long, global = true, value_name = "PATH", default_value = "digestmap.redb")]
+    pub db: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Crawl a Docker Hub namespace into the store (resumable).
+    Crawl(CrawlArgs),
+    /// Write the store's digest dataset as NDJSON.
+    Finalize(FinalizeArgs),
+    /// Show what the store holds and how far the crawl got.
+    Status,
+}
+
+/// `digestmap crawl`.
+#[derive(Debug, Args)]
+pub struct CrawlArgs {
+    /// Docker Hub API origin (https; plain http only for loopback) [default: https://hub.docker.com]
+    #[arg(long, value_name = "URL")]
+    pub hub_url: Option<String>,
+    /// Namespace to crawl [default: library]
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Only this repository (repeatable); skips the repository list.
+    #[arg(long = "repo", value_name = "NAME")]
+    pub repos: Vec<String>,
+    /// Concurrent workers.
+    #[arg(long, value_name = "N", default_value_t = digestmap::crawl::DEFAULT_WORKERS)]
+    pub workers: usize,
+    /// Most request starts per second, for all workers together.
+    #[arg(long, value_name = "R", default_value_t = digestmap::crawl::DEFAULT_RPS)]
+    pub rps: f64,
+    /// Continue the store's unfinished crawl (failed jobs are tried again).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// `digestmap finalize`.
+#[derive(Debug, Args)]
+pub struct FinalizeArgs {
+    /// Output file, replaced atomically; `-` for standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: String,
+}

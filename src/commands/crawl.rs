@@ -1,0 +1,141 @@
+//! `digestmap crawl`.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use digestmap::crawl::{self, CrawlError, CrawlOptions, CrawlReport, Progress};
+use digestmap::store::Store;
+
+use crate::cli::{Cli, CrawlArgs};
+use crate::ui::Ui;
+
+pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
+    let store = match Store::open(&cli.db) {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            ui.error(&e.to_string());
+            return super::store_error_code(&e);
+        }
+    };
+    let options = CrawlOptions {
+        hub_url: args.hub_url.clone(),
+        namespace: args.namespace.clone(),
+        repos: args.repos.clone(),
+        workers: args.workers,
+        rps: args.rps,
+        resume: args.resume,
+        ..CrawlOptions::default()
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            ui.error(&format!("cannot start the async runtime: {e}"));
+            return super::ERROR;
+        }
+    };
+    let progress = Arc::new(Progress::default());
+    let cancel = CancellationToken::new();
+    let result = runtime.block_on(async {
+        let interrupt = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    cancel.cancel();
+                    // The store is consistent after every commit, so a second Ctrl-C may leave at once.
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(i32::from(super::INTERRUPTED));
+                    }
+                }
+            })
+        };
+        let guard = ui.start_progress(progress.clone());
+        let result = crawl::crawl(store.clone(), options, progress, cancel.clone()).await;
+        drop(guard);
+        interrupt.abort();
+        result
+    });
+    let db = cli.db.display();
+    match result {
+        Ok(report) => {
+            summarize(ui, &report);
+            if report.interrupted {
+                ui.info(&format!(
+                    "interrupted: the store is consistent; continue with `digestmap crawl --resume --db {db}`"
+                ));
+                super::INTERRUPTED
+            } else if !report.failed.is_empty() {
+                ui.error(&format!(
+                    "{} job(s) failed; try them again with `digestmap crawl --resume --db {db}`",
+                    report.failed.len()
+                ));
+                super::FAILED_JOBS
+            } else {
+                ui.info(&format!(
+                    "next: digestmap finalize --db {db} --out digests.ndjson"
+                ));
+                super::OK
+            }
+        }
+        Err(e) => {
+            ui.error(&e.to_string());
+            match &e {
+                CrawlError::Usage(_) | CrawlError::StoreState(_) => super::USAGE,
+                CrawlError::Store(s) => {
+                    let code = super::store_error_code(s);
+                    if code == super::ERROR {
+                        ui.info(&format!(
+                            "nothing committed was lost; once the cause is fixed, continue with `digestmap crawl --resume --db {db}`"
+                        ));
+                    }
+                    code
+                }
+                CrawlError::Client(_) => super::ERROR,
+            }
+        }
+    }
+}
+
+fn summarize(ui: &Ui, report: &CrawlReport) {
+    let s = &report.stats;
+    let c = &report.counts;
+    let state = if report.interrupted {
+        "stopped"
+    } else if report.failed.is_empty() {
+        "finished"
+    } else {
+        "finished with failed jobs"
+    };
+    ui.info(&format!(
+        "crawl #{} of {} {state} after {:.1}s",
+        report.run.id,
+        report.run.namespace,
+        report.elapsed.as_secs_f64()
+    ));
+    ui.info(&format!(
+        "  this run: {} repository pages, {} tag pages, {} tags",
+        s.repo_pages, s.tag_pages, s.tags
+    ));
+    ui.info(&format!(
+        "  requests: {} (retries {}, 429 answers {}, job attempts repeated {})",
+        s.requests, s.retries, s.rate_limited, s.job_retries
+    ));
+    let skipped: Vec<String> = crawl::skip_reasons(&s.skips)
+        .into_iter()
+        .map(|(why, n)| format!("{why} {n}"))
+        .collect();
+    ui.info(&format!("  skipped: {}", skipped.join(", ")));
+    ui.info(&format!(
+        "  store: {} repositories, {} tags, {} digests, {} digest-tag pairs",
+        c.repos, c.tags, c.digests, c.pairs
+    ));
+    for (name, count, seen) in &report.count_mismatches {
+        ui.warn(&format!(
+            "{name}: Hub counts {count} tags, the listing gave {seen}"
+        ));
+    }
+    ui.info(&format!("  failed jobs: {}", report.failed.len()));
+    for (id, failed) in &report.failed {
+        ui.info(&format!("    #{id} {}: {}", failed.job.kind.url(), failed.reason));
+    }
+}

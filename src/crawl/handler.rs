@@ -1,0 +1,145 @@
+//! What a worker does with one job: fetch the page, parse it, validate what it holds, and decide
+//! where its `next` link may lead. Nothing here touches the store; the outcome goes to the writer.
+
+use url::Url;
+
+use crate::clock;
+use crate::hub::{self, HubApi, RepoEntry, Skips, TagEntry, TagObservation};
+use crate::model::RepoName;
+use crate::net::{FetchError, HttpClient};
+use crate::store::JobKind;
+
+/// What a fetched page holds, validated.
+#[derive(Debug)]
+pub enum Listing {
+    /// Repositories of the namespace.
+    Repos(Vec<RepoName>),
+    /// Tags of a repository.
+    Tags(Vec<TagObservation>),
+}
+
+/// A page fetched and parsed.
+#[derive(Debug)]
+pub struct PageData {
+    /// When the page was fetched (unix seconds): the time its facts were seen.
+    pub fetched_at: u64,
+    /// Its entries.
+    pub listing: Listing,
+    /// Hub's `count` for the whole listing.
+    pub count: Option<u64>,
+    /// The next page, `Ok(None)` on the last page, `Err` when the link was refused.
+    pub next: Result<Option<Url>, String>,
+    /// What was left out.
+    pub skips: Skips,
+}
+
+/// How a job attempt ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The page was fetched and parsed.
+    Page(Box<PageData>),
+    /// Hub said 429: the job goes back without counting an attempt.
+    RateLimited,
+    /// The attempt failed.
+    Failed {
+        /// Why, naming the URL.
+        error: String,
+        /// Whether a later attempt may succeed.
+        transient: bool,
+    },
+}
+
+/// Runs one job attempt.
+pub async fn run(client: &HttpClient, api: &HubApi, kind: &JobKind) -> Outcome {
+    let url = match api.same_origin(kind.url()) {
+        Ok(url) => url,
+        // Stored jobs only hold checked URLs; a store edited by hand should not change that.
+        Err(err) => {
+            return Outcome::Failed {
+                error: err.to_string(),
+                transient: false,
+            };
+        }
+    };
+    let body = match client.get(&url).await {
+        Ok(body) => body,
+        Err(FetchError::RateLimited { .. }) => return Outcome::RateLimited,
+        Err(err) => {
+            return Outcome::Failed {
+                transient: err.is_transient(),
+                error: err.to_string(),
+            };
+        }
+    };
+    let fetched_at = clock::now_unix();
+    let parsed = match kind {
+        JobKind::Repos { namespace, .. } => parse_repos(&body, namespace),
+        JobKind::Tags { repo, .. } => parse_tags(&body, repo),
+    };
+    let (listing, count, next, skips) = match parsed {
+        Ok(parts) => parts,
+        Err(err) => {
+            return Outcome::Failed {
+                // A broken body may be a truncated or garbled answer: worth another attempt.
+                error: format!("{url}: {err}"),
+                transient: true,
+            };
+        }
+    };
+    let empty = match &listing {
+        Listing::Repos(r) => r.is_empty(),
+        Listing::Tags(t) => t.is_empty(),
+    };
+    let next = match next {
+        None => Ok(None),
+        Some(link) => match api.same_origin(&link) {
+            Err(err) => Err(format!("{url}: {err}")),
+            Ok(next) if next == url => Err(format!("{url}: the page links to itself as next")),
+            Ok(_) if empty => Err(format!(
+                "{url}: the page holds no entries yet links a next page"
+            )),
+            Ok(next) => Ok(Some(next)),
+        },
+    };
+    Outcome::Page(Box::new(PageData {
+        fetched_at,
+        listing,
+        count,
+        next,
+        skips,
+    }))
+}
+
+type Parsed = (Listing, Option<u64>, Option<String>, Skips);
+
+fn parse_repos(body: &[u8], namespace: &str) -> Result<Parsed, hub::PageError> {
+    let page = hub::parse_page::<RepoEntry>(body)?;
+    let mut skips = Skips::default();
+    let mut repos = Vec::with_capacity(page.results.len());
+    for entry in page.results {
+        match entry.name.as_deref().map(|n| RepoName::new(namespace, n)) {
+            Some(Ok(repo)) => repos.push(repo),
+            Some(Err(err)) => {
+                skips.invalid_repos += 1;
+                tracing::warn!("skipped a repository of {namespace}: {err}");
+            }
+            None => {
+                skips.invalid_repos += 1;
+                tracing::warn!("skipped a repository entry of {namespace} without a name");
+            }
+        }
+    }
+    Ok((Listing::Repos(repos), page.count, page.next, skips))
+}
+
+fn parse_tags(body: &[u8], repo: &RepoName) -> Result<Parsed, hub::PageError> {
+    let page = hub::parse_page::<TagEntry>(body)?;
+    let mut skips = Skips::default();
+    let name = repo.to_string();
+    let tags = page
+        .results
+        .iter()
+        .filter_map(|entry| hub::observe_tag(entry, &name, &mut skips))
+        .collect();
+    Ok((Listing::Tags(tags), page.count, page.next, skips))
+}

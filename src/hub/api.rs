@@ -1,0 +1,191 @@
+//! URLs of the Hub API and the origin guard.
+//!
+//! Every URL digestmap requests is either built here from `--hub-url` or is a `next` link from a
+//! page, and a `next` link is only followed after [`HubApi::same_origin`] has checked that it stays
+//! on the scheme, host and port of `--hub-url`: a page must never be able to send the crawler (and,
+//! later, its credentials) to another host.
+
+use std::net::IpAddr;
+
+use url::Url;
+
+use super::PAGE_SIZE;
+use crate::model::RepoName;
+
+/// The base of the Hub API and the URLs built from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubApi {
+    base: Url,
+}
+
+/// Why `--hub-url` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HubUrlError {
+    /// Not a URL at all.
+    #[error("--hub-url {url:?} is not a valid URL: {source}")]
+    Parse {
+        /// The text given.
+        url: String,
+        /// The parser's complaint.
+        source: url::ParseError,
+    },
+    /// A scheme other than https, or http to a host that is not loopback.
+    #[error(
+        "--hub-url {0:?} must use https (plain http is accepted only for loopback hosts such as 127.0.0.1)"
+    )]
+    Insecure(String),
+    /// URLs with credentials, queries or fragments have no place as an API base.
+    #[error("--hub-url {0:?} must be a bare origin such as https://hub.docker.com")]
+    NotAnOrigin(String),
+}
+
+/// A link that leaves the Hub origin.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("refused to follow {link:?}: it leaves {origin} (only links on the --hub-url origin are followed)")]
+pub struct OffHostError {
+    /// The link as the page gave it (shortened).
+    pub link: String,
+    /// The origin that links must stay on.
+    pub origin: String,
+}
+
+impl HubApi {
+    /// Validates the API base: https anywhere, plain http only on loopback (for local doubles).
+    pub fn new(base: &str) -> Result<Self, HubUrlError> {
+        let url = Url::parse(base).map_err(|source| HubUrlError::Parse {
+            url: base.to_owned(),
+            source,
+        })?;
+        if !url.username().is_empty()
+            || url.password().is_some()
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || url.host_str().is_none()
+            || !matches!(url.path(), "" | "/")
+        {
+            return Err(HubUrlError::NotAnOrigin(base.to_owned()));
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&url) => {}
+            _ => return Err(HubUrlError::Insecure(base.to_owned())),
+        }
+        Ok(Self { base: url })
+    }
+
+    /// The origin as text, e.g. `https://hub.docker.com`.
+    pub fn origin(&self) -> String {
+        self.base.origin().ascii_serialization()
+    }
+
+    /// First page of a namespace's repository list (the documented `namespaces` endpoint).
+    pub fn repositories_url(&self, namespace: &str) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("validated as a hierarchical URL")
+            .clear()
+            .extend(["v2", "namespaces", namespace, "repositories"]);
+        url.query_pairs_mut()
+            .append_pair("page", "1")
+            .append_pair("page_size", &PAGE_SIZE.to_string());
+        url
+    }
+
+    /// First page of a repository's tag list.
+    pub fn tags_url(&self, repo: &RepoName) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("validated as a hierarchical URL")
+            .clear()
+            .extend([
+                "v2",
+                "namespaces",
+                &repo.namespace,
+                "repositories",
+                &repo.name,
+                "tags",
+            ]);
+        url.query_pairs_mut()
+            .append_pair("page", "1")
+            .append_pair("page_size", &PAGE_SIZE.to_string());
+        url
+    }
+
+    /// Parses a `next` link and checks it stays on the Hub origin (scheme, host and port).
+    pub fn same_origin(&self, link: &str) -> Result<Url, OffHostError> {
+        let refuse = || OffHostError {
+            link: shorten(link),
+            origin: self.origin(),
+        };
+        let url = Url::parse(link).map_err(|_| refuse())?;
+        let same = url.scheme() == self.base.scheme()
+            && url.host() == self.base.host()
+            && url.port_or_known_default() == self.base.port_or_known_default()
+            && url.username().is_empty()
+            && url.password().is_none();
+        if same { Ok(url) } else { Err(refuse()) }
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+fn shorten(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_must_be_safe() {
+        assert!(HubApi::new("https://hub.docker.com").is_ok());
+        assert!(HubApi::new("http://127.0.0.1:8080").is_ok());
+        assert!(HubApi::new("http://[::1]:8080/").is_ok());
+        assert!(HubApi::new("http://localhost:1").is_ok());
+        assert!(matches!(HubApi::new("http://hub.docker.com"), Err(HubUrlError::Insecure(_))));
+        assert!(matches!(HubApi::new("ftp://127.0.0.1"), Err(HubUrlError::Insecure(_))));
+        assert!(matches!(
+            HubApi::new("https://u:p@hub.docker.com"),
+            Err(HubUrlError::NotAnOrigin(_))
+        ));
+        assert!(HubApi::new("not a url").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        let api = HubApi::new("https://hub.docker.com").unwrap();
+        assert_eq!(
+            api.repositories_url("library").as_str(),
+            "https://hub.docker.com/v2/namespaces/library/repositories?page=1&page_size=100"
+        );
+        let repo = RepoName::new("library", "ubuntu").unwrap();
+        assert_eq!(
+            api.tags_url(&repo).as_str(),
+            "https://hub.docker.com/v2/namespaces/library/repositories/ubuntu/tags?page=1&page_size=100"
+        );
+    }
+
+    #[test]
+    fn next_links_stay_on_origin() {
+        let api = HubApi::new("http://127.0.0.1:8080").unwrap();
+        assert!(api.same_origin("http://127.0.0.1:8080/v2/x?page=2").is_ok());
+        for bad in [
+            "http://127.0.0.1:8081/v2/x?page=2",
+            "https://127.0.0.1:8080/v2/x?page=2",
+            "http://evil.example/v2/x",
+            "http://user@127.0.0.1:8080/v2/x",
+            "/v2/x?page=2",
+            "javascript:alert(1)",
+        ] {
+            assert!(api.same_origin(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

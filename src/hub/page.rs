@@ -1,0 +1,232 @@
+//! Tolerant serde types of Hub's paginated answers.
+//!
+//! Real tag data is full of holes (missing keys, nulls where strings belong, see HUB-FACTS.md), so
+//! every scalar field is optional and a value of the wrong JSON type reads as absent instead of
+//! failing the whole page. Only the envelope's structure is required: a body that is not JSON, or
+//! whose `results` is not a list of objects, is a broken page.
+
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, Visitor};
+use serde::Deserialize;
+use std::fmt;
+
+/// The paging envelope: `{"count", "next", "previous", "results"}`.
+#[derive(Debug, Deserialize)]
+pub struct Page<T> {
+    /// Total number of entries in the listing, as Hub claims it.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub count: Option<u64>,
+    /// Absolute URL of the next page; absent on the last page.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub next: Option<String>,
+    /// The entries of this page.
+    pub results: Vec<T>,
+}
+
+/// One repository of a namespace listing.
+#[derive(Debug, Deserialize)]
+pub struct RepoEntry {
+    /// Repository name without namespace.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub name: Option<String>,
+    /// The namespace Hub reports for it.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub namespace: Option<String>,
+}
+
+/// One tag object.
+#[derive(Debug, Deserialize)]
+pub struct TagEntry {
+    /// Tag name.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub name: Option<String>,
+    /// The tag's own digest; missing on tags pushed before ~2021.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub digest: Option<String>,
+    /// Media type of what `digest` names.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub media_type: Option<String>,
+    /// Per-platform images (and attestation manifests).
+    #[serde(default, deserialize_with = "lenient_list")]
+    pub images: Vec<ImageEntry>,
+    /// When the tag was last pushed.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub tag_last_pushed: Option<String>,
+    /// When the tag was last updated; older tags have only this.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub last_updated: Option<String>,
+}
+
+/// One entry of a tag's `images[]`.
+#[derive(Debug, Deserialize)]
+pub struct ImageEntry {
+    /// Platform manifest digest; may be null.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub digest: Option<String>,
+    /// CPU architecture (`unknown` for attestations).
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub architecture: Option<String>,
+    /// Operating system (`unknown` for attestations).
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub os: Option<String>,
+    /// Architecture variant.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub variant: Option<String>,
+    /// Windows build number, e.g. `10.0.20348.2849`.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub os_version: Option<String>,
+}
+
+/// A body that is not a page.
+#[derive(Debug, thiserror::Error)]
+#[error("not a valid Hub page: {0}")]
+pub struct PageError(#[from] serde_json::Error);
+
+/// Parses a page body. serde_json bounds nesting depth (128) and rejects invalid UTF-8, so a
+/// hostile body ends here as an error rather than a crash.
+pub fn parse_page<T: DeserializeOwned>(body: &[u8]) -> Result<Page<T>, PageError> {
+    Ok(serde_json::from_slice(body)?)
+}
+
+/// A string, or nothing for null and for values of any other type.
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// A non-negative integer, or nothing for anything else.
+fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(u64::try_from(v).ok())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// A list of objects, or an empty list for null; any other type is an error, since then the page
+/// is not what Hub sends.
+fn lenient_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_tag_without_digest_parses() {
+        let body = include_str!("../../tests/data/hub-tag-without-digest.json");
+        let tag: TagEntry = serde_json::from_str(body).unwrap();
+        assert_eq!(tag.name.as_deref(), Some("1.44.0-slim"));
+        assert!(tag.digest.is_none());
+        assert_eq!(tag.images.len(), 4);
+        assert!(tag.images.iter().all(|i| i.digest.is_some()));
+    }
+
+    #[test]
+    fn wrong_types_read_as_absent() {
+        let body = br#"{"count":"many","next":7,"results":[{"name":"a","digest":null,"images":null,"media_type":{"x":[1,2]}}]}"#;
+        let page: Page<TagEntry> = parse_page(body).unwrap();
+        assert_eq!(page.count, None);
+        assert_eq!(page.next, None);
+        assert_eq!(page.results[0].name.as_deref(), Some("a"));
+        assert!(page.results[0].images.is_empty());
+        assert!(page.results[0].media_type.is_none());
+    }
+
+    #[test]
+    fn broken_bodies_are_errors() {
+        for body in [
+            &b"{\"count\":1,\"results\":[{\"name\":"[..],
+            b"<html>",
+            b"{\"count\":1}",
+            b"\xff\xfe{}",
+            b"{\"results\":5}",
+        ] {
+            assert!(parse_page::<TagEntry>(body).is_err());
+        }
+        // Hostile nesting: the structure our types accept is at most five levels deep, and deeper
+        // values are skipped by serde_json without recursion, so no stack overflow either way.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        for field in ["name", "images", "digest"] {
+            let body = format!("{{\"results\":[{{\"{field}\":{deep}}}]}}");
+            let _ = parse_page::<TagEntry>(body.as_bytes());
+        }
+        let body = format!("{{\"results\":[{{\"name\":{deep}}}]}}");
+        let page = parse_page::<TagEntry>(body.as_bytes()).unwrap();
+        assert!(page.results[0].name.is_none());
+    }
+}

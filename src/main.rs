@@ -1,0 +1,24 @@
+//! The `digestmap` binary: parse the command line, run one command, map the outcome to an exit
+//! code. Exit codes: 0 done; 1 error; 2 usage or store-state error; 3 crawl finished with failed
+//! jobs; 130 interrupted.
+
+mod cli;
+mod commands;
+mod ui;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ui = ui::Ui::new(cli.verbose, cli.quiet);
+    let code = match &cli.command {
+        Command::Crawl(args) => commands::crawl::run(&cli, args, &ui),
+        Command::Finalize(args) => commands::finalize::run(&cli, args, &ui),
+        Command::Status => commands::status::run(&cli, &ui),
+    };
+    ExitCode::from(code)
+}

@@ -1,0 +1,344 @@
+//! Domain types, validated once at the edge.
+//!
+//! Everything that comes from Docker Hub is text; these types are what the rest of the crate works
+//! with after validation. A [`Digest`] is kept as its 32 raw bytes: that halves its size in the
+//! store and in memory, and byte order equals the order of the lowercase hex form, so sorting by
+//! bytes sorts the dataset by digest text.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A `sha256:` content digest (of an index, a manifest or an image config).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Digest([u8; 32]);
+
+/// Why a digest string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestError {
+    /// The algorithm prefix is missing or is not `sha256:`.
+    #[error("digest {0:?} does not start with \"sha256:\"")]
+    Algorithm(String),
+    /// The hex part is not exactly 64 lowercase hex characters.
+    #[error("digest {0:?} is not \"sha256:\" followed by 64 lowercase hex characters")]
+    Hex(String),
+}
+
+impl Digest {
+    /// Wraps raw sha256 bytes.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw sha256 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Parses `sha256:<64 lowercase hex>`, the only form Docker Hub gives for real digests.
+    ///
+    /// Uppercase hex is refused rather than folded: Hub never sends it, so it marks a damaged record.
+    pub fn parse(text: &str) -> Result<Self, DigestError> {
+        let Some(hex) = text.strip_prefix("sha256:") else {
+            return Err(DigestError::Algorithm(shorten(text)));
+        };
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return Err(DigestError::Hex(shorten(text)));
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            let (Some(hi), Some(lo)) = (hex_value(pair[0]), hex_value(pair[1])) else {
+                return Err(DigestError::Hex(shorten(text)));
+            };
+            out[i] = (hi << 4) | lo;
+        }
+        Ok(Self(out))
+    }
+
+    /// Writes the 64 hex characters (without the `sha256:` prefix) into `out`.
+    pub fn write_hex(&self, out: &mut [u8; 64]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, byte) in self.0.iter().enumerate() {
+            out[2 * i] = HEX[usize::from(byte >> 4)];
+            out[2 * i + 1] = HEX[usize::from(byte & 0x0f)];
+        }
+    }
+
+    /// The 64 hex characters without prefix.
+    pub fn hex(&self) -> String {
+        let mut buf = [0u8; 64];
+        self.write_hex(&mut buf);
+        // Only ASCII hex digits were written.
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Keeps error messages readable when a hostile page sends a megabyte where a digest should be.
+fn shorten(text: &str) -> String {
+    const MAX: usize = 80;
+    if text.len() <= MAX {
+        return text.to_owned();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// What a digest names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ObjectKind {
+    /// An OCI image index or Docker manifest list: the digest of a multi-platform tag.
+    Index,
+    /// A platform image manifest.
+    Manifest,
+    /// An image config blob: its digest is the image ID.
+    Config,
+}
+
+impl ObjectKind {
+    /// The name used in the dataset.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Index => "index",
+            Self::Manifest => "manifest",
+            Self::Config => "config",
+        }
+    }
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An image platform: `os/architecture[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Platform {
+    /// Operating system, e.g. `linux`, `windows`.
+    pub os: String,
+    /// CPU architecture, e.g. `amd64`, `arm64`.
+    pub architecture: String,
+    /// Architecture variant, e.g. `v8`; absent for most.
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// Builds a platform from Hub's fields; empty strings count as absent.
+    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Self {
+        Self {
+            os: os.to_owned(),
+            architecture: architecture.to_owned(),
+            variant: variant.filter(|v| !v.is_empty()).map(str::to_owned),
+        }
+    }
+
+    /// Attestation manifests are listed by Hub as images of platform `unknown/unknown`; they are
+    /// provenance records, not images.
+    pub fn is_attestation(&self) -> bool {
+        self.os == "unknown" && self.architecture == "unknown"
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = &self.variant {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A repository of a Docker Hub namespace, e.g. `library/ubuntu`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RepoName {
+    /// The namespace (`library` for official images).
+    pub namespace: String,
+    /// The repository name within the namespace.
+    pub name: String,
+}
+
+/// Why a repository or tag name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {value:?} is not a valid Docker Hub name")]
+pub struct NameError {
+    what: &'static str,
+    value: String,
+}
+
+impl RepoName {
+    /// Validates a namespace and repository name: lowercase letters, digits and the separators
+    /// `.`, `_`, `-` (Docker's rules), so that a name can go into a URL path and a store key safely.
+    pub fn new(namespace: &str, name: &str) -> Result<Self, NameError> {
+        validate_component("namespace", namespace)?;
+        validate_component("repository", name)?;
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// How the dataset writes the repository: without `library/` for official images.
+    pub fn display_name(&self) -> String {
+        if self.namespace == "library" {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+impl fmt::Display for RepoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+fn validate_component(what: &'static str, value: &str) -> Result<(), NameError> {
+    let ok = !value.is_empty()
+        && value.len() <= 255
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && value
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && value != "."
+        && value != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError {
+            what,
+            value: shorten(value),
+        })
+    }
+}
+
+/// Validates a tag name by Docker's grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn validate_tag(tag: &str) -> Result<(), NameError> {
+    let bytes = tag.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 128
+        && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError {
+            what: "tag",
+            value: shorten(tag),
+        })
+    }
+}
+
+/// A `repo:tag` reference as the dataset writes it (`ubuntu:22.04`, `arm64v8/ubuntu:22.04`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RepoTag {
+    /// The repository.
+    pub repo: RepoName,
+    /// The tag name, validated by [`validate_tag`].
+    pub tag: String,
+}
+
+impl RepoTag {
+    /// Validates the tag and pairs it with its repository.
+    pub fn new(repo: RepoName, tag: &str) -> Result<Self, NameError> {
+        validate_tag(tag)?;
+        Ok(Self {
+            repo,
+            tag: tag.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for RepoTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.repo.display_name(), self.tag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_round_trip_and_order() {
+        let a = "sha256:0199853f6d6b20b0424f3c5694a72a62764f01e6a771b1eb48a4197848986c7e";
+        let b = "sha256:3b06811b2afd352be909dd088a004166d665dc76d38b13eada33522a9d915c6f";
+        let da = Digest::parse(a).unwrap();
+        let db = Digest::parse(b).unwrap();
+        assert_eq!(da.to_string(), a);
+        assert!(da < db, "byte order must follow text order");
+    }
+
+    #[test]
+    fn digest_rejects_bad_forms() {
+        for bad in [
+            "",
+            "sha256:",
+            "md5:0199853f6d6b20b0424f3c5694a72a62",
+            "sha256:0199853F6D6B20B0424F3C5694A72A62764F01E6A771B1EB48A4197848986C7E",
+            "sha256:0199853f6d6b20b0424f3c5694a72a62764f01e6a771b1eb48a4197848986c7",
+            "sha256:0199853f6d6b20b0424f3c5694a72a62764f01e6a771b1eb48a4197848986c7ee",
+            "sha256:zz99853f6d6b20b0424f3c5694a72a62764f01e6a771b1eb48a4197848986c7e",
+        ] {
+            assert!(Digest::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn names() {
+        let repo = RepoName::new("library", "ubuntu").unwrap();
+        assert_eq!(RepoTag::new(repo.clone(), "22.04").unwrap().to_string(), "ubuntu:22.04");
+        let arm = RepoName::new("arm64v8", "ubuntu").unwrap();
+        assert_eq!(RepoTag::new(arm, "jammy").unwrap().to_string(), "arm64v8/ubuntu:jammy");
+        for bad in ["", "a/b", "..", "a b", "a\nb", ".x", "-x"] {
+            assert!(RepoTag::new(repo.clone(), bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(RepoName::new("library", "../etc").is_err());
+        assert!(RepoName::new("library", "Ubuntu").is_err());
+    }
+
+    #[test]
+    fn platform_display() {
+        assert_eq!(Platform::new("linux", "arm64", Some("v8")).to_string(), "linux/arm64/v8");
+        assert_eq!(Platform::new("linux", "amd64", Some("")).to_string(), "linux/amd64");
+        assert!(Platform::new("unknown", "unknown", None).is_attestation());
+    }
+}

@@ -1,0 +1,246 @@
+//! Pacing: how fast requests may start, and when they must not start at all.
+//!
+//! One [`Pacer`] is shared by every worker. Before each request (retries included) a worker calls
+//! [`Pacer::ready`]; after each answer the pacing middleware calls [`Pacer::observe`]. Three things
+//! gate a request:
+//! - a governor limiter with a burst of one, so request starts are spaced by at least `1/--rps`;
+//! - a shared pause set by a 429 (`Retry-After`, in seconds or as an HTTP date; a bare 429 without it
+//!   doubles a backoff), so after Hub says stop no worker sends anything before the time it named;
+//! - the `X-RateLimit-*` window: when `Remaining` reaches 0, everyone waits for `Reset` instead of
+//!   sending into a 429.
+//!
+//! The pause is wall-clock time so it can be stored and honoured by a resumed crawl.
+
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::{HeaderMap, StatusCode};
+
+use crate::clock;
+
+/// First backoff after a bare 429 (no `Retry-After`); doubled on each further one.
+pub const BARE_429_BACKOFF: Duration = Duration::from_secs(2);
+/// Ceiling of the bare-429 backoff.
+pub const MAX_BARE_429_BACKOFF: Duration = Duration::from_secs(300);
+/// A window reset further away than this is taken as a clock problem and capped.
+pub const MAX_WINDOW_WAIT: Duration = Duration::from_secs(900);
+
+/// Shared pacing state of all workers.
+#[derive(Debug)]
+pub struct Pacer {
+    limiter: DefaultDirectRateLimiter,
+    state: Mutex<PauseState>,
+    rate_limited: AtomicU64,
+    window_waits: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct PauseState {
+    until: Option<SystemTime>,
+    bare_429s: u32,
+}
+
+/// Why `--rps` was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("--rps must be a number greater than 0 and at most 10000, got {0}")]
+pub struct RateError(pub f64);
+
+impl Pacer {
+    /// A pacer allowing `rps` request starts per second, never in bursts.
+    pub fn new(rps: f64) -> Result<Self, RateError> {
+        if !(rps.is_finite() && rps > 0.0 && rps <= 10_000.0) {
+            return Err(RateError(rps));
+        }
+        let period = Duration::from_secs_f64(1.0 / rps);
+        let quota = Quota::with_period(period)
+            .ok_or(RateError(rps))?
+            .allow_burst(NonZeroU32::MIN);
+        Ok(Self {
+            limiter: RateLimiter::direct(quota),
+            state: Mutex::new(PauseState::default()),
+            rate_limited: AtomicU64::new(0),
+            window_waits: AtomicU64::new(0),
+        })
+    }
+
+    /// Restores a pause that a previous run stored, if it still lies ahead.
+    pub fn restore_pause(&self, until_unix: u64) {
+        let until = SystemTime::UNIX_EPOCH + Duration::from_secs(until_unix);
+        if until > SystemTime::now() {
+            self.pause_until(until);
+        }
+    }
+
+    /// The pause in force, as unix seconds (rounded up), for storing.
+    pub fn paused_until_unix(&self) -> Option<u64> {
+        let until = self.lock().until?;
+        (until > SystemTime::now()).then(|| clock::unix(until + Duration::from_millis(999)))
+    }
+
+    /// How long from now the pause lasts, if one is in force.
+    pub fn pause_remaining(&self) -> Option<Duration> {
+        let until = self.lock().until?;
+        until.duration_since(SystemTime::now()).ok()
+    }
+
+    /// Number of 429 answers seen.
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
+    }
+
+    /// Number of times a spent window made everyone wait.
+    pub fn window_waits(&self) -> u64 {
+        self.window_waits.load(Ordering::Relaxed)
+    }
+
+    /// Waits until a request may start: no pause in force and a limiter slot free.
+    pub async fn ready(&self) {
+        loop {
+            while let Some(wait) = self.pause_remaining() {
+                tokio::time::sleep(wait).await;
+            }
+            self.limiter.until_ready().await;
+            // A 429 may have arrived while this worker waited for its slot.
+            if self.pause_remaining().is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Learns from an answer's status and headers.
+    pub fn observe(&self, status: StatusCode, headers: &HeaderMap) {
+        let now = SystemTime::now();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let wait = match retry_after(headers, now) {
+                Some(wait) => {
+                    self.lock().bare_429s = 0;
+                    wait
+                }
+                None => {
+                    let mut state = self.lock();
+                    let exp = state.bare_429s.min(16);
+                    state.bare_429s += 1;
+                    BARE_429_BACKOFF
+                        .saturating_mul(1 << exp)
+                        .min(MAX_BARE_429_BACKOFF)
+                }
+            };
+            tracing::warn!(
+                "Hub answered 429 Too Many Requests: all workers pause for {:.1}s",
+                wait.as_secs_f64()
+            );
+            self.pause_until(now + wait);
+            return;
+        }
+        self.lock().bare_429s = 0;
+        if let Some(reset) = spent_window_reset(headers) {
+            let wait = reset
+                .duration_since(now)
+                .unwrap_or_default()
+                .min(MAX_WINDOW_WAIT);
+            if !wait.is_zero() {
+                self.window_waits.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    "rate-limit window spent: all workers wait {:.1}s for its reset",
+                    wait.as_secs_f64()
+                );
+                self.pause_until(now + wait);
+            }
+        }
+    }
+
+    fn pause_until(&self, until: SystemTime) {
+        let mut state = self.lock();
+        if state.until.is_none_or(|t| t < until) {
+            state.until = Some(until);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PauseState> {
+        // The state is plain data; a panic elsewhere cannot leave it half-written.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `Retry-After` as a duration from `now`: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or_default())
+}
+
+/// When `X-RateLimit-Remaining` is 0, the window's reset time from `X-RateLimit-Reset`.
+fn spent_window_reset(headers: &HeaderMap) -> Option<SystemTime> {
+    let number = |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+    if number("x-ratelimit-remaining")? > 0 {
+        return None;
+    }
+    let reset = number("x-ratelimit-reset")?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(reset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        h.insert("retry-after", HeaderValue::from_str(&date).unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
+        h.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn a_429_pauses_everyone() {
+        let pacer = Pacer::new(100.0).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        pacer.observe(StatusCode::TOO_MANY_REQUESTS, &h);
+        let left = pacer.pause_remaining().unwrap();
+        assert!(left > Duration::from_millis(1500) && left <= Duration::from_secs(2));
+        assert_eq!(pacer.rate_limited(), 1);
+    }
+
+    #[test]
+    fn bare_429s_back_off_exponentially() {
+        let pacer = Pacer::new(100.0).unwrap();
+        pacer.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new());
+        let first = pacer.pause_remaining().unwrap();
+        pacer.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new());
+        let second = pacer.pause_remaining().unwrap();
+        assert!(first <= BARE_429_BACKOFF && second > BARE_429_BACKOFF);
+    }
+
+    #[test]
+    fn spent_window_waits_for_reset() {
+        let pacer = Pacer::new(100.0).unwrap();
+        let reset = clock::now_unix() + 3;
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        h.insert("x-ratelimit-reset", HeaderValue::from_str(&reset.to_string()).unwrap());
+        pacer.observe(StatusCode::OK, &h);
+        assert!(pacer.pause_remaining().unwrap() > Duration::from_secs(1));
+        assert_eq!(pacer.paused_until_unix(), Some(reset));
+    }
+
+    #[test]
+    fn rejects_bad_rates() {
+        for r in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e9] {
+            assert!(Pacer::new(r).is_err());
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Which failures the retry middleware retries, and why.
+//!
+//! Retried (transient): connect failures, timeouts, connections reset or closed mid-answer, and
+//! 5xx and 408 answers; these say nothing about the request and often pass within seconds.
+//! Not retried here:
+//! - 429: not a failure of the request but a signal to slow down. The pacer has already paused
+//!   every worker; the crawl puts the job back instead of spending retries on it.
+//! - other 4xx: the request itself is wrong (a page past the end, a removed repository); asking
+//!   again gives the same answer.
+//! - redirect refusals and request-building errors: they come from our own rules.
+
+use std::error::Error as StdError;
+
+use http::StatusCode;
+use reqwest_middleware::Error;
+use reqwest_retry::{Retryable, RetryableStrategy};
+
+/// The retry classification used for every Hub request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HubRetryStrategy;
+
+impl RetryableStrategy for HubRetryStrategy {
+    fn handle(&self, res: &Result<reqwest::Response, Error>) -> Option<Retryable> {
+        match res {
+            Ok(response) => classify_status(response.status()),
+            Err(Error::Reqwest(err)) => Some(classify_error(err)),
+            Err(Error::Middleware(_)) => Some(Retryable::Fatal),
+        }
+    }
+}
+
+/// `None` for answers that need no retry decision (success), else the class.
+pub fn classify_status(status: StatusCode) -> Option<Retryable> {
+    if status.is_success() {
+        None
+    } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+        Some(Retryable::Transient)
+    } else {
+        Some(Retryable::Fatal)
+    }
+}
+
+/// Classifies a transport error by walking its source chain, since reqwest wraps hyper which wraps
+/// the I/O error that says what really happened.
+pub fn classify_error(err: &reqwest::Error) -> Retryable {
+    if err.is_redirect() || err.is_builder() {
+        return Retryable::Fatal;
+    }
+    if err.is_timeout() || err.is_connect() {
+        return Retryable::Transient;
+    }
+    let mut source: Option<&(dyn StdError + 'static)> = err.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            return match io.kind() {
+                ConnectionReset | ConnectionAborted | ConnectionRefused | BrokenPipe
+                | UnexpectedEof | TimedOut | Interrupted => Retryable::Transient,
+                _ => Retryable::Fatal,
+            };
+        }
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>()
+            && (hyper.is_incomplete_message() || hyper.is_canceled() || hyper.is_closed())
+        {
+            // The server closed the connection before or while answering.
+            return Retryable::Transient;
+        }
+        source = cause.source();
+    }
+    // A request that failed in transit for a reason we cannot name: one more try is cheap.
+    if err.is_request() || err.is_body() {
+        Retryable::Transient
+    } else {
+        Retryable::Fatal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        let table = [
+            (200, None),
+            (404, Some(Retryable::Fatal)),
+            (403, Some(Retryable::Fatal)),
+            (429, Some(Retryable::Fatal)),
+            (408, Some(Retryable::Transient)),
+            (500, Some(Retryable::Transient)),
+            (502, Some(Retryable::Transient)),
+            (503, Some(Retryable::Transient)),
+        ];
+        for (code, want) in table {
+            assert!(
+                classify_status(StatusCode::from_u16(code).unwrap()) == want,
+                "status {code}"
+            );
+        }
+    }
+}

@@ -1,0 +1,694 @@
+//! The embedded on-disk store (redb): its tables, its schema version, and the only code in the
+//! crate that opens transactions.
+//!
+//! Tables (keys sort so that the dataset can be written by walking them in order):
+//! - `meta`: schema version, the crawl run, run statistics, the next job id, the pacing pause;
+//! - `jobs` / `failed`: job id (u64, sorts numerically) → job; a job leaves `jobs` only in the
+//!   transaction that stores its results and adds the jobs it spawns, so a crash at any instant
+//!   leaves every unfinished job in place;
+//! - `repos`: `ns/name` → how far the current run got with it;
+//! - `tags`: (`ns/name`, tag) → what the tag pointed at when last seen;
+//! - `digests`: raw digest → kind, platform, first and last seen;
+//! - `pairs`: (raw digest, `repo:tag`) → first and last seen. Pairs are never deleted, so a moved
+//!   tag's old digests keep their history;
+//! - `parents`: (manifest digest, index digest) → first and last seen.
+//!
+//! The database is opened in redb's single-writer mode: one digestmap process writes (a second
+//! one is refused), while `status` and `finalize` may read a consistent snapshot beside it.
+
+pub mod records;
+
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, DatabaseError, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
+};
+
+pub use records::{
+    CrawlRun, DigestRecord, FailedJob, Job, JobKind, Record, RepoState, RunState, RunStats,
+    TagState,
+};
+use records::{DecodeError, decode, encode};
+
+use crate::hub::TagObservation;
+use crate::model::{Digest, RepoName, RepoTag};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+const FAILED: TableDefinition<u64, &[u8]> = TableDefinition::new("failed");
+const REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("repos");
+const TAGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("tags");
+const DIGESTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("digests");
+const PAIRS: TableDefinition<([u8; 32], &str), (u64, u64)> = TableDefinition::new("pairs");
+const PARENTS: TableDefinition<([u8; 32], [u8; 32]), (u64, u64)> = TableDefinition::new("parents");
+
+/// Version of the table layout. Bumped when tables or keys change.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META_SCHEMA: &str = "schema";
+const META_RUN: &str = "run";
+const META_STATS: &str = "stats";
+const META_NEXT_JOB: &str = "next_job_id";
+const META_PAUSE: &str = "pause_until";
+
+/// redb's page cache; bounded so that memory use does not grow with the store.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Identifies a job in the `jobs` and `failed` tables.
+pub type JobId = u64;
+
+/// Errors of the store, each naming the store file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process has the store open for writing.
+    #[error(
+        "the store {path} is in use by another digestmap process; wait for it to finish or stop it first"
+    )]
+    Busy {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// No store at the path.
+    #[error("there is no store at {path}; run `digestmap crawl` first (or pass --db)")]
+    Missing {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// The file is not a store of this digestmap.
+    #[error("{path} is not a digestmap store of a version this digestmap can read: {reason}")]
+    Incompatible {
+        /// The store file.
+        path: PathBuf,
+        /// What does not match.
+        reason: String,
+    },
+    /// redb failed (I/O, a full disk, corruption).
+    #[error("store {path}: {source}")]
+    Database {
+        /// The store file.
+        path: PathBuf,
+        /// redb's error.
+        source: redb::Error,
+    },
+    /// A record does not decode.
+    #[error("store {path}: {source}")]
+    Decode {
+        /// The store file.
+        path: PathBuf,
+        /// The decoder's error.
+        source: DecodeError,
+    },
+    /// A write was attempted on a store opened for reading.
+    #[error("store {path} was opened read-only")]
+    ReadOnly {
+        /// The store file.
+        path: PathBuf,
+    },
+}
+
+/// Errors inside a transaction, before the store path is attached.
+#[derive(Debug, thiserror::Error)]
+pub enum TxError {
+    /// redb failed.
+    #[error(transparent)]
+    Db(#[from] redb::Error),
+    /// A record does not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+macro_rules! redb_into_tx {
+    ($($t:ty),*) => {$(
+        impl From<$t> for TxError {
+            fn from(e: $t) -> Self {
+                TxError::Db(e.into())
+            }
+        }
+    )*};
+}
+redb_into_tx!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::DatabaseError
+);
+
+enum Db {
+    Write(Database),
+    Read(ReadOnlyDatabase),
+}
+
+/// An open store.
+pub struct Store {
+    db: Db,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn builder() -> redb::Builder {
+    let mut builder = Database::builder();
+    builder
+        .set_cache_size(CACHE_BYTES)
+        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter);
+    builder
+}
+
+impl Store {
+    /// Opens (creating if needed) the store for writing. Fails with [`StoreError::Busy`] when
+    /// another process writes to it.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = builder().create(path).map_err(|e| open_error(path, e))?;
+        let store = Self {
+            db: Db::Write(db),
+            path: path.to_owned(),
+        };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store for writing; never creates one.
+    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        Self::open(path)
+    }
+
+    /// Opens an existing store for reading, beside a writer if one is running. A store left by a
+    /// killed process may need redb's repair, which only a writer can do: then, if no other
+    /// process has it, it is opened for writing (and repaired) instead.
+    pub fn open_read(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        let store = match builder().open_read_only(path) {
+            Ok(db) => Self {
+                db: Db::Read(db),
+                path: path.to_owned(),
+            },
+            Err(read_err) => match builder().open(path) {
+                Ok(db) => Self {
+                    db: Db::Write(db),
+                    path: path.to_owned(),
+                },
+                Err(DatabaseError::DatabaseAlreadyOpen) => return Err(open_error(path, read_err)),
+                Err(e) => return Err(open_error(path, e)),
+            },
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// Whether this handle may write.
+    pub fn is_writable(&self) -> bool {
+        matches!(self.db, Db::Write(_))
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn init(&self) -> Result<(), StoreError> {
+        self.write(|w| {
+            // Creating every table up front lets readers assume they exist.
+            w.txn.open_table(TAGS)?;
+            w.txn.open_table(PARENTS)?;
+            match w.meta::<u64>(META_SCHEMA)? {
+                None => w.set_meta(META_SCHEMA, &SCHEMA_VERSION),
+                Some(_) => Ok(()),
+            }
+        })?;
+        self.check_schema()
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let found = self.read(|r| r.meta::<u64>(META_SCHEMA))?;
+        match found {
+            Some(SCHEMA_VERSION) => Ok(()),
+            Some(other) => Err(StoreError::Incompatible {
+                path: self.path.clone(),
+                reason: format!(
+                    "its schema version is {other}, this digestmap reads version {SCHEMA_VERSION}"
+                ),
+            }),
+            None => Err(StoreError::Incompatible {
+                path: self.path.clone(),
+                reason: "it has no schema version".into(),
+            }),
+        }
+    }
+
+    fn wrap(&self, e: TxError) -> StoreError {
+        match e {
+            TxError::Db(redb::Error::TableDoesNotExist(table)) => StoreError::Incompatible {
+                path: self.path.clone(),
+                reason: format!("table {table} is missing"),
+            },
+            TxError::Db(source) => StoreError::Database {
+                path: self.path.clone(),
+                source,
+            },
+            TxError::Decode(source) => StoreError::Decode {
+                path: self.path.clone(),
+                source,
+            },
+        }
+    }
+
+    /// Runs `f` in one write transaction and commits it durably; nothing of it is kept if `f`
+    /// fails or the commit fails (a full disk, say).
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&mut WriteBatch<'_>) -> Result<T, TxError>,
+    ) -> Result<T, StoreError> {
+        let Db::Write(db) = &self.db else {
+            return Err(StoreError::ReadOnly {
+                path: self.path.clone(),
+            });
+        };
+        let run = || -> Result<T, TxError> {
+            let txn = db.begin_write()?;
+            let out = {
+                let mut batch = WriteBatch::open(&txn)?;
+                f(&mut batch)?
+            };
+            txn.commit()?;
+            Ok(out)
+        };
+        run().map_err(|e| self.wrap(e))
+    }
+
+    /// A consistent read snapshot.
+    pub fn snapshot(&self) -> Result<ReadBatch, StoreError> {
+        let txn = match &self.db {
+            Db::Write(db) => db.begin_read(),
+            Db::Read(db) => db.begin_read(),
+        };
+        txn.map(|txn| ReadBatch { txn })
+            .map_err(|e| self.wrap(TxError::from(e)))
+    }
+
+    /// Runs `f` on a consistent snapshot.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&ReadBatch) -> Result<T, TxError>,
+    ) -> Result<T, StoreError> {
+        f(&self.snapshot()?).map_err(|e| self.wrap(e))
+    }
+
+    /// Attaches the store path to an error raised inside a transaction.
+    pub fn error(&self, e: TxError) -> StoreError {
+        self.wrap(e)
+    }
+
+    /// The crawl run recorded in the store, if any.
+    pub fn run(&self) -> Result<Option<CrawlRun>, StoreError> {
+        self.read(|r| r.meta(META_RUN))
+    }
+
+    /// The current run's counters.
+    pub fn stats(&self) -> Result<RunStats, StoreError> {
+        self.read(|r| Ok(r.meta(META_STATS)?.unwrap_or_default()))
+    }
+
+    /// The stored pacing pause (unix seconds), if any.
+    pub fn pause_until(&self) -> Result<Option<u64>, StoreError> {
+        self.read(|r| r.meta(META_PAUSE))
+    }
+}
+
+fn open_error(path: &Path, e: DatabaseError) -> StoreError {
+    match e {
+        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
+            StoreError::Busy {
+                path: path.to_owned(),
+            }
+        }
+        other => StoreError::Database {
+            path: path.to_owned(),
+            source: other.into(),
+        },
+    }
+}
+
+fn meta_get<T: Record>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<T>, TxError> {
+    match table.get(key)? {
+        Some(guard) => Ok(Some(decode(guard.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// The tables of one write transaction.
+pub struct WriteBatch<'t> {
+    txn: &'t WriteTransaction,
+    meta: Table<'t, &'static str, &'static [u8]>,
+    jobs: Table<'t, u64, &'static [u8]>,
+    failed: Table<'t, u64, &'static [u8]>,
+    repos: Table<'t, &'static str, &'static [u8]>,
+}
+
+impl<'t> WriteBatch<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, TxError> {
+        Ok(Self {
+            txn,
+            meta: txn.open_table(META)?,
+            jobs: txn.open_table(JOBS)?,
+            failed: txn.open_table(FAILED)?,
+            repos: txn.open_table(REPOS)?,
+        })
+    }
+
+    /// Reads a `meta` record.
+    pub fn meta<T: Record>(&self, key: &str) -> Result<Option<T>, TxError> {
+        meta_get(&self.meta, key)
+    }
+
+    /// Writes a `meta` record.
+    pub fn set_meta<T: Record>(&mut self, key: &str, value: &T) -> Result<(), TxError> {
+        self.meta.insert(key, encode(value).as_slice())?;
+        Ok(())
+    }
+
+    /// The crawl run.
+    pub fn run(&self) -> Result<Option<CrawlRun>, TxError> {
+        self.meta(META_RUN)
+    }
+
+    /// Replaces the crawl run.
+    pub fn set_run(&mut self, run: &CrawlRun) -> Result<(), TxError> {
+        self.set_meta(META_RUN, run)
+    }
+
+    /// The run's counters.
+    pub fn stats(&self) -> Result<RunStats, TxError> {
+        Ok(self.meta(META_STATS)?.unwrap_or_default())
+    }
+
+    /// Replaces the run's counters.
+    pub fn set_stats(&mut self, stats: &RunStats) -> Result<(), TxError> {
+        self.set_meta(META_STATS, stats)
+    }
+
+    /// Stores the pacing pause (unix seconds), or clears it.
+    pub fn set_pause_until(&mut self, until: Option<u64>) -> Result<(), TxError> {
+        match until {
+            Some(t) => self.set_meta(META_PAUSE, &t),
+            None => {
+                self.meta.remove(META_PAUSE)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds a job under a fresh id.
+    pub fn add_job(&mut self, job: &Job) -> Result<JobId, TxError> {
+        let id: u64 = self.meta(META_NEXT_JOB)?.unwrap_or(1);
+        self.set_meta(META_NEXT_JOB, &(id + 1))?;
+        self.put_job(id, job)?;
+        Ok(id)
+    }
+
+    /// Writes a job under its id.
+    pub fn put_job(&mut self, id: JobId, job: &Job) -> Result<(), TxError> {
+        self.jobs.insert(id, encode(job).as_slice())?;
+        Ok(())
+    }
+
+    /// Removes a finished job; false if it was not there.
+    pub fn remove_job(&mut self, id: JobId) -> Result<bool, TxError> {
+        Ok(self.jobs.remove(id)?.is_some())
+    }
+
+    /// Moves a job to `failed`.
+    pub fn fail_job(&mut self, id: JobId, failed: &FailedJob) -> Result<(), TxError> {
+        self.jobs.remove(id)?;
+        self.failed.insert(id, encode(failed).as_slice())?;
+        Ok(())
+    }
+
+    /// Moves every failed job back to `jobs` with fresh attempts; returns how many.
+    pub fn retry_failed(&mut self) -> Result<u64, TxError> {
+        let mut moved = 0;
+        while let Some((id, value)) = self.failed.pop_first()? {
+            let failed: FailedJob = decode(value.value())?;
+            let id = id.value();
+            drop(value);
+            let job = Job {
+                attempts: 0,
+                not_before_ms: 0,
+                ..failed.job
+            };
+            self.jobs.insert(id, encode(&job).as_slice())?;
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
+    /// How far the current run got with a repository.
+    pub fn repo(&self, repo: &RepoName) -> Result<Option<RepoState>, TxError> {
+        match self.repos.get(repo.to_string().as_str())? {
+            Some(guard) => Ok(Some(decode(guard.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces a repository's state.
+    pub fn put_repo(&mut self, repo: &RepoName, state: &RepoState) -> Result<(), TxError> {
+        self.repos
+            .insert(repo.to_string().as_str(), encode(state).as_slice())?;
+        Ok(())
+    }
+
+    /// Stores one observed tag: the tag's state, every digest it showed, the `repo:tag` pair of
+    /// each, and each manifest's index. Idempotent: storing the same observation twice changes
+    /// only the last-seen times.
+    pub fn record_tag(
+        &mut self,
+        repo: &RepoName,
+        obs: &TagObservation,
+        now: u64,
+        run: u64,
+    ) -> Result<(), TxError> {
+        let repo_key = repo.to_string();
+        let mut tags = self.txn.open_table(TAGS)?;
+        let mut digests = self.txn.open_table(DIGESTS)?;
+        let mut pairs = self.txn.open_table(PAIRS)?;
+        let mut parents = self.txn.open_table(PARENTS)?;
+
+        let first_seen = match tags.get((repo_key.as_str(), obs.tag.as_str()))? {
+            Some(old) => decode::<TagState>(old.value())?.first_seen.min(now),
+            None => now,
+        };
+        let state = TagState {
+            digest: obs.digest,
+            digests: obs.facts.iter().map(|f| f.digest).collect(),
+            pushed: obs.pushed.clone(),
+            first_seen,
+            last_seen: now,
+            run,
+        };
+        tags.insert(
+            (repo_key.as_str(), obs.tag.as_str()),
+            encode(&state).as_slice(),
+        )?;
+
+        let repo_tag = RepoTag {
+            repo: repo.clone(),
+            tag: obs.tag.clone(),
+        }
+        .to_string();
+        for fact in &obs.facts {
+            let key = *fact.digest.as_bytes();
+            let record = match digests.get(key)? {
+                Some(old) => {
+                    let old: DigestRecord = decode(old.value())?;
+                    DigestRecord {
+                        first_seen: old.first_seen.min(now),
+                        last_seen: old.last_seen.max(now),
+                        platform: old.platform.or_else(|| fact.platform.clone()),
+                        os_version: old.os_version.or_else(|| fact.os_version.clone()),
+                        kind: old.kind,
+                    }
+                }
+                None => DigestRecord {
+                    kind: fact.kind,
+                    platform: fact.platform.clone(),
+                    os_version: fact.os_version.clone(),
+                    first_seen: now,
+                    last_seen: now,
+                },
+            };
+            digests.insert(key, encode(&record).as_slice())?;
+
+            let seen = |old: Option<(u64, u64)>| match old {
+                Some((first, last)) => (first.min(now), last.max(now)),
+                None => (now, now),
+            };
+            let pair_key = (key, repo_tag.as_str());
+            let old = pairs.get(pair_key)?.map(|g| g.value());
+            pairs.insert(pair_key, seen(old))?;
+            if let Some(index) = fact.index {
+                let parent_key = (key, *index.as_bytes());
+                let old = parents.get(parent_key)?.map(|g| g.value());
+                parents.insert(parent_key, seen(old))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One digest with everything the dataset says of it, as [`ReadBatch::visit_digests`] yields it.
+#[derive(Debug)]
+pub struct DigestEntry<'a> {
+    /// The digest.
+    pub digest: Digest,
+    /// Its record.
+    pub record: &'a DigestRecord,
+    /// Every `repo:tag` seen pointing at it, sorted.
+    pub tags: &'a [String],
+    /// The indexes it was listed under, sorted.
+    pub indexes: &'a [Digest],
+}
+
+/// Sizes of the tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Repositories known.
+    pub repos: u64,
+    /// Tags known.
+    pub tags: u64,
+    /// Digests known.
+    pub digests: u64,
+    /// (digest, repo:tag) pairs known.
+    pub pairs: u64,
+    /// Jobs pending.
+    pub jobs: u64,
+    /// Jobs failed.
+    pub failed: u64,
+}
+
+/// A read snapshot.
+pub struct ReadBatch {
+    txn: ReadTransaction,
+}
+
+impl ReadBatch {
+    /// Reads a `meta` record.
+    pub fn meta<T: Record>(&self, key: &str) -> Result<Option<T>, TxError> {
+        meta_get(&self.txn.open_table(META)?, key)
+    }
+
+    /// Every pending job, by id.
+    pub fn jobs(&self) -> Result<Vec<(JobId, Job)>, TxError> {
+        let table = self.txn.open_table(JOBS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (id, value) = item?;
+            out.push((id.value(), decode(value.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Every failed job, by id.
+    pub fn failed(&self) -> Result<Vec<(JobId, FailedJob)>, TxError> {
+        let table = self.txn.open_table(FAILED)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (id, value) = item?;
+            out.push((id.value(), decode(value.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Every repository with its state, by name.
+    pub fn repos(&self) -> Result<Vec<(String, RepoState)>, TxError> {
+        let table = self.txn.open_table(REPOS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (name, value) = item?;
+            out.push((name.value().to_owned(), decode(value.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Sizes of the tables.
+    pub fn counts(&self) -> Result<Counts, TxError> {
+        Ok(Counts {
+            repos: self.txn.open_table(REPOS)?.len()?,
+            tags: self.txn.open_table(TAGS)?.len()?,
+            digests: self.txn.open_table(DIGESTS)?.len()?,
+            pairs: self.txn.open_table(PAIRS)?.len()?,
+            jobs: self.txn.open_table(JOBS)?.len()?,
+            failed: self.txn.open_table(FAILED)?.len()?,
+        })
+    }
+
+    /// Calls `f` for every digest in digest order, with its tags and indexes. Walks `digests`,
+    /// `pairs` and `parents` side by side (all three are keyed by digest first), so the cost is
+    /// one pass over each table and memory holds one digest's entry at a time.
+    pub fn visit_digests<E: From<TxError>>(
+        &self,
+        mut f: impl FnMut(&DigestEntry<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let digests = self.txn.open_table(DIGESTS).map_err(TxError::from)?;
+        let pairs = self.txn.open_table(PAIRS).map_err(TxError::from)?;
+        let parents = self.txn.open_table(PARENTS).map_err(TxError::from)?;
+        let mut pair_iter = pairs.iter().map_err(TxError::from)?;
+        let mut parent_iter = parents.iter().map_err(TxError::from)?;
+        let mut next_pair = pair_iter.next().transpose().map_err(TxError::from)?;
+        let mut next_parent = parent_iter.next().transpose().map_err(TxError::from)?;
+        let mut tags: Vec<String> = Vec::new();
+        let mut indexes: Vec<Digest> = Vec::new();
+
+        for item in digests.iter().map_err(TxError::from)? {
+            let (key, value) = item.map_err(TxError::from)?;
+            let digest = key.value();
+            let record: DigestRecord = decode(value.value()).map_err(TxError::from)?;
+
+            tags.clear();
+            while let Some((k, _)) = &next_pair {
+                let (d, tag) = k.value();
+                if d > digest {
+                    break;
+                }
+                if d == digest {
+                    tags.push(tag.to_owned());
+                }
+                next_pair = pair_iter.next().transpose().map_err(TxError::from)?;
+            }
+            indexes.clear();
+            while let Some((k, _)) = &next_parent {
+                let (d, index) = k.value();
+                if d > digest {
+                    break;
+                }
+                if d == digest {
+                    indexes.push(Digest::from_bytes(index));
+                }
+                next_parent = parent_iter.next().transpose().map_err(TxError::from)?;
+            }
+            f(&DigestEntry {
+                digest: Digest::from_bytes(digest),
+                record: &record,
+                tags: &tags,
+                indexes: &indexes,
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! Everything the binary shows a person: logs through tracing, the progress display, messages.
+//! Human output goes to stderr; only data (`finalize --out -`, `status`) goes to stdout.
+
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+use digestmap::crawl::Progress;
+
+/// The binary's output channel.
+pub struct Ui {
+    quiet: bool,
+    bar: Arc<Mutex<Option<ProgressBar>>>,
+}
+
+/// Writes log lines above the progress bar instead of through it.
+#[derive(Clone)]
+struct LogWriter {
+    bar: Arc<Mutex<Option<ProgressBar>>>,
+}
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = self.bar.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Ui {
+    /// Sets up logging: `RUST_LOG` wins; else `-q`, `-v`, `-vv` choose.
+    pub fn new(verbose: u8, quiet: bool) -> Self {
+        let bar = Arc::new(Mutex::new(None));
+        let default = match (quiet, verbose) {
+            (true, _) => "error",
+            // The retry middleware logs every retry as a warning; our own summary counts them.
+            (false, 0) => "warn,digestmap=info,reqwest_retry=error",
+            (false, 1) => "info,digestmap=debug",
+            _ => "debug,digestmap=trace",
+        };
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(LogWriter { bar: bar.clone() })
+            .with_target(verbose > 0)
+            .with_ansi(std::io::stderr().is_terminal())
+            .without_time()
+            .init();
+        Self { quiet, bar }
+    }
+
+    /// A plain message on stderr, unless `-q`.
+    pub fn info(&self, message: &str) {
+        if !self.quiet {
+            self.line(message);
+        }
+    }
+
+    /// A warning on stderr, unless `-q`.
+    pub fn warn(&self, message: &str) {
+        if !self.quiet {
+            self.line(&format!("warning: {message}"));
+        }
+    }
+
+    /// An error on stderr, always.
+    pub fn error(&self, message: &str) {
+        self.line(&format!("error: {message}"));
+    }
+
+    fn line(&self, message: &str) {
+        let mut writer = LogWriter {
+            bar: self.bar.clone(),
+        };
+        let _ = writeln!(writer, "{message}");
+    }
+
+    /// Starts the live crawl display, when stderr is a terminal and not `-q`. Returns a guard that
+    /// removes it.
+    pub fn start_progress(&self, progress: Arc<Progress>) -> Option<ProgressGuard> {
+        if self.quiet || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} repositories  {msg}  ETA {eta}",
+            )
+            .expect("the template is valid"),
+        );
+        *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+        let ticker = {
+            let bar = bar.clone();
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                while !bar.is_finished() {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    bar.set_length(progress.repos_total.load(Relaxed));
+                    bar.set_position(progress.repos_done.load(Relaxed));
+                    let requests = progress.requests.load(Relaxed);
+                    let rate = requests as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    let failed = progress.failed.load(Relaxed);
+                    bar.set_message(format!(
+                        "pages {}  tags {}  {rate:.1} req/s{}",
+                        progress.pages.load(Relaxed),
+                        progress.tags.load(Relaxed),
+                        if failed > 0 { format!("  failed {failed}") } else { String::new() }
+                    ));
+                    bar.tick();
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+        };
+        Some(ProgressGuard {
+            bar,
+            slot: self.bar.clone(),
+            ticker: Some(ticker),
+        })
+    }
+}
+
+/// Removes the progress display when dropped.
+pub struct ProgressGuard {
+    bar: ProgressBar,
+    slot: Arc<Mutex<Option<ProgressBar>>>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
