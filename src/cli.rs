@@ -15,7 +15,12 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// The store file.
-    #[arg(long, global = true, value_name = "PATH", default_value = "digestmap.redb")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "digestmap.redb"
+    )]
     pub db: PathBuf,
     /// What to do.
     #[command(subcommand)]
@@ -54,6 +59,9 @@ pub struct CrawlArgs {
     /// Continue the store's unfinished crawl (failed jobs are tried again).
     #[arg(long)]
     pub resume: bool,
+    /// Base of the retry backoffs in milliseconds (for tests against a local double).
+    #[arg(long, hide = true, value_name = "MS")]
+    pub retry_base_ms: Option<u64>,
 }
 
 /// `digestmap finalize`.

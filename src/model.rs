@@ -229,9 +229,9 @@ impl fmt::Display for RepoName {
 fn validate_component(what: &'static str, value: &str) -> Result<(), NameError> {
     let ok = !value.is_empty()
         && value.len() <= 255
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && value.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
         && value
             .bytes()
             .next()
@@ -325,9 +325,15 @@ mod tests {
     #[test]
     fn names() {
         let repo = RepoName::new("library", "ubuntu").unwrap();
-        assert_eq!(RepoTag::new(repo.clone(), "22.04").unwrap().to_string(), "ubuntu:22.04");
+        assert_eq!(
+            RepoTag::new(repo.clone(), "22.04").unwrap().to_string(),
+            "ubuntu:22.04"
+        );
         let arm = RepoName::new("arm64v8", "ubuntu").unwrap();
-        assert_eq!(RepoTag::new(arm, "jammy").unwrap().to_string(), "arm64v8/ubuntu:jammy");
+        assert_eq!(
+            RepoTag::new(arm, "jammy").unwrap().to_string(),
+            "arm64v8/ubuntu:jammy"
+        );
         for bad in ["", "a/b", "..", "a b", "a\nb", ".x", "-x"] {
             assert!(RepoTag::new(repo.clone(), bad).is_err(), "{bad:?} accepted");
         }
@@ -337,8 +343,14 @@ mod tests {
 
     #[test]
     fn platform_display() {
-        assert_eq!(Platform::new("linux", "arm64", Some("v8")).to_string(), "linux/arm64/v8");
-        assert_eq!(Platform::new("linux", "amd64", Some("")).to_string(), "linux/amd64");
+        assert_eq!(
+            Platform::new("linux", "arm64", Some("v8")).to_string(),
+            "linux/arm64/v8"
+        );
+        assert_eq!(
+            Platform::new("linux", "amd64", Some("")).to_string(),
+            "linux/amd64"
+        );
         assert!(Platform::new("unknown", "unknown", None).is_attestation());
     }
 }

@@ -3,7 +3,9 @@
 use std::fmt;
 
 use crate::clock;
-use crate::store::{Counts, CrawlRun, FailedJob, Job, JobId, RunState, RunStats, Store, StoreError};
+use crate::store::{
+    Counts, CrawlRun, FailedJob, Job, JobId, RunState, RunStats, Store, StoreError,
+};
 
 /// Everything `status` shows.
 #[derive(Debug)]
@@ -112,7 +114,12 @@ impl fmt::Display for StatusReport {
         } else {
             ", none in flight"
         };
-        writeln!(f, "jobs: {} pending{in_flight}, {} failed", self.jobs.len(), self.failed.len())?;
+        writeln!(
+            f,
+            "jobs: {} pending{in_flight}, {} failed",
+            self.jobs.len(),
+            self.failed.len()
+        )?;
         for (id, job) in self.jobs.iter().filter(|(_, j)| j.attempts > 0).take(20) {
             writeln!(
                 f,
@@ -123,10 +130,18 @@ impl fmt::Display for StatusReport {
             )?;
         }
         for (id, failed) in &self.failed {
-            writeln!(f, "  failed #{id} {}: {}", failed.job.kind.url(), failed.reason)?;
+            writeln!(
+                f,
+                "  failed #{id} {}: {}",
+                failed.job.kind.url(),
+                failed.reason
+            )?;
         }
         for (name, count, seen) in &self.count_mismatches {
-            writeln!(f, "  {name}: Hub counts {count} tags, the listing gave {seen}")?;
+            writeln!(
+                f,
+                "  {name}: Hub counts {count} tags, the listing gave {seen}"
+            )?;
         }
         let c = &self.counts;
         writeln!(

@@ -121,7 +121,11 @@ impl Ui {
                         "pages {}  tags {}  {rate:.1} req/s{}",
                         progress.pages.load(Relaxed),
                         progress.tags.load(Relaxed),
-                        if failed > 0 { format!("  failed {failed}") } else { String::new() }
+                        if failed > 0 {
+                            format!("  failed {failed}")
+                        } else {
+                            String::new()
+                        }
                     ));
                     bar.tick();
                     std::thread::sleep(Duration::from_millis(200));

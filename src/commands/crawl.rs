@@ -11,14 +11,7 @@ use crate::cli::{Cli, CrawlArgs};
 use crate::ui::Ui;
 
 pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
-    let store = match Store::open(&cli.db) {
-        Ok(store) => Arc::new(store),
-        Err(e) => {
-            ui.error(&e.to_string());
-            return super::store_error_code(&e);
-        }
-    };
-    let options = CrawlOptions {
+    let mut options = CrawlOptions {
         hub_url: args.hub_url.clone(),
         namespace: args.namespace.clone(),
         repos: args.repos.clone(),
@@ -27,7 +20,26 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
         resume: args.resume,
         ..CrawlOptions::default()
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    if let Some(ms) = args.retry_base_ms {
+        let base = std::time::Duration::from_millis(ms);
+        options.job_retry_base = base;
+        options.net.backoff = (base, base.saturating_mul(20));
+    }
+    if let Err(e) = options.validate() {
+        ui.error(&e.to_string());
+        return super::USAGE;
+    }
+    let store = match Store::open(&cli.db) {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            ui.error(&e.to_string());
+            return super::store_error_code(&e);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             ui.error(&format!("cannot start the async runtime: {e}"));
@@ -136,6 +148,10 @@ fn summarize(ui: &Ui, report: &CrawlReport) {
     }
     ui.info(&format!("  failed jobs: {}", report.failed.len()));
     for (id, failed) in &report.failed {
-        ui.info(&format!("    #{id} {}: {}", failed.job.kind.url(), failed.reason));
+        ui.info(&format!(
+            "    #{id} {}: {}",
+            failed.job.kind.url(),
+            failed.reason
+        ));
     }
 }

@@ -19,7 +19,10 @@ pub fn run(cli: &Cli, args: &FinalizeArgs, ui: &Ui) -> u8 {
             "the crawl in {} is unfinished: the dataset holds what was stored so far",
             cli.db.display()
         )),
-        Ok(None) => ui.warn(&format!("{} holds no crawl yet: the dataset is empty", cli.db.display())),
+        Ok(None) => ui.warn(&format!(
+            "{} holds no crawl yet: the dataset is empty",
+            cli.db.display()
+        )),
         _ => {}
     }
     let output = Output::parse(&args.out);

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
@@ -68,6 +68,35 @@ pub struct CrawlOptions {
     pub resume: bool,
     /// Client limits.
     pub net: NetConfig,
+    /// Delay before a failed job's second attempt; doubled for each further one.
+    pub job_retry_base: Duration,
+}
+
+impl CrawlOptions {
+    /// Checks the options that need no store, so that bad flags fail before a store is created.
+    pub fn validate(&self) -> Result<(), CrawlError> {
+        if self.workers == 0 || self.workers > 256 {
+            return Err(CrawlError::Usage(format!(
+                "--workers must be between 1 and 256, got {}",
+                self.workers
+            )));
+        }
+        Pacer::new(self.rps).map_err(|e| CrawlError::Usage(e.to_string()))?;
+        if let Some(url) = &self.hub_url {
+            HubApi::new(url).map_err(|e| CrawlError::Usage(e.to_string()))?;
+        }
+        let namespace = self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+        if RepoName::new(namespace, "x").is_err() {
+            return Err(CrawlError::Usage(format!(
+                "--namespace {namespace:?} is not a valid Docker Hub namespace"
+            )));
+        }
+        for name in &self.repos {
+            RepoName::new(namespace, name)
+                .map_err(|e| CrawlError::Usage(format!("--repo: {e}")))?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for CrawlOptions {
@@ -80,6 +109,7 @@ impl Default for CrawlOptions {
             rps: DEFAULT_RPS,
             resume: false,
             net: NetConfig::default(),
+            job_retry_base: JOB_RETRY_BASE,
         }
     }
 }
@@ -145,12 +175,7 @@ pub async fn crawl(
     cancel: CancellationToken,
 ) -> Result<CrawlReport, CrawlError> {
     let started = Instant::now();
-    if options.workers == 0 || options.workers > 256 {
-        return Err(CrawlError::Usage(format!(
-            "--workers must be between 1 and 256, got {}",
-            options.workers
-        )));
-    }
+    options.validate()?;
     let pacer = Arc::new(Pacer::new(options.rps).map_err(|e| CrawlError::Usage(e.to_string()))?);
     let run = prepare_run(&store, &options)?;
     let api = HubApi::new(&run.hub_url).map_err(|e| CrawlError::Usage(e.to_string()))?;
@@ -192,6 +217,7 @@ pub async fn crawl(
             net: client.stats().clone(),
             synced: NetSnapshot::default(),
             count_mismatches: Vec::new(),
+            job_retry_base: options.job_retry_base,
         };
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -226,7 +252,16 @@ pub async fn crawl(
                     client.stats().requests.load(Ordering::Relaxed),
                     Ordering::Relaxed,
                 );
-                if tx.send(Completion { id, job, outcome }).await.is_err() {
+                // Wait for the commit before taking another job: a worker then holds at most one
+                // uncommitted page, which bounds what a crash can make us fetch again.
+                let (ack, committed) = oneshot::channel();
+                let completion = Completion {
+                    id,
+                    job,
+                    outcome,
+                    ack,
+                };
+                if tx.send(completion).await.is_err() || committed.await.is_err() {
                     break; // the writer stopped on a store error
                 }
             }
@@ -286,8 +321,16 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<CrawlRun, CrawlE
             )));
         };
         let conflicts = [
-            ("--hub-url", options.hub_url.as_deref(), run.hub_url.as_str()),
-            ("--namespace", options.namespace.as_deref(), run.namespace.as_str()),
+            (
+                "--hub-url",
+                options.hub_url.as_deref(),
+                run.hub_url.as_str(),
+            ),
+            (
+                "--namespace",
+                options.namespace.as_deref(),
+                run.namespace.as_str(),
+            ),
         ];
         for (flag, given, stored) in conflicts {
             if let Some(given) = given
@@ -301,7 +344,11 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<CrawlRun, CrawlE
         if !options.repos.is_empty() && options.repos != run.repos {
             return Err(CrawlError::Usage(format!(
                 "--repo differs from the unfinished crawl's repositories ({}); resume without it",
-                if run.repos.is_empty() { "all".to_owned() } else { run.repos.join(", ") }
+                if run.repos.is_empty() {
+                    "all".to_owned()
+                } else {
+                    run.repos.join(", ")
+                }
             )));
         }
         let moved = store.write(|w| w.retry_failed())?;
@@ -333,11 +380,6 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<CrawlRun, CrawlE
         .map(|name| RepoName::new(&namespace, name))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CrawlError::Usage(format!("--repo: {e}")))?;
-    if RepoName::new(&namespace, "x").is_err() {
-        return Err(CrawlError::Usage(format!(
-            "--namespace {namespace:?} is not a valid Docker Hub namespace"
-        )));
-    }
     let run = CrawlRun {
         id: existing.map_or(1, |r| r.id + 1),
         state: RunState::Running,
@@ -400,6 +442,7 @@ struct Completion {
     id: JobId,
     job: Job,
     outcome: Outcome,
+    ack: oneshot::Sender<()>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -420,6 +463,7 @@ struct WriterCtx {
     net: Arc<NetStats>,
     synced: NetSnapshot,
     count_mismatches: Vec<(String, u64, u64)>,
+    job_retry_base: Duration,
 }
 
 /// What committing one completion changes in memory afterwards.
@@ -434,7 +478,10 @@ struct Applied {
 }
 
 impl WriterCtx {
-    fn run(mut self, mut rx: mpsc::Receiver<Completion>) -> Result<Vec<(String, u64, u64)>, StoreError> {
+    fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Completion>,
+    ) -> Result<Vec<(String, u64, u64)>, StoreError> {
         while let Some(first) = rx.blocking_recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -447,6 +494,10 @@ impl WriterCtx {
                 // Nothing of the batch was kept: its jobs are still in the store. Stop the crawl.
                 self.queue.close();
                 return Err(err);
+            }
+            for completion in batch {
+                // A worker that is gone (Ctrl-C) no longer waits; nothing to tell it.
+                let _ = completion.ack.send(());
             }
         }
         Ok(self.count_mismatches)
@@ -495,7 +546,9 @@ impl WriterCtx {
         stats: &mut RunStats,
         mismatches: &mut Vec<(String, u64, u64)>,
     ) -> Result<Applied, TxError> {
-        let Completion { id, job, outcome } = completion;
+        let Completion {
+            id, job, outcome, ..
+        } = completion;
         let mut applied = Applied::default();
         let page = match outcome {
             Outcome::Page(page) => page,
@@ -512,7 +565,8 @@ impl WriterCtx {
             Outcome::Failed { error, transient } => {
                 let attempts = job.attempts + 1;
                 if *transient && attempts < MAX_ATTEMPTS {
-                    let delay = JOB_RETRY_BASE
+                    let delay = self
+                        .job_retry_base
                         .saturating_mul(1 << (attempts - 1).min(16))
                         .min(JOB_RETRY_MAX);
                     tracing::warn!(

@@ -134,7 +134,9 @@ fn write_atomically(
         let file = File::create(&tmp).map_err(WalkError::Io)?;
         let mut out = BufWriter::with_capacity(1 << 16, file);
         let summary = write_dataset(snapshot, &mut out)?;
-        let file = out.into_inner().map_err(|e| WalkError::Io(e.into_error()))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| WalkError::Io(e.into_error()))?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
         // Make the rename itself durable.
@@ -233,10 +235,14 @@ mod tests {
 
     #[test]
     fn line_format() {
-        let d = Digest::parse("sha256:0199853f6d6b20b0424f3c5694a72a62764f01e6a771b1eb48a4197848986c7e")
-            .unwrap();
-        let i = Digest::parse("sha256:3b06811b2afd352be909dd088a004166d665dc76d38b13eada33522a9d915c6f")
-            .unwrap();
+        let d = Digest::parse(
+            "sha256:0199853f6d6b20b0424f3c5694a72a62764f01e6a771b1eb48a4197848986c7e",
+        )
+        .unwrap();
+        let i = Digest::parse(
+            "sha256:3b06811b2afd352be909dd088a004166d665dc76d38b13eada33522a9d915c6f",
+        )
+        .unwrap();
         let record = DigestRecord {
             kind: ObjectKind::Manifest,
             platform: Some(Platform::new("linux", "amd64", None)),

@@ -41,7 +41,9 @@ pub enum HubUrlError {
 
 /// A link that leaves the Hub origin.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("refused to follow {link:?}: it leaves {origin} (only links on the --hub-url origin are followed)")]
+#[error(
+    "refused to follow {link:?}: it leaves {origin} (only links on the --hub-url origin are followed)"
+)]
 pub struct OffHostError {
     /// The link as the page gave it (shortened).
     pub link: String,
@@ -150,8 +152,14 @@ mod tests {
         assert!(HubApi::new("http://127.0.0.1:8080").is_ok());
         assert!(HubApi::new("http://[::1]:8080/").is_ok());
         assert!(HubApi::new("http://localhost:1").is_ok());
-        assert!(matches!(HubApi::new("http://hub.docker.com"), Err(HubUrlError::Insecure(_))));
-        assert!(matches!(HubApi::new("ftp://127.0.0.1"), Err(HubUrlError::Insecure(_))));
+        assert!(matches!(
+            HubApi::new("http://hub.docker.com"),
+            Err(HubUrlError::Insecure(_))
+        ));
+        assert!(matches!(
+            HubApi::new("ftp://127.0.0.1"),
+            Err(HubUrlError::Insecure(_))
+        ));
         assert!(matches!(
             HubApi::new("https://u:p@hub.docker.com"),
             Err(HubUrlError::NotAnOrigin(_))

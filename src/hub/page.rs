@@ -5,8 +5,8 @@
 //! failing the whole page. Only the envelope's structure is required: a body that is not JSON, or
 //! whose `results` is not a list of objects, is a broken page.
 
-use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, Visitor};
 use std::fmt;
 
 /// The paging envelope: `{"count", "next", "previous", "results"}`.

@@ -124,7 +124,8 @@ pub fn observe_tag(entry: &TagEntry, repo: &str, skips: &mut Skips) -> Option<Ta
     let context = || format!("{repo}:{name}");
 
     // Platform images, attestations and broken entries removed.
-    let mut images: Vec<(Digest, Platform, Option<String>)> = Vec::with_capacity(entry.images.len());
+    let mut images: Vec<(Digest, Platform, Option<String>)> =
+        Vec::with_capacity(entry.images.len());
     for image in &entry.images {
         let platform = Platform::new(
             image.os.as_deref().unwrap_or(""),
@@ -167,7 +168,11 @@ pub fn observe_tag(entry: &TagEntry, repo: &str, skips: &mut Skips) -> Option<Ta
             ObjectKind::Manifest | ObjectKind::Config => images
                 .iter()
                 .find(|(d, _, _)| *d == digest)
-                .or(if images.len() == 1 { images.first() } else { None })
+                .or(if images.len() == 1 {
+                    images.first()
+                } else {
+                    None
+                })
                 .map(|(_, p, v)| (Some(p.clone()), v.clone()))
                 .unwrap_or((None, None)),
         };
@@ -223,13 +228,20 @@ mod tests {
         let obs = observe_tag(&entry, "rust", &mut skips).unwrap();
         assert_eq!(obs.digest, None);
         assert_eq!(obs.facts.len(), 4);
-        assert!(obs.facts.iter().all(|f| f.kind == ObjectKind::Manifest && f.index.is_none()));
+        assert!(
+            obs.facts
+                .iter()
+                .all(|f| f.kind == ObjectKind::Manifest && f.index.is_none())
+        );
         let platforms: Vec<String> = obs
             .facts
             .iter()
             .map(|f| f.platform.as_ref().unwrap().to_string())
             .collect();
-        assert_eq!(platforms, ["linux/amd64", "linux/arm64/v8", "linux/arm/v7", "linux/386"]);
+        assert_eq!(
+            platforms,
+            ["linux/amd64", "linux/arm64/v8", "linux/arm/v7", "linux/386"]
+        );
         assert_eq!(skips, Skips::default());
     }
 
@@ -264,7 +276,10 @@ mod tests {
         let obs = observe_tag(&tag(&single), "x", &mut Skips::default()).unwrap();
         assert_eq!(obs.facts.len(), 1);
         assert_eq!(obs.facts[0].kind, ObjectKind::Manifest);
-        assert_eq!(obs.facts[0].platform.as_ref().unwrap().to_string(), "linux/amd64");
+        assert_eq!(
+            obs.facts[0].platform.as_ref().unwrap().to_string(),
+            "linux/amd64"
+        );
 
         let config = format!(
             r#"{{"name":"c","digest":"{D2}","media_type":"application/vnd.docker.container.image.v1+json",

@@ -148,7 +148,11 @@ impl Middleware for PacingMiddleware {
 
 impl HttpClient {
     /// Builds the stack for `api`'s origin.
-    pub fn new(api: &HubApi, pacer: Arc<Pacer>, config: &NetConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        api: &HubApi,
+        pacer: Arc<Pacer>,
+        config: &NetConfig,
+    ) -> Result<Self, reqwest::Error> {
         let guard = api.clone();
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= 5 {

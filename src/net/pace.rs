@@ -168,7 +168,11 @@ impl Pacer {
 
 /// `Retry-After` as a duration from `now`: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -178,7 +182,8 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 
 /// When `X-RateLimit-Remaining` is 0, the window's reset time from `X-RateLimit-Reset`.
 fn spent_window_reset(headers: &HeaderMap) -> Option<SystemTime> {
-    let number = |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+    let number =
+        |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
     if number("x-ratelimit-remaining")? > 0 {
         return None;
     }
@@ -231,7 +236,10 @@ mod tests {
         let reset = clock::now_unix() + 3;
         let mut h = HeaderMap::new();
         h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
-        h.insert("x-ratelimit-reset", HeaderValue::from_str(&reset.to_string()).unwrap());
+        h.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from_str(&reset.to_string()).unwrap(),
+        );
         pacer.observe(StatusCode::OK, &h);
         assert!(pacer.pause_remaining().unwrap() > Duration::from_secs(1));
         assert_eq!(pacer.paused_until_unix(), Some(reset));

@@ -224,6 +224,8 @@ impl Store {
         self.write(|w| {
             // Creating every table up front lets readers assume they exist.
             w.txn.open_table(TAGS)?;
+            w.txn.open_table(DIGESTS)?;
+            w.txn.open_table(PAIRS)?;
             w.txn.open_table(PARENTS)?;
             match w.meta::<u64>(META_SCHEMA)? {
                 None => w.set_meta(META_SCHEMA, &SCHEMA_VERSION),

@@ -1,0 +1,632 @@
+//! End-to-end tests of `digestmap crawl`, `finalize` and `status`: the real binary against the
+//! project's Docker Hub double (tests/support/fake_hub), never the internet.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::fake_hub::{FakeHub, FakeHubConfig};
+
+/// A scratch folder for one test, removed when the test passes.
+struct Sandbox {
+    dir: PathBuf,
+}
+
+impl Sandbox {
+    fn new(name: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "digestmap-test-{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.join("store.redb")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// `digestmap --db <store> ARGS...`, not yet started.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_digestmap"));
+        cmd.arg("--db")
+            .arg(self.db())
+            .args(args)
+            .current_dir(&self.dir)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run digestmap")
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start digestmap")
+    }
+
+    /// Crawls `hub` with fast pacing; extra flags go after.
+    fn crawl(&self, hub: &FakeHub, extra: &[&str]) -> Output {
+        let url = hub.url();
+        let mut args = vec![
+            "crawl",
+            "--hub-url",
+            &url,
+            "--rps",
+            "500",
+            "--retry-base-ms",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    /// `crawl --resume` to the end, then the dataset must equal the double's truth.
+    fn resume_to_truth(&self, hub: &FakeHub) {
+        let output = self.run(&["crawl", "--resume", "--rps", "500", "--retry-base-ms", "20"]);
+        assert_success(&output, "crawl --resume");
+        let out = self.finalize("resumed.ndjson");
+        assert_same_dataset(&dataset(&out), &hub.truth());
+    }
+
+    fn finalize(&self, name: &str) -> PathBuf {
+        let out = self.path(name);
+        let output = self.run(&["finalize", "--out", out.to_str().unwrap()]);
+        assert_success(&output, "finalize");
+        out
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_success(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed with {:?}\nstderr:\n{}",
+        output.status.code(),
+        stderr(output)
+    );
+}
+
+fn assert_code(output: &Output, code: i32, what: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{what}: unexpected exit code\nstderr:\n{}",
+        stderr(output)
+    );
+}
+
+/// The dataset keyed by digest, with the time fields checked and removed.
+fn dataset(path: &Path) -> BTreeMap<String, Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = BTreeMap::new();
+    let mut previous = String::new();
+    for line in text.lines() {
+        let mut value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let obj = value.as_object_mut().unwrap();
+        let first = obj.remove("first_seen").unwrap();
+        let last = obj.remove("last_seen").unwrap();
+        let (first, last) = (first.as_str().unwrap(), last.as_str().unwrap());
+        assert_eq!(first.len(), 20, "RFC 3339 UTC time: {first}");
+        assert!(first.ends_with('Z') && first <= last, "{first} .. {last}");
+        let digest = obj["digest"].as_str().unwrap().to_owned();
+        assert!(digest > previous, "lines sorted by digest");
+        previous = digest.clone();
+        out.insert(digest, value);
+    }
+    out
+}
+
+/// Asserts two datasets are equal, showing the first differences readably.
+fn assert_same_dataset(got: &BTreeMap<String, Value>, want: &BTreeMap<String, Value>) {
+    if got == want {
+        return;
+    }
+    let mut report = Vec::new();
+    for (digest, w) in want {
+        match got.get(digest) {
+            None => report.push(format!("missing {w}")),
+            Some(g) if g != w => report.push(format!("differs:\n  got  {g}\n  want {w}")),
+            _ => {}
+        }
+    }
+    for (digest, g) in got {
+        if !want.contains_key(digest) {
+            report.push(format!("unexpected {g}"));
+        }
+    }
+    let shown: Vec<_> = report.iter().take(8).cloned().collect();
+    panic!(
+        "dataset differs from the double's truth in {} digests (got {}, want {}):\n{}",
+        report.len(),
+        got.len(),
+        want.len(),
+        shown.join("\n")
+    );
+}
+
+fn small_hub(config: FakeHubConfig) -> FakeHub {
+    FakeHub::bind(config).unwrap()
+}
+
+fn small() -> FakeHubConfig {
+    FakeHubConfig {
+        repos: 5,
+        max_tags: 120,
+        big_repo_tags: 350,
+        ..FakeHubConfig::default()
+    }
+}
+
+#[test]
+fn full_crawl_equals_truth_and_finalize_is_deterministic() {
+    let hub = small_hub(FakeHubConfig::default());
+    let sb = Sandbox::new("full");
+    let output = sb.crawl(&hub, &["--workers", "4"]);
+    assert_success(&output, "crawl");
+    let err = stderr(&output);
+    assert!(err.contains("finished"), "summary: {err}");
+    assert!(
+        err.contains(&format!(
+            "attestation manifests {}",
+            hub.skipped_attestations()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("null digests {}", hub.skipped_null_digests())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "invalid digests {}",
+            hub.skipped_invalid_digests()
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{} tags", hub.total_tags())), "{err}");
+
+    let first = sb.finalize("a.ndjson");
+    assert_same_dataset(&dataset(&first), &hub.truth());
+    let second = sb.finalize("b.ndjson");
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&second).unwrap()
+    );
+    let stdout = sb.run(&["finalize", "--out", "-"]);
+    assert_success(&stdout, "finalize to stdout");
+    assert_eq!(stdout.stdout, std::fs::read(&first).unwrap());
+    // No temporary files are left beside the dataset.
+    let leftovers: Vec<_> = std::fs::read_dir(&sb.dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Every request stayed on the double, and each page was fetched once.
+    let pages: Vec<String> = hub
+        .requests()
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.path_and_query.clone())
+        .collect();
+    let unique: BTreeSet<_> = pages.iter().collect();
+    assert_eq!(pages.len(), unique.len(), "pages fetched twice");
+
+    let status = sb.run(&["status"]);
+    assert_success(&status, "status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("finished"), "{text}");
+    assert!(text.contains("0 pending"), "{text}");
+    assert!(
+        text.contains(&format!("{} digests", hub.truth().len())),
+        "{text}"
+    );
+}
+
+#[test]
+fn crawl_with_injected_faults_still_equals_truth() {
+    let hub = small_hub(FakeHubConfig {
+        fault_rate: 0.05,
+        slow_delay: Duration::from_millis(300),
+        // Enough pages (about 150) that 5% gives a handful of faults of several kinds.
+        repos: 16,
+        max_tags: 500,
+        big_repo_tags: 4000,
+        ..FakeHubConfig::default()
+    });
+    let sb = Sandbox::new("faults");
+    let output = sb.crawl(&hub, &["--workers", "4"]);
+    assert_success(&output, "crawl");
+    let faults: Vec<String> = hub
+        .requests()
+        .iter()
+        .filter_map(|r| r.fault.clone())
+        .collect();
+    eprintln!(
+        "{} requests, faults injected: {faults:?}",
+        hub.requests().len()
+    );
+    let kinds: BTreeSet<&String> = faults.iter().collect();
+    assert!(
+        faults.len() >= 4 && kinds.len() >= 3,
+        "too few faults to prove anything: {faults:?}"
+    );
+    let out = sb.finalize("d.ndjson");
+    assert_same_dataset(&dataset(&out), &hub.truth());
+}
+
+#[test]
+fn kill_9_then_resume_equals_truth_with_bounded_refetching() {
+    // About 70 pages at 40 a second: kills between 0.15 s and 1 s land mid-crawl.
+    let hub = small_hub(FakeHubConfig::default());
+    let sb = Sandbox::new("kill");
+    let url = hub.url();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    eprintln!("kill moments seeded with {seed}");
+    let workers = 3;
+    let mut kills = 0;
+    let mut state = seed;
+    for round in 0..4 {
+        let resume = round > 0 && sb.db().exists();
+        let mut args = vec![
+            "crawl",
+            "--rps",
+            "40",
+            "--workers",
+            "3",
+            "--retry-base-ms",
+            "20",
+        ];
+        if resume {
+            args.push("--resume");
+        } else {
+            args.extend(["--hub-url", url.as_str()]);
+        }
+        let mut child = sb.spawn(&args);
+        state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let wait = Duration::from_millis(150 + u64::from(state >> 8) % 850);
+        std::thread::sleep(wait);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let status = child.wait().unwrap();
+        if status.success() {
+            break;
+        }
+    }
+    // Finish whatever is left.
+    let output = sb.run(&["crawl", "--resume", "--rps", "500", "--retry-base-ms", "20"]);
+    if output.status.code() == Some(2) && stderr(&output).contains("no unfinished crawl") {
+        // A round already finished the crawl.
+    } else {
+        assert_success(&output, "final resume");
+    }
+    let out = sb.finalize("k.ndjson");
+    assert_same_dataset(&dataset(&out), &hub.truth());
+
+    let pages: Vec<String> = hub
+        .requests()
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.path_and_query.clone())
+        .collect();
+    let unique: BTreeSet<_> = pages.iter().collect();
+    let refetched = pages.len() - unique.len();
+    eprintln!("{kills} kills, {refetched} pages fetched again");
+    assert!(
+        refetched <= kills * workers,
+        "{refetched} pages fetched again after {kills} kills of {workers} workers"
+    );
+}
+
+#[test]
+fn request_starts_never_exceed_rps() {
+    let hub = small_hub(small());
+    let sb = Sandbox::new("rps");
+    let url = hub.url();
+    let rps = 8.0;
+    let repo = hub.repo_names()[1].clone();
+    let output = sb.run(&[
+        "crawl",
+        "--hub-url",
+        &url,
+        "--rps",
+        "8",
+        "--workers",
+        "6",
+        "--repo",
+        &repo,
+    ]);
+    assert_success(&output, "crawl");
+    let times: Vec<Instant> = hub.requests().iter().map(|r| r.at).collect();
+    assert!(
+        times.len() >= 2,
+        "too few requests to measure: {}",
+        times.len()
+    );
+    let n = rps as usize;
+    // Any n+1 consecutive starts span at least n/rps seconds (5% for scheduling jitter).
+    for window in times.windows(n + 1) {
+        let span = window[n].duration_since(window[0]);
+        assert!(
+            span.as_secs_f64() >= (n as f64 / rps) * 0.95,
+            "{} requests started within {span:?}",
+            n + 1
+        );
+    }
+    for pair in times.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        assert!(gap.as_secs_f64() >= 0.9 / rps, "two starts {gap:?} apart");
+    }
+}
+
+#[test]
+fn after_a_429_nothing_arrives_before_retry_after() {
+    let hub = small_hub(FakeHubConfig {
+        force_429: [2, 9].into_iter().collect(),
+        force_429_retry_after: 2,
+        ..small()
+    });
+    let sb = Sandbox::new("429");
+    let url = hub.url();
+    // At 20 requests a second a request starts 50 ms after the one before, long after the 429
+    // answer has reached the crawler: any request inside the pause would be a pacing bug.
+    let output = sb.run(&["crawl", "--hub-url", &url, "--rps", "20", "--workers", "4"]);
+    assert_success(&output, "crawl");
+    assert!(
+        stderr(&output).contains("429 answers 2"),
+        "{}",
+        stderr(&output)
+    );
+    let requests = hub.requests();
+    for limited in requests.iter().filter(|r| r.status == 429) {
+        let early: Vec<_> = requests
+            .iter()
+            .filter(|r| r.at > limited.at && r.at < limited.at + Duration::from_millis(1950))
+            .map(|r| r.path_and_query.clone())
+            .collect();
+        assert!(
+            early.is_empty(),
+            "requests within Retry-After of #{}: {early:?}",
+            limited.seq
+        );
+    }
+    let out = sb.finalize("r.ndjson");
+    assert_same_dataset(&dataset(&out), &hub.truth());
+}
+
+#[test]
+fn off_host_next_is_refused_and_reported() {
+    // A second listener stands in for the foreign host, to prove nothing ever reaches it.
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let evil = format!(
+        "http://{}/v2/namespaces/library/repositories/x/tags?page=2",
+        trap.local_addr().unwrap()
+    );
+    let hub = small_hub(small());
+    let repo = hub.repo_names()[0].clone();
+    hub.update(|c| c.off_host_next = Some((repo.clone(), evil.clone())));
+    let sb = Sandbox::new("offhost");
+    let output = sb.crawl(&hub, &["--workers", "2"]);
+    assert_code(&output, 3, "crawl with an off-host next link");
+    let err = stderr(&output);
+    assert!(err.contains("refused to follow"), "{err}");
+    assert!(err.contains(&evil), "{err}");
+    assert!(
+        trap.accept().is_err(),
+        "a connection reached the foreign host"
+    );
+
+    // The failed job is listed by status and tried again by --resume.
+    let status = sb.run(&["status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("1 failed"));
+    hub.update(|c| c.off_host_next = None);
+    sb.resume_to_truth(&hub);
+}
+
+#[test]
+fn a_malformed_page_fails_its_job_and_the_rest_goes_on() {
+    let hub = small_hub(small());
+    let repo = hub.repo_names()[2].clone();
+    let broken = format!("/repositories/{repo}/tags?page=1");
+    hub.update(|c| c.broken_paths = vec![broken.clone()]);
+    let sb = Sandbox::new("malformed");
+    let output = sb.crawl(&hub, &["--workers", "3"]);
+    assert_code(&output, 3, "crawl with a broken page");
+    let err = stderr(&output);
+    assert!(err.contains("not a valid Hub page"), "{err}");
+    assert!(err.contains(&broken), "names the URL: {err}");
+    // Every other repository was stored.
+    let out = sb.finalize("partial.ndjson");
+    let got = dataset(&out);
+    let others = hub
+        .truth()
+        .into_values()
+        .filter(|v| {
+            v["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| !t.as_str().unwrap().starts_with(&format!("{repo}:")))
+        })
+        .count();
+    assert!(
+        got.len() >= others,
+        "{} of at least {others} digests stored",
+        got.len()
+    );
+
+    hub.update(|c| c.broken_paths.clear());
+    sb.resume_to_truth(&hub);
+}
+
+#[test]
+fn an_endless_body_is_cut_off() {
+    let hub = small_hub(small());
+    let repo = hub.repo_names()[0].clone();
+    hub.update(|c| c.huge_paths = vec![format!("/repositories/{repo}/tags")]);
+    let sb = Sandbox::new("huge");
+    let output = sb.crawl(&hub, &["--workers", "2"]);
+    assert_code(&output, 3, "crawl with an endless body");
+    assert!(stderr(&output).contains("exceeds"), "{}", stderr(&output));
+}
+
+#[test]
+fn store_state_errors_exit_2() {
+    let hub = small_hub(small());
+    let sb = Sandbox::new("state");
+    let url = hub.url();
+
+    // Nothing to resume yet.
+    let output = sb.run(&["crawl", "--resume", "--hub-url", &url]);
+    assert_code(&output, 2, "resume on an empty store");
+    assert!(stderr(&output).contains("no unfinished crawl"));
+
+    // A crawl in progress holds the store: a second process is refused, and the first is not hurt.
+    let mut first = sb.spawn(&["crawl", "--hub-url", &url, "--rps", "20", "--workers", "2"]);
+    std::thread::sleep(Duration::from_millis(400));
+    let second = sb.run(&["crawl", "--resume"]);
+    assert_code(&second, 2, "second process");
+    assert!(
+        stderr(&second).contains("in use by another digestmap process"),
+        "{}",
+        stderr(&second)
+    );
+    // status reads beside the running crawl.
+    let status = sb.run(&["status"]);
+    assert_success(&status, "status beside a crawl");
+    assert!(String::from_utf8_lossy(&status.stdout).contains("running"));
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    // An unfinished crawl is not silently restarted.
+    let output = sb.run(&["crawl", "--hub-url", &url]);
+    assert_code(&output, 2, "crawl on an unfinished store");
+    assert!(stderr(&output).contains("--resume"), "{}", stderr(&output));
+    let output = sb.run(&["crawl", "--resume", "--hub-url", "http://127.0.0.1:1"]);
+    assert_code(&output, 2, "resume with another hub");
+
+    // Bad flags.
+    let other = Sandbox::new("flags");
+    for args in [
+        vec!["crawl", "--hub-url", "http://hub.docker.com"],
+        vec!["crawl", "--hub-url", url.as_str(), "--rps", "0"],
+        vec!["crawl", "--hub-url", url.as_str(), "--workers", "0"],
+        vec!["crawl", "--hub-url", url.as_str(), "--repo", "../etc"],
+        vec!["crawl", "--no-such-flag"],
+    ] {
+        let output = other.run(&args);
+        assert_code(&output, 2, &format!("{args:?}"));
+        assert!(
+            stderr(&output).contains("error"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let output = other.run(&["finalize", "--out", "x.ndjson"]);
+    assert_code(&output, 2, "finalize without a store");
+    assert!(stderr(&output).contains("no store"), "{}", stderr(&output));
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_resume_finishes() {
+    let hub = small_hub(small());
+    let sb = Sandbox::new("sigint");
+    let url = hub.url();
+    // About 10 pages at 4 a second: Ctrl-C after 1.2 s lands mid-crawl.
+    let child = sb.spawn(&["crawl", "--hub-url", &url, "--rps", "4", "--workers", "2"]);
+    std::thread::sleep(Duration::from_millis(1200));
+    let pid = child.id() as i32;
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().unwrap();
+    assert_code(&output, 130, "crawl after Ctrl-C");
+    assert!(
+        stderr(&output).contains("crawl --resume"),
+        "{}",
+        stderr(&output)
+    );
+    sb.resume_to_truth(&hub);
+}
+
+#[test]
+fn only_named_repositories() {
+    let hub = small_hub(small());
+    let sb = Sandbox::new("repo");
+    let names = hub.repo_names();
+    let output = sb.crawl(&hub, &["--repo", &names[0], "--repo", &names[3]]);
+    assert_success(&output, "crawl");
+    let out = sb.finalize("r.ndjson");
+    let got = dataset(&out);
+    let want: BTreeMap<String, Value> = hub
+        .truth()
+        .into_iter()
+        .filter_map(|(digest, mut v)| {
+            let tags: Vec<Value> = v["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| {
+                    let t = t.as_str().unwrap();
+                    t.starts_with(&format!("{}:", names[0]))
+                        || t.starts_with(&format!("{}:", names[3]))
+                })
+                .cloned()
+                .collect();
+            (!tags.is_empty()).then(|| {
+                v["tags"] = Value::Array(tags);
+                (digest, v)
+            })
+        })
+        .collect();
+    // Indexes of a manifest may come from repositories not crawled; compare everything else.
+    let strip = |m: &BTreeMap<String, Value>| -> BTreeMap<String, Value> {
+        m.iter()
+            .map(|(k, v)| {
+                let mut v = v.clone();
+                v.as_object_mut().unwrap().remove("indexes");
+                (k.clone(), v)
+            })
+            .collect()
+    };
+    assert_same_dataset(&strip(&got), &strip(&want));
+    assert!(hub.requests().iter().all(|r| {
+        !r.path_and_query
+            .ends_with("/repositories?page=1&page_size=100")
+    }));
+}

@@ -1,0 +1,6 @@
+//! Helpers shared by the integration tests: `mod support;` in a test file brings them in.
+//!
+//! Each test file uses only part of them, hence the blanket `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod fake_hub;
