@@ -258,6 +258,7 @@ mod tests {
                 digest: d,
                 record: &record,
                 tags: &tags,
+                tag_seen: &[(1, 1), (1, 1)],
                 indexes: &[i],
             },
         );

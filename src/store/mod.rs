@@ -503,6 +503,7 @@ impl<'t> WriteBatch<'t> {
             first_seen,
             last_seen: now,
             run,
+            deleted_at: None,
         };
         tags.insert(
             (repo_key.as_str(), obs.tag.as_str()),
@@ -563,8 +564,21 @@ pub struct DigestEntry<'a> {
     pub record: &'a DigestRecord,
     /// Every `repo:tag` seen pointing at it, sorted.
     pub tags: &'a [String],
+    /// For each of `tags`, when that pair was first and last seen (unix seconds).
+    pub tag_seen: &'a [(u64, u64)],
     /// The indexes it was listed under, sorted.
     pub indexes: &'a [Digest],
+}
+
+/// One digest as [`ReadBatch::digest_info`] returns it.
+#[derive(Debug, Clone)]
+pub struct DigestInfo {
+    /// Its record.
+    pub record: DigestRecord,
+    /// Every `repo:tag` seen pointing at it, sorted, with (first, last) seen times.
+    pub tags: Vec<(String, (u64, u64))>,
+    /// The indexes it was listed under.
+    pub indexes: Vec<Digest>,
 }
 
 /// Sizes of the tables.
@@ -628,6 +642,93 @@ impl ReadBatch {
         Ok(out)
     }
 
+    /// Calls `f` for every tag with its repository key (`ns/name`), in key order.
+    pub fn visit_tags<E: From<TxError>>(
+        &self,
+        mut f: impl FnMut(&str, &str, &TagState) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let table = self.txn.open_table(TAGS).map_err(TxError::from)?;
+        for item in table.iter().map_err(TxError::from)? {
+            let (key, value) = item.map_err(TxError::from)?;
+            let (repo, tag) = key.value();
+            let state: TagState = decode(value.value()).map_err(TxError::from)?;
+            f(repo, tag, &state)?;
+        }
+        Ok(())
+    }
+
+    /// The tags of one repository (`ns/name`), by tag name.
+    pub fn repo_tags(&self, repo: &RepoName) -> Result<Vec<(String, TagState)>, TxError> {
+        let table = self.txn.open_table(TAGS)?;
+        let key = repo.to_string();
+        let mut out = Vec::new();
+        for item in table.range((key.as_str(), "")..)? {
+            let (k, value) = item?;
+            let (r, tag) = k.value();
+            if r != key {
+                break;
+            }
+            out.push((tag.to_owned(), decode(value.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` digests whose hex form starts with `hex_prefix` (lowercase hex, any length
+    /// up to 64), in order.
+    pub fn digests_with_prefix(&self, hex_prefix: &str, limit: usize) -> Result<Vec<Digest>, TxError> {
+        let mut low = [0u8; 32];
+        let mut high = [0xffu8; 32];
+        for (i, c) in hex_prefix.bytes().take(64).enumerate() {
+            let nibble = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                _ => return Ok(Vec::new()),
+            };
+            let shift = if i % 2 == 0 { 4 } else { 0 };
+            low[i / 2] = (low[i / 2] & !(0x0f << shift)) | (nibble << shift);
+            high[i / 2] = (high[i / 2] & !(0x0f << shift)) | (nibble << shift);
+        }
+        let table = self.txn.open_table(DIGESTS)?;
+        let mut out = Vec::new();
+        for item in table.range(low..=high)? {
+            let (key, _) = item?;
+            out.push(Digest::from_bytes(key.value()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// One digest's record, its `repo:tag` pairs with their first and last seen times, and its
+    /// indexes; `None` if the store does not know it.
+    pub fn digest_info(&self, digest: &Digest) -> Result<Option<DigestInfo>, TxError> {
+        let key = *digest.as_bytes();
+        let Some(record) = self.txn.open_table(DIGESTS)?.get(key)? else {
+            return Ok(None);
+        };
+        let record: DigestRecord = decode(record.value())?;
+        let mut tags = Vec::new();
+        for item in self.txn.open_table(PAIRS)?.range((key, "")..)? {
+            let (k, v) = item?;
+            let (d, tag) = k.value();
+            if d != key {
+                break;
+            }
+            tags.push((tag.to_owned(), v.value()));
+        }
+        let mut indexes = Vec::new();
+        for item in self.txn.open_table(PARENTS)?.range((key, [0u8; 32])..=(key, [0xffu8; 32]))? {
+            let (k, _) = item?;
+            indexes.push(Digest::from_bytes(k.value().1));
+        }
+        Ok(Some(DigestInfo {
+            record,
+            tags,
+            indexes,
+        }))
+    }
+
     /// Sizes of the tables.
     pub fn counts(&self) -> Result<Counts, TxError> {
         Ok(Counts {
@@ -655,6 +756,7 @@ impl ReadBatch {
         let mut next_pair = pair_iter.next().transpose().map_err(TxError::from)?;
         let mut next_parent = parent_iter.next().transpose().map_err(TxError::from)?;
         let mut tags: Vec<String> = Vec::new();
+        let mut tag_seen: Vec<(u64, u64)> = Vec::new();
         let mut indexes: Vec<Digest> = Vec::new();
 
         for item in digests.iter().map_err(TxError::from)? {
@@ -663,13 +765,15 @@ impl ReadBatch {
             let record: DigestRecord = decode(value.value()).map_err(TxError::from)?;
 
             tags.clear();
-            while let Some((k, _)) = &next_pair {
+            tag_seen.clear();
+            while let Some((k, v)) = &next_pair {
                 let (d, tag) = k.value();
                 if d > digest {
                     break;
                 }
                 if d == digest {
                     tags.push(tag.to_owned());
+                    tag_seen.push(v.value());
                 }
                 next_pair = pair_iter.next().transpose().map_err(TxError::from)?;
             }
@@ -688,6 +792,7 @@ impl ReadBatch {
                 digest: Digest::from_bytes(digest),
                 record: &record,
                 tags: &tags,
+                tag_seen: &tag_seen,
                 indexes: &indexes,
             })?;
         }

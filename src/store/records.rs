@@ -187,6 +187,17 @@ pub struct TagState {
     pub last_seen: u64,
     /// The run that last saw it.
     pub run: u64,
+    /// When a full re-listing found the tag gone from Hub (it is then no longer current).
+    pub deleted_at: Option<u64>,
+}
+
+impl TagState {
+    /// Whether the pair (this tag, a digest last seen at `pair_last_seen`) is current: the tag
+    /// still exists and pointed at the digest when the tag was last seen. `record_tag` writes a
+    /// tag and all of its pairs with the same time, so equal times mean "seen together".
+    pub fn is_current_pair(&self, pair_last_seen: u64) -> bool {
+        self.deleted_at.is_none() && pair_last_seen == self.last_seen
+    }
 }
 
 impl Record for TagState {
