@@ -630,3 +630,51 @@ fn only_named_repositories() {
             .ends_with("/repositories?page=1&page_size=100")
     }));
 }
+
+#[test]
+fn adaptive_pacing_spends_the_window_without_429s() {
+    // A window of 10 requests per 2 s (Hub's 180 per 60 s, scaled down) and --rps 20: the crawler
+    // must learn the window from X-RateLimit-* and wait for its reset instead of sending into 429s.
+    let (limit, window) = (10u32, Duration::from_secs(2));
+    let hub = small_hub(FakeHubConfig {
+        rate_limit: Some((limit, window)),
+        repos: 8,
+        max_tags: 300,
+        big_repo_tags: 1200,
+        ..FakeHubConfig::default()
+    });
+    let sb = Sandbox::new("window");
+    let url = hub.url();
+    let output = sb.run(&["crawl", "--hub-url", &url, "--rps", "20", "--workers", "4"]);
+    assert_success(&output, "crawl");
+    let requests = hub.requests();
+    let first = requests[0].at;
+    let late_429s: Vec<u64> = requests
+        .iter()
+        .filter(|r| r.status == 429 && r.at > first + window)
+        .map(|r| r.seq)
+        .collect();
+    assert!(
+        late_429s.is_empty(),
+        "429s after the first window: {late_429s:?}"
+    );
+    let allowed_rate = f64::from(limit) / window.as_secs_f64();
+    let ideal = requests.len() as f64 / allowed_rate;
+    let took = requests
+        .last()
+        .unwrap()
+        .at
+        .duration_since(first)
+        .as_secs_f64();
+    eprintln!(
+        "{} requests in {took:.2}s; pages / allowed rate = {ideal:.2}s",
+        requests.len()
+    );
+    assert!(
+        took <= ideal * 1.05,
+        "{} requests took {took:.2}s, more than 5% over {ideal:.2}s",
+        requests.len()
+    );
+    let out = sb.finalize("w.ndjson");
+    assert_same_dataset(&dataset(&out), &hub.truth());
+}

@@ -139,8 +139,9 @@ impl Middleware for PacingMiddleware {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         tracing::debug!("GET {}", req.url());
         let result = next.run(req, extensions).await;
-        if let Ok(response) = &result {
-            self.pacer.observe(response.status(), response.headers());
+        match &result {
+            Ok(response) => self.pacer.observe(response.status(), response.headers()),
+            Err(_) => self.pacer.abandon(),
         }
         result
     }

@@ -6,8 +6,10 @@
 //! - a governor limiter with a burst of one, so request starts are spaced by at least `1/--rps`;
 //! - a shared pause set by a 429 (`Retry-After`, in seconds or as an HTTP date; a bare 429 without it
 //!   doubles a backoff), so after Hub says stop no worker sends anything before the time it named;
-//! - the `X-RateLimit-*` window: when `Remaining` reaches 0, everyone waits for `Reset` instead of
-//!   sending into a 429.
+//! - the `X-RateLimit-*` window: the pacer keeps a budget of the requests the window still allows
+//!   (the latest `Remaining`, less the requests already in flight when that answer came), spends
+//!   one per request, and when it is spent everyone waits for `Reset` instead of sending into a
+//!   429. This is what lets `--rps` be higher than the window allows without getting 429s.
 //!
 //! The pause is wall-clock time so it can be stored and honoured by a resumed crawl.
 
@@ -27,6 +29,9 @@ pub const BARE_429_BACKOFF: Duration = Duration::from_secs(2);
 pub const MAX_BARE_429_BACKOFF: Duration = Duration::from_secs(300);
 /// A window reset further away than this is taken as a clock problem and capped.
 pub const MAX_WINDOW_WAIT: Duration = Duration::from_secs(900);
+/// Waiting this much past a window's reset keeps a request from landing in the old window when
+/// the two clocks differ by a little.
+pub const RESET_MARGIN: Duration = Duration::from_millis(50);
 
 /// Shared pacing state of all workers.
 #[derive(Debug)]
@@ -41,6 +46,16 @@ pub struct Pacer {
 struct PauseState {
     until: Option<SystemTime>,
     bare_429s: u32,
+    /// Requests started and not yet answered.
+    in_flight: u32,
+    /// What the current rate-limit window still allows, as far as we know.
+    window: Option<Budget>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    remaining: i64,
+    reset: SystemTime,
 }
 
 /// Why `--rps` was refused.
@@ -96,23 +111,69 @@ impl Pacer {
         self.window_waits.load(Ordering::Relaxed)
     }
 
-    /// Waits until a request may start: no pause in force and a limiter slot free.
+    /// Waits until a request may start: no pause in force, a limiter slot free, and budget left
+    /// in the rate-limit window. Every call must be followed by one [`Pacer::observe`] or
+    /// [`Pacer::abandon`].
     pub async fn ready(&self) {
         loop {
             while let Some(wait) = self.pause_remaining() {
                 tokio::time::sleep(wait).await;
             }
             self.limiter.until_ready().await;
+            let mut state = self.lock();
+            let now = SystemTime::now();
             // A 429 may have arrived while this worker waited for its slot.
-            if self.pause_remaining().is_none() {
-                return;
+            if state.until.is_some_and(|t| t > now) {
+                continue;
             }
+            match &mut state.window {
+                Some(w) if w.reset + RESET_MARGIN <= now => state.window = None,
+                Some(w) if w.remaining <= 0 => {
+                    let until = w.reset + RESET_MARGIN;
+                    self.window_waits.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("rate-limit window spent: waiting for its reset");
+                    state.until = Some(state.until.map_or(until, |t| t.max(until)));
+                    continue;
+                }
+                Some(w) => w.remaining -= 1,
+                None => {}
+            }
+            state.in_flight += 1;
+            return;
         }
+    }
+
+    /// A request started by [`Pacer::ready`] ended without an answer.
+    pub fn abandon(&self) {
+        let mut state = self.lock();
+        state.in_flight = state.in_flight.saturating_sub(1);
     }
 
     /// Learns from an answer's status and headers.
     pub fn observe(&self, status: StatusCode, headers: &HeaderMap) {
         let now = SystemTime::now();
+        {
+            let mut state = self.lock();
+            state.in_flight = state.in_flight.saturating_sub(1);
+            if let Some((remaining, reset)) = window(headers) {
+                // Requests still in flight were sent after this answer was counted: they will
+                // spend the window too.
+                let estimate = i64::from(remaining) - i64::from(state.in_flight);
+                let reset = reset.min(now + MAX_WINDOW_WAIT);
+                state.window = match state.window {
+                    // Answers arrive out of order: within one window, trust the lowest count.
+                    Some(w) if w.reset == reset => Some(Budget {
+                        remaining: w.remaining.min(estimate),
+                        reset,
+                    }),
+                    Some(w) if w.reset > reset => Some(w),
+                    _ => Some(Budget {
+                        remaining: estimate,
+                        reset,
+                    }),
+                };
+            }
+        }
         if status == StatusCode::TOO_MANY_REQUESTS {
             self.rate_limited.fetch_add(1, Ordering::Relaxed);
             let wait = match retry_after(headers, now) {
@@ -137,20 +198,6 @@ impl Pacer {
             return;
         }
         self.lock().bare_429s = 0;
-        if let Some(reset) = spent_window_reset(headers) {
-            let wait = reset
-                .duration_since(now)
-                .unwrap_or_default()
-                .min(MAX_WINDOW_WAIT);
-            if !wait.is_zero() {
-                self.window_waits.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    "rate-limit window spent: all workers wait {:.1}s for its reset",
-                    wait.as_secs_f64()
-                );
-                self.pause_until(now + wait);
-            }
-        }
     }
 
     fn pause_until(&self, until: SystemTime) {
@@ -180,15 +227,16 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     Some(date.duration_since(now).unwrap_or_default())
 }
 
-/// When `X-RateLimit-Remaining` is 0, the window's reset time from `X-RateLimit-Reset`.
-fn spent_window_reset(headers: &HeaderMap) -> Option<SystemTime> {
+/// `X-RateLimit-Remaining` and the window's end from `X-RateLimit-Reset` (unix seconds).
+fn window(headers: &HeaderMap) -> Option<(u32, SystemTime)> {
     let number =
         |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
-    if number("x-ratelimit-remaining")? > 0 {
-        return None;
-    }
+    let remaining = u32::try_from(number("x-ratelimit-remaining")?).unwrap_or(u32::MAX);
     let reset = number("x-ratelimit-reset")?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(reset))
+    Some((
+        remaining,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(reset),
+    ))
 }
 
 #[cfg(test)]
@@ -230,19 +278,29 @@ mod tests {
         assert!(first <= BARE_429_BACKOFF && second > BARE_429_BACKOFF);
     }
 
-    #[test]
-    fn spent_window_waits_for_reset() {
-        let pacer = Pacer::new(100.0).unwrap();
-        let reset = clock::now_unix() + 3;
+    #[tokio::test]
+    async fn a_spent_window_budget_waits_for_reset() {
+        let pacer = Pacer::new(1000.0).unwrap();
+        let reset = clock::now_unix() + 2;
         let mut h = HeaderMap::new();
-        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("2"));
         h.insert(
             "x-ratelimit-reset",
             HeaderValue::from_str(&reset.to_string()).unwrap(),
         );
+        // Two requests in flight when the answer saying "2 left" arrives: no budget remains.
+        pacer.ready().await;
+        pacer.ready().await;
+        pacer.ready().await;
         pacer.observe(StatusCode::OK, &h);
-        assert!(pacer.pause_remaining().unwrap() > Duration::from_secs(1));
-        assert_eq!(pacer.paused_until_unix(), Some(reset));
+        assert!(pacer.pause_remaining().is_none());
+        let waiting = tokio::time::timeout(Duration::from_millis(300), pacer.ready()).await;
+        assert!(
+            waiting.is_err(),
+            "a request started although the window was spent"
+        );
+        assert!(pacer.pause_remaining().unwrap() > Duration::from_millis(500));
+        assert_eq!(pacer.window_waits(), 1);
     }
 
     #[test]

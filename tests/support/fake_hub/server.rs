@@ -102,7 +102,17 @@ impl Shared {
     /// Generates the data of `config` for a server at `base_url`.
     pub(super) fn new(config: FakeHubConfig, base_url: String) -> Self {
         let loaded = Loaded::new(config.data_spec());
-        let now = Instant::now();
+        // Windows start on a whole unix second, as Hub's do: `X-RateLimit-Reset` (whole seconds)
+        // is then the exact end of a window whose length is whole seconds.
+        let wall = SystemTime::now();
+        let subsec = wall
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        let now = Instant::now()
+            .checked_sub(Duration::from_nanos(u64::from(subsec)))
+            .unwrap_or_else(Instant::now);
+        let wall = wall - Duration::from_nanos(u64::from(subsec));
         Shared {
             config: Mutex::new(config),
             data: RwLock::new(Arc::new(loaded)),
@@ -114,7 +124,7 @@ impl Shared {
                 count: 0,
             }),
             started: now,
-            started_wall: SystemTime::now(),
+            started_wall: wall,
         }
     }
 
@@ -132,7 +142,7 @@ impl Shared {
         let mut window = self.window.lock().expect("window lock");
         let elapsed = at.saturating_duration_since(window.start);
         if elapsed >= length {
-            // Windows are aligned to the server's start, like a fixed-window limiter.
+            // Windows follow each other from the first one, like a fixed-window limiter.
             let passed = elapsed.as_nanos() / length.as_nanos();
             window.start += Duration::from_nanos((length.as_nanos() * passed) as u64);
             window.count = 0;
