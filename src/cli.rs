@@ -36,6 +36,9 @@ pub enum Command {
     Finalize(FinalizeArgs),
     /// Show what the store holds and how far the crawl got.
     Status,
+    /// Show what the store (or a dataset file) knows of digests: kind, platform, tags (current
+    /// and past), indexes, times.
+    Lookup(LookupArgs),
 }
 
 /// `digestmap crawl`.
@@ -59,9 +62,24 @@ pub struct CrawlArgs {
     /// Continue the store's unfinished crawl (failed jobs are tried again).
     #[arg(long)]
     pub resume: bool,
+    /// Re-list every page even though the store holds a finished crawl (which is otherwise
+    /// refreshed); tags Hub no longer has are marked deleted.
+    #[arg(long, conflicts_with = "resume")]
+    pub full: bool,
+    /// Sign in to Docker Hub with a personal access token read from standard input (the user
+    /// name comes from --username or DOCKERHUB_USERNAME).
+    #[arg(long)]
+    pub token_stdin: bool,
+    /// Docker Hub user name for --token-stdin.
+    #[arg(long, value_name = "NAME", requires = "token_stdin")]
+    pub username: Option<String>,
     /// Base of the retry backoffs in milliseconds (for tests against a local double).
     #[arg(long, hide = true, value_name = "MS")]
     pub retry_base_ms: Option<u64>,
+    /// Time allowed for one whole request, body included, in milliseconds (for tests of slow
+    /// answers against a local double; the default is a minute).
+    #[arg(long, hide = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: Option<u64>,
 }
 
 /// `digestmap finalize`.
@@ -70,4 +88,24 @@ pub struct FinalizeArgs {
     /// Output file, replaced atomically; `-` for standard output.
     #[arg(long, value_name = "FILE")]
     pub out: String,
+    /// Only digests that some tag points at now (at the latest crawl).
+    #[arg(long)]
+    pub current_only: bool,
+}
+
+/// `digestmap lookup`.
+#[derive(Debug, Args)]
+pub struct LookupArgs {
+    /// Digests: `sha256:` and 64 hex characters, the hex alone, or a unique prefix of at least
+    /// 12 hex characters.
+    #[arg(value_name = "DIGEST", required = true)]
+    pub digests: Vec<String>,
+    /// Read this dataset (NDJSON written by `finalize`; `-` for standard input) instead of the
+    /// store.
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<PathBuf>,
+    /// One JSON object per digest found, on standard output: the dataset line's keys, plus
+    /// `tag_seen` (per-tag first and last seen) from the store.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Crawl(args) => commands::crawl::run(&cli, args, &ui),
         Command::Finalize(args) => commands::finalize::run(&cli, args, &ui),
         Command::Status => commands::status::run(&cli, &ui),
+        Command::Lookup(args) => commands::lookup::run(&cli, args, &ui),
     };
     ExitCode::from(code)
 }

@@ -4,8 +4,61 @@ use std::fmt;
 
 use crate::clock;
 use crate::store::{
-    Counts, CrawlRun, FailedJob, Job, JobId, RunState, RunStats, Store, StoreError,
+    Counts, CrawlRun, FailedJob, Job, JobId, RepoState, RunMode, RunState, RunStats, Store,
+    StoreError,
 };
+
+/// Lines describing how completely each repository of a run was listed and what it cost:
+/// one summary line, then one line per repository that was capped, re-read or is incomplete.
+pub fn coverage_lines(repos: &[(String, RepoState)]) -> Vec<String> {
+    let done: Vec<_> = repos.iter().filter(|(_, s)| s.complete.is_some()).collect();
+    let complete = done
+        .iter()
+        .filter(|(_, s)| s.complete == Some(true))
+        .count();
+    let requests: u64 = repos.iter().map(|(_, s)| s.requests).sum();
+    let mut lines = vec![format!(
+        "coverage: {complete} of {} repositories complete, {} incomplete, {} still listing; {requests} tag-list requests",
+        repos.len(),
+        done.len() - complete,
+        repos.len() - done.len()
+    )];
+    for (name, s) in repos {
+        let seen = if s.complete.is_some() {
+            s.distinct
+        } else {
+            s.tags_seen
+        };
+        let count = s.count.map_or("?".to_owned(), |c| c.to_string());
+        let state = match s.complete {
+            Some(true) => "complete",
+            Some(false) => "INCOMPLETE",
+            None => "listing",
+        };
+        if s.capped {
+            let (tags_at_cap, requests_at_cap) = s.at_cap;
+            let beyond = seen.saturating_sub(tags_at_cap);
+            let spent = s.requests.saturating_sub(requests_at_cap);
+            let per_1000 = if beyond > 0 {
+                format!("{:.1}", spent as f64 * 1000.0 / beyond as f64)
+            } else {
+                "-".to_owned()
+            };
+            lines.push(format!(
+                "  {name}: {state}, {seen} of {count} tags, {} requests; capped at {tags_at_cap} tags, then {spent} requests for {beyond} more ({per_1000} per 1000) through {} filters",
+                s.requests,
+                s.filters.len()
+            ));
+        } else if s.complete == Some(false) || s.relists > 0 {
+            lines.push(format!(
+                "  {name}: {state}, {seen} of {count} tags, {} requests, read {} times",
+                s.requests,
+                s.relists + 1
+            ));
+        }
+    }
+    lines
+}
 
 /// Everything `status` shows.
 #[derive(Debug)]
@@ -26,8 +79,8 @@ pub struct StatusReport {
     pub jobs: Vec<(JobId, Job)>,
     /// Failed jobs.
     pub failed: Vec<(JobId, FailedJob)>,
-    /// Repositories whose finished listing disagrees with Hub's count: (name, count, seen).
-    pub count_mismatches: Vec<(String, u64, u64)>,
+    /// The repositories of the current run with their coverage.
+    pub repos: Vec<(String, RepoState)>,
 }
 
 /// Reads the status of `store`. `crawl_running` says whether a writer holds it.
@@ -36,17 +89,9 @@ pub fn report(store: &Store, crawl_running: bool) -> Result<StatusReport, StoreE
         let run: Option<CrawlRun> = r.meta("run")?;
         let repos = r.repos()?;
         let run_id = run.as_ref().map_or(0, |r| r.id);
-        let in_run: Vec<_> = repos.iter().filter(|(_, s)| s.run == run_id).collect();
+        let in_run: Vec<(String, RepoState)> =
+            repos.into_iter().filter(|(_, s)| s.run == run_id).collect();
         let done = in_run.iter().filter(|(_, s)| s.done_at.is_some()).count() as u64;
-        let count_mismatches = in_run
-            .iter()
-            .filter(|(_, s)| s.done_at.is_some())
-            .filter_map(|(name, s)| {
-                s.count
-                    .filter(|c| *c != s.tags_seen)
-                    .map(|c| (name.clone(), c, s.tags_seen))
-            })
-            .collect();
         Ok(StatusReport {
             path: store.path().display().to_string(),
             crawl_running,
@@ -55,7 +100,7 @@ pub fn report(store: &Store, crawl_running: bool) -> Result<StatusReport, StoreE
             repos_in_run: (in_run.len() as u64, done),
             jobs: r.jobs()?,
             failed: r.failed()?,
-            count_mismatches,
+            repos: in_run,
             run,
         })
     })
@@ -74,7 +119,11 @@ impl fmt::Display for StatusReport {
                         "unfinished (no process is crawling; continue with `digestmap crawl --resume`)"
                     }
                 };
-                writeln!(f, "crawl #{}: {state}", run.id)?;
+                let mode = match run.mode {
+                    RunMode::Full => "full crawl",
+                    RunMode::Refresh => "refresh",
+                };
+                writeln!(f, "crawl #{} ({mode}): {state}", run.id)?;
                 writeln!(f, "  hub: {}  namespace: {}", run.hub_url, run.namespace)?;
                 if !run.repos.is_empty() {
                     writeln!(f, "  only repositories: {}", run.repos.join(", "))?;
@@ -85,8 +134,14 @@ impl fmt::Display for StatusReport {
                 }
                 writeln!(
                     f,
-                    "  repositories: {} listed, {} done",
-                    self.repos_in_run.0, self.repos_in_run.1
+                    "  repositories: {} listed, {} done{}",
+                    self.repos_in_run.0,
+                    self.repos_in_run.1,
+                    match (self.stats.repo_count, self.stats.repo_list_capped) {
+                        (Some(c), true) => format!(" (Hub counts {c}; the list was capped)"),
+                        (Some(c), false) => format!(" (Hub counts {c})"),
+                        (None, _) => String::new(),
+                    }
                 )?;
                 let s = &self.stats;
                 writeln!(
@@ -137,11 +192,10 @@ impl fmt::Display for StatusReport {
                 failed.reason
             )?;
         }
-        for (name, count, seen) in &self.count_mismatches {
-            writeln!(
-                f,
-                "  {name}: Hub counts {count} tags, the listing gave {seen}"
-            )?;
+        if self.run.is_some() {
+            for line in coverage_lines(&self.repos) {
+                writeln!(f, "{line}")?;
+            }
         }
         let c = &self.counts;
         writeln!(

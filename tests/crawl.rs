@@ -137,6 +137,14 @@ fn dataset(path: &Path) -> BTreeMap<String, Value> {
         let (first, last) = (first.as_str().unwrap(), last.as_str().unwrap());
         assert_eq!(first.len(), 20, "RFC 3339 UTC time: {first}");
         assert!(first.ends_with('Z') && first <= last, "{first} .. {last}");
+        // `current` is checked here (a subset of `tags`) and left out of comparisons with the
+        // double's truth, which only knows the tags.
+        if let Some(current) = obj.remove("current") {
+            let tags = obj["tags"].as_array().unwrap();
+            for tag in current.as_array().unwrap() {
+                assert!(tags.contains(tag), "current {tag} not among tags: {line}");
+            }
+        }
         let digest = obj["digest"].as_str().unwrap().to_owned();
         assert!(digest > previous, "lines sorted by digest");
         previous = digest.clone();
@@ -638,9 +646,10 @@ fn adaptive_pacing_spends_the_window_without_429s() {
     let (limit, window) = (10u32, Duration::from_secs(2));
     let hub = small_hub(FakeHubConfig {
         rate_limit: Some((limit, window)),
-        repos: 8,
-        max_tags: 300,
-        big_repo_tags: 1200,
+        // Many small repositories, so that the window, not one long repository, sets the pace.
+        repos: 24,
+        max_tags: 150,
+        big_repo_tags: 150,
         ..FakeHubConfig::default()
     });
     let sb = Sandbox::new("window");
@@ -677,4 +686,131 @@ fn adaptive_pacing_spends_the_window_without_429s() {
     );
     let out = sb.finalize("w.ndjson");
     assert_same_dataset(&dataset(&out), &hub.truth());
+}
+
+#[test]
+fn anonymous_paging_cap_is_covered_completely() {
+    // python has 2500 tags; anonymous listings stop at offset 1000.
+    let hub = small_hub(FakeHubConfig {
+        anonymous_cap: true,
+        ..FakeHubConfig::default()
+    });
+    let sb = Sandbox::new("cap");
+    let output = sb.crawl(&hub, &["--workers", "4"]);
+    assert_success(&output, "crawl under the anonymous cap");
+    let err = stderr(&output);
+    let line = err
+        .lines()
+        .find(|l| l.trim_start().starts_with("library/python:"))
+        .unwrap_or_else(|| panic!("no coverage line for python: {err}"));
+    eprintln!("{line}");
+    assert!(line.contains("complete, 2500 of 2500 tags"), "{line}");
+    assert!(line.contains("capped at 1000 tags"), "{line}");
+    assert!(
+        hub.requests().iter().any(|r| r.status == 403),
+        "the cap was never hit"
+    );
+    let out = sb.finalize("cap.ndjson");
+    assert_same_dataset(&dataset(&out), &hub.truth());
+    let status = sb.run(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("library/python: complete"), "{text}");
+}
+
+#[test]
+fn capped_repository_list_is_read_from_both_ends() {
+    let hub = small_hub(FakeHubConfig {
+        anonymous_cap: true,
+        repos: 160,
+        max_tags: 8,
+        big_repo_tags: 8,
+        ..FakeHubConfig::default()
+    });
+    let sb = Sandbox::new("repocap");
+    let output = sb.crawl(&hub, &["--workers", "4"]);
+    assert_success(&output, "crawl");
+    let out = sb.finalize("repos.ndjson");
+    assert_same_dataset(&dataset(&out), &hub.truth());
+    let status = sb.run(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("160 listed, 160 done (Hub counts 160; the list was capped)"),
+        "{text}"
+    );
+}
+
+/// A plain HTTP GET of the double's JSON (the tests' own client, no crawler code).
+fn get_json(hub: &FakeHub, path: &str) -> Value {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(hub.addr()).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8(response).unwrap();
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    serde_json::from_str(body).unwrap()
+}
+
+#[test]
+fn tags_moving_during_the_crawl_are_not_missed() {
+    let hub = small_hub(FakeHubConfig::default());
+    let sb = Sandbox::new("shift");
+    let url = hub.url();
+    // python: 25 pages at 8 a second. While page 6 is read, three tags of page 20 are re-pushed:
+    // they jump to the top, into pages already read, and vanish from the unread ones. Only
+    // re-reading the listing finds them.
+    let page20 = get_json(
+        &hub,
+        "/v2/namespaces/library/repositories/python/tags?page=20&page_size=100",
+    );
+    let moved: Vec<String> = page20["results"].as_array().unwrap()[10..13]
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    let child = sb.spawn(&[
+        "crawl",
+        "--hub-url",
+        &url,
+        "--rps",
+        "8",
+        "--workers",
+        "2",
+        "--repo",
+        "python",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !hub
+        .requests()
+        .iter()
+        .any(|r| r.path_and_query.contains("tags?page=6&"))
+    {
+        assert!(Instant::now() < deadline, "the crawl never reached page 6");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    hub.update(|c| {
+        c.touched = moved
+            .iter()
+            .map(|t| ("python".to_owned(), t.clone()))
+            .collect();
+    });
+    let output = child.wait_with_output().unwrap();
+    assert_success(&output, "crawl");
+    let err = stderr(&output);
+    assert!(
+        err.contains("the listing changed while it was read"),
+        "{err}"
+    );
+    assert!(err.contains("read 2 times"), "{err}");
+    let out = sb.finalize("shift.ndjson");
+    let got = dataset(&out);
+    let want: BTreeMap<String, Value> = hub
+        .truth()
+        .into_iter()
+        .filter(|(_, v)| v["tags"][0].as_str().unwrap().starts_with("python:"))
+        .collect();
+    assert_same_dataset(&got, &want);
 }

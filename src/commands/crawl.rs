@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use digestmap::crawl::{self, CrawlError, CrawlOptions, CrawlReport, Progress};
+use digestmap::net::auth;
 use digestmap::store::Store;
 
 use crate::cli::{Cli, CrawlArgs};
@@ -18,6 +19,7 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
         workers: args.workers,
         rps: args.rps,
         resume: args.resume,
+        full: args.full,
         ..CrawlOptions::default()
     };
     if let Some(ms) = args.retry_base_ms {
@@ -25,10 +27,32 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
         options.job_retry_base = base;
         options.net.backoff = (base, base.saturating_mul(20));
     }
+    if let Some(ms) = args.request_timeout_ms {
+        options.net.request_timeout = std::time::Duration::from_millis(ms);
+    }
     if let Err(e) = options.validate() {
         ui.error(&e.to_string());
         return super::USAGE;
     }
+    // Credentials are looked up on every run, `--resume` included: they are never stored.
+    let stdin_token = match args
+        .token_stdin
+        .then(|| auth::read_token(std::io::stdin().lock()))
+    {
+        None => None,
+        Some(Ok(token)) => Some(token),
+        Some(Err(e)) => {
+            ui.error(&e.to_string());
+            return super::USAGE;
+        }
+    };
+    options.credentials = match auth::discover(stdin_token, args.username.clone()) {
+        Ok(credentials) => credentials,
+        Err(e) => {
+            ui.error(&e.to_string());
+            return super::USAGE;
+        }
+    };
     let store = match Store::open(&cli.db) {
         Ok(store) => Arc::new(store),
         Err(e) => {
@@ -103,8 +127,26 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
                     code
                 }
                 CrawlError::Client(_) => super::ERROR,
+                CrawlError::Auth(_) | CrawlError::SignInUnavailable(_) => {
+                    // The run is in the store by now; nothing was fetched for it yet.
+                    ui.info(&format!(
+                        "once sign-in works, continue with `digestmap crawl --resume --db {db}`"
+                    ));
+                    if matches!(e, CrawlError::Auth(_)) {
+                        super::USAGE
+                    } else {
+                        super::ERROR
+                    }
+                }
             }
         }
+    }
+}
+
+fn mode_name(mode: digestmap::store::RunMode) -> &'static str {
+    match mode {
+        digestmap::store::RunMode::Full => "full",
+        digestmap::store::RunMode::Refresh => "refresh",
     }
 }
 
@@ -119,8 +161,9 @@ fn summarize(ui: &Ui, report: &CrawlReport) {
         "finished with failed jobs"
     };
     ui.info(&format!(
-        "crawl #{} of {} {state} after {:.1}s",
+        "crawl #{} ({}) of {} {state} after {:.1}s",
         report.run.id,
+        mode_name(report.run.mode),
         report.run.namespace,
         report.elapsed.as_secs_f64()
     ));
@@ -141,11 +184,10 @@ fn summarize(ui: &Ui, report: &CrawlReport) {
         "  store: {} repositories, {} tags, {} digests, {} digest-tag pairs",
         c.repos, c.tags, c.digests, c.pairs
     ));
-    for (name, count, seen) in &report.count_mismatches {
-        ui.warn(&format!(
-            "{name}: Hub counts {count} tags, the listing gave {seen}"
-        ));
+    for line in digestmap::status::coverage_lines(&report.repos) {
+        ui.info(&format!("  {line}"));
     }
+
     ui.info(&format!("  failed jobs: {}", report.failed.len()));
     for (id, failed) in &report.failed {
         ui.info(&format!(

@@ -1,6 +1,6 @@
 //! `digestmap finalize --out FILE`.
 
-use digestmap::dataset::{self, DatasetError, Output};
+use digestmap::dataset::{self, DatasetError, FinalizeOptions, Output};
 use digestmap::store::{RunState, Store};
 
 use crate::cli::{Cli, FinalizeArgs};
@@ -27,7 +27,10 @@ pub fn run(cli: &Cli, args: &FinalizeArgs, ui: &Ui) -> u8 {
     }
     let output = Output::parse(&args.out);
     let started = std::time::Instant::now();
-    match dataset::finalize(&store, &output) {
+    let options = FinalizeOptions {
+        current_only: args.current_only,
+    };
+    match dataset::finalize_with(&store, &output, options) {
         Ok(summary) => {
             let secs = started.elapsed().as_secs_f64();
             let target = match &output {
@@ -35,14 +38,26 @@ pub fn run(cli: &Cli, args: &FinalizeArgs, ui: &Ui) -> u8 {
                 Output::File(p) => p.display().to_string(),
             };
             ui.info(&format!(
-                "wrote {} digests ({} indexes, {} manifests, {} configs; {} digest-tag pairs; {} bytes) to {target} in {secs:.2}s",
+                "wrote {} digests ({} indexes, {} manifests, {} configs; {} digest-tag pairs, {} current; {} bytes) to {target} in {secs:.2}s",
                 summary.digests,
                 summary.indexes,
                 summary.manifests,
                 summary.configs,
                 summary.pairs,
+                summary.current_pairs,
                 summary.bytes
             ));
+            if summary.not_current > 0 {
+                let fate = if args.current_only {
+                    "left out (--current-only)"
+                } else {
+                    "written with an empty `current`"
+                };
+                ui.info(&format!(
+                    "{} digests no tag points at any more: {fate}",
+                    summary.not_current
+                ));
+            }
             super::OK
         }
         Err(e) => {

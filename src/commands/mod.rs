@@ -2,6 +2,7 @@
 
 pub mod crawl;
 pub mod finalize;
+pub mod lookup;
 pub mod status;
 
 /// Exit code of a finished command.

@@ -6,7 +6,7 @@ use url::Url;
 use crate::clock;
 use crate::hub::{self, HubApi, RepoEntry, Skips, TagEntry, TagObservation};
 use crate::model::RepoName;
-use crate::net::{FetchError, HttpClient};
+use crate::net::{FetchError, HttpClient, RequestCounter};
 use crate::store::JobKind;
 
 /// What a fetched page holds, validated.
@@ -40,6 +40,8 @@ pub enum Outcome {
     Page(Box<PageData>),
     /// Hub said 429: the job goes back without counting an attempt.
     RateLimited,
+    /// Hub refused to page this far without signing in (the anonymous paging cap).
+    Capped,
     /// The attempt failed.
     Failed {
         /// Why, naming the URL.
@@ -49,8 +51,33 @@ pub enum Outcome {
     },
 }
 
-/// Runs one job attempt.
-pub async fn run(client: &HttpClient, api: &HubApi, kind: &JobKind) -> Outcome {
+/// Runs one job attempt; also returns the requests it took, retries included.
+pub async fn run(client: &HttpClient, api: &HubApi, kind: &JobKind) -> (Outcome, u64) {
+    let counter = RequestCounter::default();
+    let outcome = attempt(client, api, kind, &counter).await;
+    (outcome, counter.get())
+}
+
+/// Whether an error answer is Hub's anonymous paging cap: a 403 whose message speaks of the
+/// offset or of signing in (samples/hub-anonymous-cap-403.json).
+fn is_paging_cap(err: &FetchError) -> bool {
+    match err {
+        FetchError::Status {
+            status, message, ..
+        } if *status == http::StatusCode::FORBIDDEN => message.as_deref().is_some_and(|m| {
+            let m = m.to_ascii_lowercase();
+            m.contains("offset") || m.contains("sign in")
+        }),
+        _ => false,
+    }
+}
+
+async fn attempt(
+    client: &HttpClient,
+    api: &HubApi,
+    kind: &JobKind,
+    counter: &RequestCounter,
+) -> Outcome {
     let url = match api.same_origin(kind.url()) {
         Ok(url) => url,
         // Stored jobs only hold checked URLs; a store edited by hand should not change that.
@@ -61,9 +88,10 @@ pub async fn run(client: &HttpClient, api: &HubApi, kind: &JobKind) -> Outcome {
             };
         }
     };
-    let body = match client.get(&url).await {
+    let body = match client.get(&url, counter).await {
         Ok(body) => body,
         Err(FetchError::RateLimited { .. }) => return Outcome::RateLimited,
+        Err(err) if is_paging_cap(&err) => return Outcome::Capped,
         Err(err) => {
             return Outcome::Failed {
                 transient: err.is_transient(),

@@ -12,6 +12,7 @@
 
 mod handler;
 mod queue;
+mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,13 +25,16 @@ use tokio_util::sync::CancellationToken;
 use crate::clock;
 use crate::hub::{HubApi, Skips};
 use crate::model::RepoName;
-use crate::net::{HttpClient, NetConfig, NetStats, Pacer};
+use crate::net::auth::{Credentials, SignInError};
+use crate::net::{HttpClient, NetConfig, Pacer};
 use crate::store::{
-    Counts, CrawlRun, FailedJob, Job, JobId, JobKind, RepoState, RunState, RunStats, Store,
-    StoreError, TxError, WriteBatch,
+    Counts, CrawlRun, FailedJob, Job, JobId, JobKind, RepoState, RunMode, RunState, RunStats,
+    Store, StoreError,
 };
 pub use handler::{Listing, Outcome, PageData};
 use queue::JobQueue;
+use writer::{Completion, WriterCtx, start_repo};
+pub use writer::{MAX_FILTERS, MAX_RELISTS, next_filter};
 
 /// Attempts of a job (each with its own transport retries) before it is marked failed.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -38,8 +42,6 @@ pub const MAX_ATTEMPTS: u32 = 5;
 pub const JOB_RETRY_BASE: Duration = Duration::from_secs(1);
 /// Ceiling of that delay.
 pub const JOB_RETRY_MAX: Duration = Duration::from_secs(60);
-/// Most outcomes committed in one transaction: amortises the fsync without delaying progress.
-const MAX_BATCH: usize = 64;
 
 /// Default Hub origin.
 pub const DEFAULT_HUB_URL: &str = "https://hub.docker.com";
@@ -66,10 +68,15 @@ pub struct CrawlOptions {
     pub rps: f64,
     /// Continue the unfinished run instead of starting one.
     pub resume: bool,
+    /// Re-list everything even when the store holds a finished crawl (else that is a refresh).
+    pub full: bool,
     /// Client limits.
     pub net: NetConfig,
     /// Delay before a failed job's second attempt; doubled for each further one.
     pub job_retry_base: Duration,
+    /// Docker Hub credentials to sign in with; `None` crawls anonymously. Never stored, so a
+    /// resumed crawl is given them again.
+    pub credentials: Option<Credentials>,
 }
 
 impl CrawlOptions {
@@ -82,6 +89,11 @@ impl CrawlOptions {
             )));
         }
         Pacer::new(self.rps).map_err(|e| CrawlError::Usage(e.to_string()))?;
+        if self.full && self.resume {
+            return Err(CrawlError::Usage(
+                "--full starts a new crawl and cannot be combined with --resume".into(),
+            ));
+        }
         if let Some(url) = &self.hub_url {
             HubApi::new(url).map_err(|e| CrawlError::Usage(e.to_string()))?;
         }
@@ -108,8 +120,10 @@ impl Default for CrawlOptions {
             workers: DEFAULT_WORKERS,
             rps: DEFAULT_RPS,
             resume: false,
+            full: false,
             net: NetConfig::default(),
             job_retry_base: JOB_RETRY_BASE,
+            credentials: None,
         }
     }
 }
@@ -142,8 +156,8 @@ pub struct CrawlReport {
     pub counts: Counts,
     /// Jobs that failed, with reasons.
     pub failed: Vec<(JobId, FailedJob)>,
-    /// Repositories whose listing ended with fewer or more tags than Hub's count.
-    pub count_mismatches: Vec<(String, u64, u64)>,
+    /// The repositories of this run with their coverage.
+    pub repos: Vec<(String, RepoState)>,
     /// Time this process spent.
     pub elapsed: Duration,
     /// Whether Ctrl-C stopped it.
@@ -165,6 +179,12 @@ pub enum CrawlError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    /// Hub refused the credentials: nothing was crawled.
+    #[error("{0}")]
+    Auth(String),
+    /// Hub could not be reached to sign in, after the retries: nothing was crawled.
+    #[error("{0}")]
+    SignInUnavailable(String),
 }
 
 /// Crawls into `store` until every job is done or failed, or `cancel` fires.
@@ -188,7 +208,21 @@ pub async fn crawl(
             );
         }
     }
-    let client = HttpClient::new(&api, pacer.clone(), &options.net)?;
+    let client = HttpClient::new(
+        &api,
+        pacer.clone(),
+        &options.net,
+        options.credentials.clone(),
+    )?;
+    // Sign in before any worker starts, so wrong credentials stop the crawl before it lists
+    // anything. Ctrl-C meanwhile leaves it to the workers, which then stop at once.
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        signed = client.sign_in() => signed.map_err(|e| match e {
+            SignInError::Rejected { .. } => CrawlError::Auth(e.to_string()),
+            SignInError::Unreachable { .. } => CrawlError::SignInUnavailable(e.to_string()),
+        })?,
+    }
 
     let (jobs, repos) = store.read(|r| Ok((r.jobs()?, r.repos()?)))?;
     let this_run: Vec<&RepoState> = repos
@@ -207,18 +241,16 @@ pub async fn crawl(
 
     let (tx, rx) = mpsc::channel::<Completion>(options.workers * 2);
     let writer = {
-        let ctx = WriterCtx {
-            store: store.clone(),
-            api: api.clone(),
-            run: run.clone(),
-            queue: queue.clone(),
-            progress: progress.clone(),
-            pacer: pacer.clone(),
-            net: client.stats().clone(),
-            synced: NetSnapshot::default(),
-            count_mismatches: Vec::new(),
-            job_retry_base: options.job_retry_base,
-        };
+        let ctx = WriterCtx::new(
+            store.clone(),
+            api.clone(),
+            run.clone(),
+            queue.clone(),
+            progress.clone(),
+            pacer.clone(),
+            client.stats().clone(),
+            options.job_retry_base,
+        );
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || ctx.run(rx))
@@ -244,9 +276,9 @@ pub async fn crawl(
                     job = queue.take() => job,
                 };
                 let Some((id, job)) = next else { break };
-                let outcome = tokio::select! {
+                let (outcome, requests) = tokio::select! {
                     () = cancel.cancelled() => break,
-                    outcome = handler::run(&client, &api, &job.kind) => outcome,
+                    done = handler::run(&client, &api, &job.kind) => done,
                 };
                 progress.requests.store(
                     client.stats().requests.load(Ordering::Relaxed),
@@ -259,6 +291,7 @@ pub async fn crawl(
                     id,
                     job,
                     outcome,
+                    requests,
                     ack,
                 };
                 if tx.send(completion).await.is_err() || committed.await.is_err() {
@@ -285,26 +318,27 @@ pub async fn crawl(
     let writer_result = tokio::task::spawn_blocking(move || writer.join())
         .await
         .expect("joining the writer thread does not panic");
-    let count_mismatches = match writer_result {
+    match writer_result {
         Ok(result) => result?,
         Err(panic) => std::panic::resume_unwind(panic),
-    };
+    }
 
     let interrupted = cancel.is_cancelled();
-    let (failed, counts, jobs_left) =
-        store.read(|r| Ok((r.failed()?, r.counts()?, r.counts()?.jobs)))?;
+    let (failed, counts, repos) = store.read(|r| Ok((r.failed()?, r.counts()?, r.repos()?)))?;
+    let jobs_left = counts.jobs;
     let mut run = store.run()?.unwrap_or(run);
     if !interrupted && jobs_left == 0 && failed.is_empty() {
         run.state = RunState::Finished;
         run.finished = Some(clock::now_unix());
         store.write(|w| w.set_run(&run))?;
     }
+    let repos = repos.into_iter().filter(|(_, s)| s.run == run.id).collect();
     Ok(CrawlReport {
         run,
         stats: store.stats()?,
         counts,
         failed,
-        count_mismatches,
+        repos,
         elapsed: started.elapsed(),
         interrupted,
     })
@@ -365,14 +399,17 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<CrawlRun, CrawlE
         )));
     }
 
+    // A store keeps crawling what it crawled before, unless told otherwise.
     let hub_url = options
         .hub_url
         .clone()
+        .or_else(|| existing.as_ref().map(|r| r.hub_url.clone()))
         .unwrap_or_else(|| DEFAULT_HUB_URL.to_owned());
     let api = HubApi::new(&hub_url).map_err(|e| CrawlError::Usage(e.to_string()))?;
     let namespace = options
         .namespace
         .clone()
+        .or_else(|| existing.as_ref().map(|r| r.namespace.clone()))
         .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
     let repos = options
         .repos
@@ -380,9 +417,16 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<CrawlRun, CrawlE
         .map(|name| RepoName::new(&namespace, name))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CrawlError::Usage(format!("--repo: {e}")))?;
+    // A store that holds a finished crawl is refreshed, unless --full asks for everything.
+    let mode = if existing.is_some() && !options.full {
+        RunMode::Refresh
+    } else {
+        RunMode::Full
+    };
     let run = CrawlRun {
         id: existing.map_or(1, |r| r.id + 1),
         state: RunState::Running,
+        mode,
         started: clock::now_unix(),
         finished: None,
         hub_url: api.origin(),
@@ -395,7 +439,8 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<CrawlRun, CrawlE
         if repos.is_empty() {
             w.add_job(&Job::new(JobKind::Repos {
                 namespace: namespace.clone(),
-                url: api.repositories_url(&namespace).to_string(),
+                url: api.repositories_url(&namespace, false).to_string(),
+                descending: false,
             }))?;
         } else {
             for repo in &repos {
@@ -405,288 +450,6 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<CrawlRun, CrawlE
         Ok(())
     })?;
     Ok(run)
-}
-
-/// Marks a repository as listed by `run` and queues its first tag page, unless this run already
-/// did (a repository can appear on two repository pages when the listing shifts).
-fn start_repo(
-    w: &mut WriteBatch<'_>,
-    api: &HubApi,
-    run: &CrawlRun,
-    repo: &RepoName,
-) -> Result<Option<(JobId, Job)>, TxError> {
-    if w.repo(repo)?.is_some_and(|s| s.run == run.id) {
-        return Ok(None);
-    }
-    w.put_repo(
-        repo,
-        &RepoState {
-            run: run.id,
-            listed_at: clock::now_unix(),
-            pages: 0,
-            tags_seen: 0,
-            count: None,
-            done_at: None,
-        },
-    )?;
-    let job = Job::new(JobKind::Tags {
-        repo: repo.clone(),
-        url: api.tags_url(repo).to_string(),
-    });
-    let id = w.add_job(&job)?;
-    Ok(Some((id, job)))
-}
-
-/// A job attempt's outcome on its way to the writer.
-struct Completion {
-    id: JobId,
-    job: Job,
-    outcome: Outcome,
-    ack: oneshot::Sender<()>,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct NetSnapshot {
-    requests: u64,
-    fetches: u64,
-    rate_limited: u64,
-}
-
-/// The store writer: the one place a crawl commits.
-struct WriterCtx {
-    store: Arc<Store>,
-    api: HubApi,
-    run: CrawlRun,
-    queue: Arc<JobQueue>,
-    progress: Arc<Progress>,
-    pacer: Arc<Pacer>,
-    net: Arc<NetStats>,
-    synced: NetSnapshot,
-    count_mismatches: Vec<(String, u64, u64)>,
-    job_retry_base: Duration,
-}
-
-/// What committing one completion changes in memory afterwards.
-#[derive(Default)]
-struct Applied {
-    ready: Vec<(JobId, Job)>,
-    new_repos: u64,
-    repos_done: u64,
-    pages: u64,
-    tags: u64,
-    failed: u64,
-}
-
-impl WriterCtx {
-    fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Completion>,
-    ) -> Result<Vec<(String, u64, u64)>, StoreError> {
-        while let Some(first) = rx.blocking_recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(more) => batch.push(more),
-                    Err(_) => break,
-                }
-            }
-            if let Err(err) = self.commit(&batch) {
-                // Nothing of the batch was kept: its jobs are still in the store. Stop the crawl.
-                self.queue.close();
-                return Err(err);
-            }
-            for completion in batch {
-                // A worker that is gone (Ctrl-C) no longer waits; nothing to tell it.
-                let _ = completion.ack.send(());
-            }
-        }
-        Ok(self.count_mismatches)
-    }
-
-    fn commit(&mut self, batch: &[Completion]) -> Result<(), StoreError> {
-        let snapshot = NetSnapshot {
-            requests: self.net.requests.load(Ordering::Relaxed),
-            fetches: self.net.fetches.load(Ordering::Relaxed),
-            rate_limited: self.pacer.rate_limited(),
-        };
-        let mut mismatches = Vec::new();
-        let applied = self.store.write(|w| {
-            let mut stats = w.stats()?;
-            stats.requests += snapshot.requests - self.synced.requests;
-            let retries_now = snapshot.requests.saturating_sub(snapshot.fetches);
-            let retries_before = self.synced.requests.saturating_sub(self.synced.fetches);
-            stats.retries += retries_now.saturating_sub(retries_before);
-            stats.rate_limited += snapshot.rate_limited - self.synced.rate_limited;
-            let mut all = Vec::with_capacity(batch.len());
-            for completion in batch {
-                all.push(self.apply(w, completion, &mut stats, &mut mismatches)?);
-            }
-            w.set_stats(&stats)?;
-            w.set_pause_until(self.pacer.paused_until_unix())?;
-            Ok(all)
-        })?;
-        self.synced = snapshot;
-        self.count_mismatches.extend(mismatches);
-        for a in applied {
-            let p = &self.progress;
-            p.repos_total.fetch_add(a.new_repos, Ordering::Relaxed);
-            p.repos_done.fetch_add(a.repos_done, Ordering::Relaxed);
-            p.pages.fetch_add(a.pages, Ordering::Relaxed);
-            p.tags.fetch_add(a.tags, Ordering::Relaxed);
-            p.failed.fetch_add(a.failed, Ordering::Relaxed);
-            self.queue.complete(a.ready);
-        }
-        Ok(())
-    }
-
-    fn apply(
-        &self,
-        w: &mut WriteBatch<'_>,
-        completion: &Completion,
-        stats: &mut RunStats,
-        mismatches: &mut Vec<(String, u64, u64)>,
-    ) -> Result<Applied, TxError> {
-        let Completion {
-            id, job, outcome, ..
-        } = completion;
-        let mut applied = Applied::default();
-        let page = match outcome {
-            Outcome::Page(page) => page,
-            Outcome::RateLimited => {
-                // Not an attempt: the job waits for the pause and goes again.
-                let mut job = job.clone();
-                job.not_before_ms = self
-                    .pacer
-                    .paused_until_unix()
-                    .map_or(0, |t| t.saturating_mul(1000));
-                applied.ready.push((*id, job));
-                return Ok(applied);
-            }
-            Outcome::Failed { error, transient } => {
-                let attempts = job.attempts + 1;
-                if *transient && attempts < MAX_ATTEMPTS {
-                    let delay = self
-                        .job_retry_base
-                        .saturating_mul(1 << (attempts - 1).min(16))
-                        .min(JOB_RETRY_MAX);
-                    tracing::warn!(
-                        "{error} (attempt {attempts} of {MAX_ATTEMPTS}; trying again in {}s)",
-                        delay.as_secs()
-                    );
-                    let job = Job {
-                        attempts,
-                        not_before_ms: clock::now_unix_millis() + delay.as_millis() as u64,
-                        last_error: Some(error.clone()),
-                        kind: job.kind.clone(),
-                    };
-                    w.put_job(*id, &job)?;
-                    stats.job_retries += 1;
-                    applied.ready.push((*id, job));
-                } else {
-                    tracing::error!("job failed: {error}");
-                    let job = Job {
-                        attempts,
-                        last_error: Some(error.clone()),
-                        ..job.clone()
-                    };
-                    w.fail_job(
-                        *id,
-                        &FailedJob {
-                            job,
-                            reason: error.clone(),
-                            failed_at: clock::now_unix(),
-                        },
-                    )?;
-                    applied.failed += 1;
-                }
-                return Ok(applied);
-            }
-        };
-
-        let now = page.fetched_at;
-        stats.skips.add(&page.skips);
-        applied.pages = 1;
-        // The next page is queued before the spawned tag lists, so a repository list is read to
-        // its end early and the progress display knows the total soon.
-        if let Ok(Some(next)) = &page.next {
-            let kind = match &job.kind {
-                JobKind::Repos { namespace, .. } => JobKind::Repos {
-                    namespace: namespace.clone(),
-                    url: next.to_string(),
-                },
-                JobKind::Tags { repo, .. } => JobKind::Tags {
-                    repo: repo.clone(),
-                    url: next.to_string(),
-                },
-            };
-            let next_job = Job::new(kind);
-            let next_id = w.add_job(&next_job)?;
-            applied.ready.push((next_id, next_job));
-        }
-        match (&job.kind, &page.listing) {
-            (JobKind::Repos { .. }, Listing::Repos(repos)) => {
-                stats.repo_pages += 1;
-                for repo in repos {
-                    if let Some(spawned) = start_repo(w, &self.api, &self.run, repo)? {
-                        applied.ready.push(spawned);
-                        applied.new_repos += 1;
-                    }
-                }
-            }
-            (JobKind::Tags { repo, .. }, Listing::Tags(tags)) => {
-                stats.tag_pages += 1;
-                stats.tags += tags.len() as u64;
-                applied.tags = tags.len() as u64;
-                for tag in tags {
-                    w.record_tag(repo, tag, now, self.run.id)?;
-                }
-                let mut state = w.repo(repo)?.unwrap_or(RepoState {
-                    run: self.run.id,
-                    listed_at: now,
-                    pages: 0,
-                    tags_seen: 0,
-                    count: None,
-                    done_at: None,
-                });
-                state.pages += 1;
-                state.tags_seen += tags.len() as u64;
-                state.count = page.count.or(state.count);
-                if matches!(page.next, Ok(None)) {
-                    state.done_at = Some(now);
-                    applied.repos_done = 1;
-                    if let Some(count) = state.count
-                        && count != state.tags_seen
-                    {
-                        tracing::warn!(
-                            "{repo}: Hub counts {count} tags but the listing gave {} (it changed while it was read)",
-                            state.tags_seen
-                        );
-                        mismatches.push((repo.to_string(), count, state.tags_seen));
-                    }
-                }
-                w.put_repo(repo, &state)?;
-            }
-            _ => unreachable!("a job's listing matches its kind"),
-        }
-        match &page.next {
-            Err(reason) => {
-                tracing::error!("job failed: {reason}");
-                w.fail_job(
-                    *id,
-                    &FailedJob {
-                        job: job.clone(),
-                        reason: reason.clone(),
-                        failed_at: now,
-                    },
-                )?;
-                applied.failed += 1;
-            }
-            Ok(_) => {
-                w.remove_job(*id)?;
-            }
-        }
-        Ok(applied)
-    }
 }
 
 /// Path of the default store.

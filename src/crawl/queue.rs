@@ -118,6 +118,7 @@ mod tests {
             ..Job::new(JobKind::Repos {
                 namespace: "library".into(),
                 url: url.into(),
+                descending: false,
             })
         }
     }

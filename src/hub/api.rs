@@ -80,8 +80,9 @@ impl HubApi {
         self.base.origin().ascii_serialization()
     }
 
-    /// First page of a namespace's repository list (the documented `namespaces` endpoint).
-    pub fn repositories_url(&self, namespace: &str) -> Url {
+    /// First page of a namespace's repository list (the documented `namespaces` endpoint), by
+    /// name ascending, or descending: under the anonymous cap the two orders are two windows.
+    pub fn repositories_url(&self, namespace: &str, descending: bool) -> Url {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .expect("validated as a hierarchical URL")
@@ -89,12 +90,24 @@ impl HubApi {
             .extend(["v2", "namespaces", namespace, "repositories"]);
         url.query_pairs_mut()
             .append_pair("page", "1")
-            .append_pair("page_size", &PAGE_SIZE.to_string());
+            .append_pair("page_size", &PAGE_SIZE.to_string())
+            .append_pair("ordering", if descending { "-name" } else { "name" });
         url
     }
 
-    /// First page of a repository's tag list.
+    /// First page of a repository's plain tag list (Hub's default order, newest first).
     pub fn tags_url(&self, repo: &RepoName) -> Url {
+        self.tags_url_with(repo, None, None)
+    }
+
+    /// First page of a view of a repository's tag list: `ordering` (`last_updated` newest first,
+    /// `-last_updated` oldest first) and a `name` substring filter.
+    pub fn tags_url_with(
+        &self,
+        repo: &RepoName,
+        ordering: Option<&str>,
+        name: Option<&str>,
+    ) -> Url {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .expect("validated as a hierarchical URL")
@@ -107,9 +120,18 @@ impl HubApi {
                 &repo.name,
                 "tags",
             ]);
-        url.query_pairs_mut()
-            .append_pair("page", "1")
-            .append_pair("page_size", &PAGE_SIZE.to_string());
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("page", "1")
+                .append_pair("page_size", &PAGE_SIZE.to_string());
+            if let Some(ordering) = ordering {
+                query.append_pair("ordering", ordering);
+            }
+            if let Some(name) = name {
+                query.append_pair("name", name);
+            }
+        }
         url
     }
 
@@ -171,13 +193,24 @@ mod tests {
     fn urls() {
         let api = HubApi::new("https://hub.docker.com").unwrap();
         assert_eq!(
-            api.repositories_url("library").as_str(),
-            "https://hub.docker.com/v2/namespaces/library/repositories?page=1&page_size=100"
+            api.repositories_url("library", false).as_str(),
+            "https://hub.docker.com/v2/namespaces/library/repositories?page=1&page_size=100&ordering=name"
         );
         let repo = RepoName::new("library", "ubuntu").unwrap();
         assert_eq!(
             api.tags_url(&repo).as_str(),
             "https://hub.docker.com/v2/namespaces/library/repositories/ubuntu/tags?page=1&page_size=100"
+        );
+    }
+
+    #[test]
+    fn tag_views() {
+        let api = HubApi::new("https://hub.docker.com").unwrap();
+        let repo = RepoName::new("library", "python").unwrap();
+        assert_eq!(
+            api.tags_url_with(&repo, Some("-last_updated"), Some("3.1 x&y"))
+                .as_str(),
+            "https://hub.docker.com/v2/namespaces/library/repositories/python/tags?page=1&page_size=100&ordering=-last_updated&name=3.1+x%26y"
         );
     }
 

@@ -4,13 +4,19 @@
 //! every scalar field is optional and a value of the wrong JSON type reads as absent instead of
 //! failing the whole page. Only the envelope's structure is required: a body that is not JSON, or
 //! whose `results` is not a list of objects, is a broken page.
+//!
+//! "Object" is meant strictly: serde's derived structs also accept a JSON array and read it by
+//! field position, so without [`Object`] `[7,null,[]]` passed for a page and `[["latest"]]` for a
+//! list of tags. Hub never sends either; such a body is refused like any other broken page.
 
 use serde::Deserialize;
-use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
 use std::fmt;
+use std::marker::PhantomData;
 
 /// The paging envelope: `{"count", "next", "previous", "results"}`.
 #[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub struct Page<T> {
     /// Total number of entries in the listing, as Hub claims it.
     #[serde(default, deserialize_with = "lenient_u64")]
@@ -19,6 +25,7 @@ pub struct Page<T> {
     #[serde(default, deserialize_with = "lenient_string")]
     pub next: Option<String>,
     /// The entries of this page.
+    #[serde(deserialize_with = "object_list")]
     pub results: Vec<T>,
 }
 
@@ -81,10 +88,41 @@ pub struct ImageEntry {
 #[error("not a valid Hub page: {0}")]
 pub struct PageError(#[from] serde_json::Error);
 
-/// Parses a page body. serde_json bounds nesting depth (128) and rejects invalid UTF-8, so a
-/// hostile body ends here as an error rather than a crash.
+/// Parses a page body. A hostile body ends here as an error rather than a crash: serde_json
+/// rejects invalid UTF-8 in every string it reads and bounds the nesting of what it reads (128);
+/// what it skips (unknown keys, values of the wrong type) it walks without recursion, whatever
+/// the depth, and the body cap bounds its length.
 pub fn parse_page<T: DeserializeOwned>(body: &[u8]) -> Result<Page<T>, PageError> {
-    Ok(serde_json::from_slice(body)?)
+    Ok(serde_json::from_slice::<Object<Page<T>>>(body)?.0)
+}
+
+/// A `T` read from a JSON object only, never from an array (see the module documentation).
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(V(PhantomData)).map(Object)
+    }
+}
+
+/// A list of objects; anything else is an error.
+fn object_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let list = Vec::<Object<T>>::deserialize(d)?;
+    Ok(list.into_iter().map(|o| o.0).collect())
 }
 
 /// A string, or nothing for null and for values of any other type.
@@ -179,7 +217,8 @@ where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+    let list = Option::<Vec<Object<T>>>::deserialize(d)?.unwrap_or_default();
+    Ok(list.into_iter().map(|o| o.0).collect())
 }
 
 #[cfg(test)]

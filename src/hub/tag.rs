@@ -9,6 +9,8 @@
 //! - attestation entries (`unknown/unknown`), null digests and malformed digests are left out and
 //!   counted, so the summary can say what was skipped and why.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 
 use super::page::TagEntry;
@@ -184,8 +186,11 @@ pub fn observe_tag(entry: &TagEntry, repo: &str, skips: &mut Skips) -> Option<Ta
             index: None,
         });
     }
+    // A set, not a scan of `facts`: a hostile 16 MiB page fits one tag with ~200,000 images, and
+    // scanning made that quadratic (minutes of CPU for one page, tests/quirks.rs).
+    let mut seen: HashSet<Digest> = facts.iter().map(|f| f.digest).collect();
     for (digest, platform, os_version) in images {
-        if facts.iter().any(|f| f.digest == digest) {
+        if !seen.insert(digest) {
             continue;
         }
         facts.push(DigestFact {

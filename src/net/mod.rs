@@ -1,12 +1,15 @@
 //! The HTTP client stack every Hub request goes through.
 //!
 //! From the outside in: reqwest-retry's middleware (bounded exponential backoff for transient
-//! failures, classified in [`retry`]), then the pacing middleware (one [`Pacer::ready`] before each
-//! attempt, one [`Pacer::observe`] after), then reqwest itself with timeouts and a redirect policy
-//! that refuses to leave the Hub origin. Retries sit outside pacing so that every attempt is paced.
+//! failures, classified in [`retry`]), then the sign-in middleware ([`auth`]: the current token
+//! on each attempt to the Hub origin, a new one after a 401), then the pacing middleware (one
+//! [`Pacer::ready`] before each attempt, one [`Pacer::observe`] after), then reqwest itself with
+//! timeouts and a redirect policy that refuses to leave the Hub origin. Retries sit outside pacing
+//! so that every attempt, sign-in requests included, is paced.
 //! Bodies are read here with a size cap, so no answer can make the crawler hold more than
 //! [`NetConfig::max_body`] bytes.
 
+pub mod auth;
 pub mod pace;
 pub mod retry;
 
@@ -57,7 +60,7 @@ impl Default for NetConfig {
 pub struct NetStats {
     /// Requests sent (every attempt).
     pub requests: AtomicU64,
-    /// Fetches asked for (one per job attempt); `requests - fetches` are retries.
+    /// Fetches asked for (one per job attempt or sign-in); `requests - fetches` are retries.
     pub fetches: AtomicU64,
 }
 
@@ -114,12 +117,24 @@ impl FetchError {
     }
 }
 
+/// Counts the requests (retries included) made for one fetch, so a job can say what it cost.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounter(pub Arc<AtomicU64>);
+
+impl RequestCounter {
+    /// Requests counted so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The paced, retrying HTTP client for one Hub origin.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
     client: ClientWithMiddleware,
     stats: Arc<NetStats>,
     max_body: usize,
+    auth: Arc<auth::HubAuth>,
 }
 
 struct PacingMiddleware {
@@ -137,7 +152,10 @@ impl Middleware for PacingMiddleware {
     ) -> reqwest_middleware::Result<Response> {
         self.pacer.ready().await;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!("GET {}", req.url());
+        if let Some(counter) = extensions.get::<RequestCounter>() {
+            counter.0.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::debug!("{} {}", req.method(), req.url());
         let result = next.run(req, extensions).await;
         match &result {
             Ok(response) => self.pacer.observe(response.status(), response.headers()),
@@ -148,11 +166,13 @@ impl Middleware for PacingMiddleware {
 }
 
 impl HttpClient {
-    /// Builds the stack for `api`'s origin.
+    /// Builds the stack for `api`'s origin; with `credentials` it signs in (at
+    /// [`HttpClient::sign_in`], or at the first request) and sends a token to that origin.
     pub fn new(
         api: &HubApi,
         pacer: Arc<Pacer>,
         config: &NetConfig,
+        credentials: Option<auth::Credentials>,
     ) -> Result<Self, reqwest::Error> {
         let guard = api.clone();
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
@@ -178,21 +198,47 @@ impl HttpClient {
             .retry_bounds(config.backoff.0, config.backoff.1)
             .build_with_max_retries(config.max_retries);
         let stats = Arc::new(NetStats::default());
+        let retrying = || {
+            RetryTransientMiddleware::new_with_policy_and_strategy(policy, retry::HubRetryStrategy)
+        };
+        let pacing = || PacingMiddleware {
+            pacer: pacer.clone(),
+            stats: stats.clone(),
+        };
+        // Sign-in requests take the same retries and the same pacer, but not the token middleware.
+        let sign_in_client = ClientBuilder::new(inner.clone())
+            .with(retrying())
+            .with(pacing())
+            .build();
+        let auth = Arc::new(auth::HubAuth::new(
+            api,
+            credentials,
+            sign_in_client,
+            stats.clone(),
+        ));
         let client = ClientBuilder::new(inner)
-            .with(RetryTransientMiddleware::new_with_policy_and_strategy(
-                policy,
-                retry::HubRetryStrategy,
-            ))
-            .with(PacingMiddleware {
-                pacer,
-                stats: stats.clone(),
-            })
+            .with(retrying())
+            .with(auth::AuthMiddleware::new(auth.clone()))
+            .with(pacing())
             .build();
         Ok(Self {
             client,
             stats,
             max_body: config.max_body,
+            auth,
         })
+    }
+
+    /// Signs in now when the client has credentials, so wrong ones fail before any crawling;
+    /// without credentials it does nothing.
+    pub async fn sign_in(&self) -> Result<(), auth::SignInError> {
+        self.auth.sign_in().await
+    }
+
+    /// Whether the client signed in, so its requests carry a token (and are not capped the way
+    /// anonymous listings are).
+    pub fn signed_in(&self) -> bool {
+        self.auth.signed_in()
     }
 
     /// The client's counters.
@@ -200,8 +246,9 @@ impl HttpClient {
         &self.stats
     }
 
-    /// GETs `url` and returns its body, read up to the size cap.
-    pub async fn get(&self, url: &Url) -> Result<Vec<u8>, FetchError> {
+    /// GETs `url` and returns its body, read up to the size cap. Every request sent for it,
+    /// retries included, is added to `counter`.
+    pub async fn get(&self, url: &Url, counter: &RequestCounter) -> Result<Vec<u8>, FetchError> {
         self.stats.fetches.fetch_add(1, Ordering::Relaxed);
         let transport = |err: &dyn std::error::Error, transient: bool| FetchError::Transport {
             url: url.to_string(),
@@ -212,6 +259,7 @@ impl HttpClient {
             .client
             .get(url.clone())
             .header(http::header::ACCEPT, "application/json")
+            .with_extension(counter.clone())
             .send()
             .await
         {

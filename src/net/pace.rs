@@ -155,7 +155,11 @@ impl Pacer {
         {
             let mut state = self.lock();
             state.in_flight = state.in_flight.saturating_sub(1);
-            if let Some((remaining, reset)) = window(headers) {
+            // A 429's Retry-After is the explicit instruction; its window headers may describe
+            // another limit (Hub's abuse limiter), so they do not set the budget.
+            let explicit = status == StatusCode::TOO_MANY_REQUESTS
+                && headers.contains_key(http::header::RETRY_AFTER);
+            if let Some((remaining, reset)) = window(headers).filter(|_| !explicit) {
                 // Requests still in flight were sent after this answer was counted: they will
                 // spend the window too.
                 let estimate = i64::from(remaining) - i64::from(state.in_flight);

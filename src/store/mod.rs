@@ -26,8 +26,8 @@ use redb::{
 };
 
 pub use records::{
-    CrawlRun, DigestRecord, FailedJob, Job, JobKind, Record, RepoState, RunState, RunStats,
-    TagState,
+    CrawlRun, DigestRecord, FailedJob, Job, JobKind, ListingWindow, Record, RepoState, RunMode,
+    RunState, RunStats, TagState,
 };
 use records::{DecodeError, decode, encode};
 
@@ -355,6 +355,24 @@ fn meta_get<T: Record>(
     }
 }
 
+/// The tags of one repository, by tag name.
+fn tags_of(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    repo: &RepoName,
+) -> Result<Vec<(String, TagState)>, TxError> {
+    let key = repo.to_string();
+    let mut out = Vec::new();
+    for item in table.range((key.as_str(), "")..)? {
+        let (k, value) = item?;
+        let (r, tag) = k.value();
+        if r != key {
+            break;
+        }
+        out.push((tag.to_owned(), decode(value.value())?));
+    }
+    Ok(out)
+}
+
 /// The tables of one write transaction.
 pub struct WriteBatch<'t> {
     txn: &'t WriteTransaction,
@@ -467,6 +485,53 @@ impl<'t> WriteBatch<'t> {
             Some(guard) => Ok(Some(decode(guard.value())?)),
             None => Ok(None),
         }
+    }
+
+    /// The tags of one repository, by tag name, as this transaction sees them.
+    pub fn repo_tags(&self, repo: &RepoName) -> Result<Vec<(String, TagState)>, TxError> {
+        tags_of(&self.txn.open_table(TAGS)?, repo)
+    }
+
+    /// One tag's state, if it was ever seen.
+    pub fn tag_state(&self, repo: &RepoName, tag: &str) -> Result<Option<TagState>, TxError> {
+        let key = repo.to_string();
+        match self.txn.open_table(TAGS)?.get((key.as_str(), tag))? {
+            Some(guard) => Ok(Some(decode(guard.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Marks tags of `repo` as deleted from Hub at `now` (they stop being current).
+    pub fn mark_deleted(
+        &mut self,
+        repo: &RepoName,
+        tags: &[String],
+        now: u64,
+    ) -> Result<(), TxError> {
+        let key = repo.to_string();
+        let mut table = self.txn.open_table(TAGS)?;
+        for tag in tags {
+            let state = match table.get((key.as_str(), tag.as_str()))? {
+                Some(guard) => decode::<TagState>(guard.value())?,
+                None => continue,
+            };
+            let state = TagState {
+                deleted_at: Some(now),
+                ..state
+            };
+            table.insert((key.as_str(), tag.as_str()), encode(&state).as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Every repository with its state, by name.
+    pub fn repos(&self) -> Result<Vec<(String, RepoState)>, TxError> {
+        let mut out = Vec::new();
+        for item in self.repos.iter()? {
+            let (name, value) = item?;
+            out.push((name.value().to_owned(), decode(value.value())?));
+        }
+        Ok(out)
     }
 
     /// Replaces a repository's state.
@@ -657,25 +722,26 @@ impl ReadBatch {
         Ok(())
     }
 
-    /// The tags of one repository (`ns/name`), by tag name.
+    /// The tags of one repository, by tag name.
     pub fn repo_tags(&self, repo: &RepoName) -> Result<Vec<(String, TagState)>, TxError> {
-        let table = self.txn.open_table(TAGS)?;
-        let key = repo.to_string();
-        let mut out = Vec::new();
-        for item in table.range((key.as_str(), "")..)? {
-            let (k, value) = item?;
-            let (r, tag) = k.value();
-            if r != key {
-                break;
-            }
-            out.push((tag.to_owned(), decode(value.value())?));
+        tags_of(&self.txn.open_table(TAGS)?, repo)
+    }
+
+    /// One tag's state, by repository key (`ns/name`) and tag name; `None` if never seen.
+    pub fn tag_state(&self, repo_key: &str, tag: &str) -> Result<Option<TagState>, TxError> {
+        match self.txn.open_table(TAGS)?.get((repo_key, tag))? {
+            Some(guard) => Ok(Some(decode(guard.value())?)),
+            None => Ok(None),
         }
-        Ok(out)
     }
 
     /// Up to `limit` digests whose hex form starts with `hex_prefix` (lowercase hex, any length
     /// up to 64), in order.
-    pub fn digests_with_prefix(&self, hex_prefix: &str, limit: usize) -> Result<Vec<Digest>, TxError> {
+    pub fn digests_with_prefix(
+        &self,
+        hex_prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<Digest>, TxError> {
         let mut low = [0u8; 32];
         let mut high = [0xffu8; 32];
         for (i, c) in hex_prefix.bytes().take(64).enumerate() {
@@ -718,7 +784,11 @@ impl ReadBatch {
             tags.push((tag.to_owned(), v.value()));
         }
         let mut indexes = Vec::new();
-        for item in self.txn.open_table(PARENTS)?.range((key, [0u8; 32])..=(key, [0xffu8; 32]))? {
+        for item in self
+            .txn
+            .open_table(PARENTS)?
+            .range((key, [0u8; 32])..=(key, [0xffu8; 32]))?
+        {
             let (k, _) = item?;
             indexes.push(Digest::from_bytes(k.value().1));
         }

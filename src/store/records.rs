@@ -26,6 +26,15 @@ pub enum RunState {
     Finished,
 }
 
+/// How a run lists repositories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunMode {
+    /// Every page of every listing; tags not found any more are marked deleted.
+    Full,
+    /// Newest first, stopping at the first page whose tags are all unchanged since the last run.
+    Refresh,
+}
+
 /// One crawl of a namespace, from its first job to its last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrawlRun {
@@ -43,6 +52,8 @@ pub struct CrawlRun {
     pub namespace: String,
     /// Only these repositories, when `--repo` was given.
     pub repos: Vec<String>,
+    /// Full crawl or refresh.
+    pub mode: RunMode,
 }
 
 impl Record for CrawlRun {
@@ -69,11 +80,35 @@ pub struct RunStats {
     pub job_retries: u64,
     /// Records left out, by reason.
     pub skips: Skips,
+    /// Hub's count of repositories in the namespace, from the repository list.
+    pub repo_count: Option<u64>,
+    /// Whether the repository list hit the anonymous paging cap.
+    pub repo_list_capped: bool,
 }
 
 impl Record for RunStats {
     const VERSION: u8 = 1;
     const WHAT: &'static str = "run statistics";
+}
+
+/// Which view of a repository's tag list a job reads.
+///
+/// Anonymous listings stop at offset 1000 (HUB-FACTS.md), so a repository with more tags is read
+/// through several views, each again capped at 1000: the plain listing (newest first), the
+/// oldest-first listing, and `name`-filtered listings in both orders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListingWindow {
+    /// The plain listing, newest first.
+    Plain,
+    /// The whole listing, oldest first (`ordering=-last_updated`).
+    Oldest,
+    /// Tags whose name contains `name`.
+    Filter {
+        /// The substring.
+        name: String,
+        /// Oldest first instead of newest first.
+        oldest: bool,
+    },
 }
 
 /// What a job asks for: one page of a listing.
@@ -85,6 +120,8 @@ pub enum JobKind {
         namespace: String,
         /// The page URL.
         url: String,
+        /// The descending-name view, read when the ascending one is capped.
+        descending: bool,
     },
     /// A page of a repository's tag list.
     Tags {
@@ -92,6 +129,8 @@ pub enum JobKind {
         repo: RepoName,
         /// The page URL.
         url: String,
+        /// Which view of the listing.
+        window: ListingWindow,
     },
 }
 
@@ -100,6 +139,26 @@ impl JobKind {
     pub fn url(&self) -> &str {
         match self {
             Self::Repos { url, .. } | Self::Tags { url, .. } => url,
+        }
+    }
+
+    /// The same kind of job for another page URL of the same listing.
+    pub fn with_url(&self, url: String) -> Self {
+        match self {
+            Self::Repos {
+                namespace,
+                descending,
+                ..
+            } => Self::Repos {
+                namespace: namespace.clone(),
+                url,
+                descending: *descending,
+            },
+            Self::Tags { repo, window, .. } => Self::Tags {
+                repo: repo.clone(),
+                url,
+                window: window.clone(),
+            },
         }
     }
 }
@@ -159,12 +218,50 @@ pub struct RepoState {
     pub listed_at: u64,
     /// Tag pages stored in that run.
     pub pages: u32,
-    /// Tag objects stored in that run.
+    /// Tag objects stored in that run (a tag read twice counts twice).
     pub tags_seen: u64,
-    /// Hub's `count` of tags, from the latest page.
+    /// Hub's `count` of tags, from the latest unfiltered page.
     pub count: Option<u64>,
-    /// When its last tag page was stored, if it was.
+    /// When the run finished with it, if it did.
     pub done_at: Option<u64>,
+    /// Distinct tags this run stored, when it finished with it.
+    pub distinct: u64,
+    /// Whether every tag Hub counts was seen: `None` while listing.
+    pub complete: Option<bool>,
+    /// HTTP requests spent on it in this run, retries included.
+    pub requests: u64,
+    /// Whether the plain listing hit the anonymous paging cap.
+    pub capped: bool,
+    /// Distinct tags and requests when the cap was hit, to measure the cover's cost.
+    pub at_cap: (u64, u64),
+    /// `name` filters already listed by the cover.
+    pub filters: Vec<String>,
+    /// Times the plain listing was read again because it changed while being read.
+    pub relists: u32,
+    /// When a complete repository list no longer had it.
+    pub vanished_at: Option<u64>,
+}
+
+impl RepoState {
+    /// A repository just listed by `run`.
+    pub fn new(run: u64, now: u64) -> Self {
+        Self {
+            run,
+            listed_at: now,
+            pages: 0,
+            tags_seen: 0,
+            count: None,
+            done_at: None,
+            distinct: 0,
+            complete: None,
+            requests: 0,
+            capped: false,
+            at_cap: (0, 0),
+            filters: Vec::new(),
+            relists: 0,
+            vanished_at: None,
+        }
+    }
 }
 
 impl Record for RepoState {

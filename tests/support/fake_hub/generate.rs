@@ -27,6 +27,20 @@ pub(super) struct DataSpec {
     pub(super) max_tags: usize,
     pub(super) big_repo_tags: usize,
     pub(super) rebuilds: u32,
+    pub(super) churn: Option<Churn>,
+}
+
+/// Changes between two crawls, applied after the rebuilds: what a day on Hub does to a namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Churn {
+    /// Per mille of tags pushed again to new digests.
+    pub retag_permille: u32,
+    /// New tags, spread over the repositories (`churn-N`), each on a new build.
+    pub added: usize,
+    /// Per mille of tags deleted (never one of the retagged ones).
+    pub deleted_permille: u32,
+    /// Seed of the choice, so that successive churns differ.
+    pub seed: u64,
 }
 
 /// Before this, builds may be v1 signed manifests with null timestamps.
@@ -446,6 +460,13 @@ pub(super) fn generate(spec: &DataSpec) -> Dataset {
         for repo in &mut dataset.repos {
             g.rebuild_newest(repo, NOW + i64::from(round) * DAY);
         }
+    }
+    if let Some(churn) = spec.churn {
+        g.churn(
+            &mut dataset,
+            churn,
+            NOW + i64::from(spec.rebuilds + 1) * DAY,
+        );
     }
     dataset
 }
@@ -1008,6 +1029,50 @@ impl Generator {
                 let tag = &mut repo.tags[i];
                 tag.build = new;
                 tag.last_updated = Some(t + n as i64 * SECOND);
+            }
+        }
+    }
+
+    /// Retags, adds and deletes tags as `churn` says, all pushed at `t` (newest of all).
+    fn churn(&mut self, dataset: &mut Dataset, churn: Churn, t: Micros) {
+        let mut rng = Prng::new(churn.seed ^ 0xC4_0A2C);
+        let mut added = 0;
+        let repos = dataset.repos.len().max(1);
+        for (r, repo) in dataset.repos.iter_mut().enumerate() {
+            let mut pushed = 0i64;
+            let mut retagged = vec![false; repo.tags.len()];
+            for (i, flag) in retagged.iter_mut().enumerate() {
+                if rng.chance(f64::from(churn.retag_permille) / 1000.0) {
+                    let old = repo.tags[i].build;
+                    let build = self.rebuilt(&repo.builds[old], t);
+                    repo.builds.push(build);
+                    repo.tags[i].build = repo.builds.len() - 1;
+                    repo.tags[i].last_updated = Some(t + pushed * SECOND);
+                    pushed += 1;
+                    *flag = true;
+                }
+            }
+            let mut keep = retagged
+                .iter()
+                .map(|&moved| moved || !rng.chance(f64::from(churn.deleted_permille) / 1000.0));
+            repo.tags.retain(|_| keep.next().unwrap_or(true));
+            // This repository's share of the new tags.
+            let share = churn.added / repos + usize::from(r < churn.added % repos);
+            for _ in 0..share {
+                let Some(template) = repo.tags.first().map(|t| t.build) else {
+                    break;
+                };
+                let build = self.rebuilt(&repo.builds[template], t);
+                repo.builds.push(build);
+                self.next_tag_id += 1;
+                repo.tags.push(Tag {
+                    name: format!("churn-{}-{added}", churn.seed),
+                    id: self.next_tag_id,
+                    build: repo.builds.len() - 1,
+                    last_updated: Some(t + pushed * SECOND),
+                });
+                pushed += 1;
+                added += 1;
             }
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! It is a real HTTP/1.1 server on raw tokio sockets rather than hyper, so every fault a crawler
 //! must survive is under the test's control: resets, truncated bodies, slow and malformed
-//! answers, endless bodies, rate limiting, off-host `next` links. Its repositories and tags are
+//! answers, endless bodies, trickled (slow-loris) bodies, rate limiting, off-host `next` links,
+//! redirects, and raw answers overriding a page (hostile content). Its repositories and tags are
 //! generated from a seed as a typed model (`generate.rs`, `model.rs`); pages are rendered from
 //! that model (`render.rs`), and the dataset a perfect crawl must produce (`truth.rs`) is
 //! computed from the same model, never by parsing the rendered JSON, so a parsing bug cannot hide
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+pub use generate::Churn;
 use generate::DataSpec;
 use server::{Loaded, Shared};
 
@@ -57,6 +59,12 @@ pub struct FakeHubConfig {
     pub max_tags: usize,
     /// Tags of the big repository (`python`, or the first one when there is no `python`).
     pub big_repo_tags: usize,
+    /// Changes since "yesterday": tags retagged, added and deleted (see [`Churn`]).
+    pub churn: Option<Churn>,
+    /// `(repository, tag)` pairs re-pushed just now: they sort as the newest tags of their
+    /// repository (their rendered times are left as they were), which shifts every tag listed
+    /// after their old place by one, as a push during a crawl does on Hub.
+    pub touched: Vec<(String, String)>,
     /// Rounds of "tags move": each round pushes every repository's newest build again, moving
     /// its floating aliases to new digests (the most specific name stays on the old build).
     pub rebuilds: u32,
@@ -87,9 +95,27 @@ pub struct FakeHubConfig {
     /// `(repository, url)`: the first tags page of that repository (`python` or
     /// `library/python`) carries `url` as its `next`.
     pub off_host_next: Option<(String, String)>,
+    /// `(path substring, location)`: requests whose path and query contain the substring get
+    /// `302 Found` with that `Location` (another host, another scheme, or a page of this one).
+    pub redirect_paths: Vec<(String, String)>,
+    /// `(path substring, status, body)`: requests whose path and query contain the substring
+    /// get that status and those raw bytes as a JSON answer, instead of the real page; for
+    /// content the generator never makes (hostile names, absurd counts, invalid UTF-8, ...).
+    pub override_paths: Vec<(String, u16, Vec<u8>)>,
+    /// Requests whose path and query contain one of these get a slow-loris answer: the
+    /// headers of a 200 announcing a 1 MiB body, then one space every `trickle_interval`,
+    /// until the client hangs up.
+    pub trickle_paths: Vec<String>,
+    /// The pause between two bytes of a trickle answer.
+    pub trickle_interval: Duration,
     /// Accepted `(user, secret)` for `POST /v2/auth/token` and `/v2/users/login`; `None`
     /// accepts any non-empty pair.
     pub credentials: Option<(String, String)>,
+    /// `POST /v2/auth/token` answers 404, like a Hub that only has `/v2/users/login`.
+    pub no_auth_token_endpoint: bool,
+    /// Tokens this double issued stop working this long after they were issued: a request
+    /// carrying one then gets `401 {"detail":"token expired"}`. `None`: they never expire.
+    pub token_ttl: Option<Duration>,
 }
 
 impl Default for FakeHubConfig {
@@ -102,6 +128,8 @@ impl Default for FakeHubConfig {
             max_tags: 300,
             big_repo_tags: 2500,
             rebuilds: 0,
+            touched: Vec::new(),
+            churn: None,
             anonymous_cap: false,
             rate_limit: None,
             force_429: BTreeSet::new(),
@@ -113,7 +141,13 @@ impl Default for FakeHubConfig {
             broken_paths: Vec::new(),
             huge_paths: Vec::new(),
             off_host_next: None,
+            redirect_paths: Vec::new(),
+            override_paths: Vec::new(),
+            trickle_paths: Vec::new(),
+            trickle_interval: Duration::from_millis(100),
             credentials: None,
+            no_auth_token_endpoint: false,
+            token_ttl: None,
         }
     }
 }
@@ -127,6 +161,7 @@ impl FakeHubConfig {
             max_tags: self.max_tags,
             big_repo_tags: self.big_repo_tags,
             rebuilds: self.rebuilds,
+            churn: self.churn,
         }
     }
 }
@@ -204,10 +239,12 @@ pub struct RequestRecord {
     /// The status answered; 0 when the connection was reset instead.
     pub status: u16,
     /// The injected misbehaviour, if any: a [`FaultKind::name`], or `force_429`, `rate_limit`,
-    /// `broken_path`, `huge_path`.
+    /// `broken_path`, `huge_path`, `override_path`, `redirect_path`, `trickle_path`.
     pub fault: Option<String>,
     /// The request carried `Authorization: Bearer ...`.
     pub authorized: bool,
+    /// The `Authorization` header as sent, if any.
+    pub authorization: Option<String>,
 }
 
 /// A running double. Dropping it stops the server.

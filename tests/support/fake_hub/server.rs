@@ -2,10 +2,11 @@
 //!
 //! Every API request gets a sequence number in arrival order; faults are decided from the seed
 //! and that number alone, so a run is reproducible and a retried request (a new number) can
-//! succeed. The order of checks is: forced 429, rate window, per-path faults, random faults,
-//! then the real answer.
+//! succeed. The order of checks is: forced 429, rate window, expired token, per-path faults,
+//! random faults, then the real answer.
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -93,6 +94,8 @@ pub(super) struct Shared {
     pub(super) log: Mutex<Vec<RequestRecord>>,
     pub(super) base_url: String,
     seq: AtomicU64,
+    /// Tokens issued by the sign-in endpoints, with when (for `token_ttl`).
+    tokens: Mutex<HashMap<String, Instant>>,
     window: Mutex<Window>,
     started: Instant,
     started_wall: SystemTime,
@@ -119,6 +122,7 @@ impl Shared {
             log: Mutex::new(Vec::new()),
             base_url,
             seq: AtomicU64::new(0),
+            tokens: Mutex::new(HashMap::new()),
             window: Mutex::new(Window {
                 start: now,
                 count: 0,
@@ -195,6 +199,8 @@ enum Action {
     Truncate(Response),
     /// Stream an endless-looking chunked body until the client gives up.
     Huge(Response),
+    /// Send the headers, then one byte every interval until the client gives up (slow loris).
+    Trickle(Response, Duration),
 }
 
 /// Serves the requests of one connection, one after another (keep-alive).
@@ -237,6 +243,10 @@ async fn connection(shared: Arc<Shared>, stream: TcpStream) {
                 let _ = stream_huge(conn.get_mut(), &response).await;
                 return;
             }
+            Action::Trickle(response, interval) => {
+                let _ = trickle(conn.get_mut(), &response, interval).await;
+                return;
+            }
         }
     }
 }
@@ -248,13 +258,16 @@ async fn handle(shared: &Shared, request: &Request) -> Action {
     }
     let seq = shared.seq.fetch_add(1, Ordering::SeqCst);
     let config = shared.config.lock().expect("config lock").clone();
-    let authorized = request
-        .header("authorization")
+    let authorization = request.header("authorization").map(str::to_owned);
+    let authorized = authorization
+        .as_deref()
         .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
     let rate = shared.tick(&config, request.arrived);
     let (action, fault) = decide(shared, &config, request, seq, &rate, authorized).await;
     let status = match &action {
-        Action::Respond(r) | Action::Truncate(r) | Action::Huge(r) => r.status,
+        Action::Respond(r) | Action::Truncate(r) | Action::Huge(r) | Action::Trickle(r, _) => {
+            r.status
+        }
         Action::Reset => 0,
     };
     shared.log.lock().expect("log lock").push(RequestRecord {
@@ -265,6 +278,7 @@ async fn handle(shared: &Shared, request: &Request) -> Action {
         status,
         fault: fault.map(str::to_owned),
         authorized,
+        authorization,
     });
     action
 }
@@ -301,6 +315,11 @@ async fn decide(
         r.headers.extend(rate.headers(0));
         return (Action::Respond(r), Some("rate_limit"));
     }
+    if authorized && token_expired(shared, config, request) {
+        let mut r = Response::json(401, r#"{"detail":"token expired"}"#);
+        r.headers.extend(rate.headers(rate.remaining));
+        return (Action::Respond(r), Some("token_expired"));
+    }
     let target = request.target.as_str();
     if config
         .broken_paths
@@ -321,6 +340,37 @@ async fn decide(
         let mut r = Response::json(200, Vec::new());
         r.headers.extend(rate.headers(rate.remaining));
         return (Action::Huge(r), Some("huge_path"));
+    }
+    if let Some((_, status, body)) = config
+        .override_paths
+        .iter()
+        .find(|(p, _, _)| target.contains(p.as_str()))
+    {
+        let mut r = Response::json(*status, body.clone());
+        r.headers.extend(rate.headers(rate.remaining));
+        return (Action::Respond(r), Some("override_path"));
+    }
+    if let Some((_, location)) = config
+        .redirect_paths
+        .iter()
+        .find(|(p, _)| target.contains(p.as_str()))
+    {
+        let mut r = Response::json(302, Vec::new());
+        r.headers.push(("Location", location.clone()));
+        r.headers.extend(rate.headers(rate.remaining));
+        return (Action::Respond(r), Some("redirect_path"));
+    }
+    if config
+        .trickle_paths
+        .iter()
+        .any(|p| target.contains(p.as_str()))
+    {
+        let mut r = Response::json(200, Vec::new());
+        r.headers.extend(rate.headers(rate.remaining));
+        return (
+            Action::Trickle(r, config.trickle_interval),
+            Some("trickle_path"),
+        );
     }
     let fault = random_fault(config, seq);
     let error = |status: u16, message: &str| {
@@ -362,6 +412,24 @@ async fn decide(
     (action, fault_name)
 }
 
+/// Whether the request carries a token this double issued more than `token_ttl` ago (sign-in
+/// requests never count as carrying one).
+fn token_expired(shared: &Shared, config: &FakeHubConfig, request: &Request) -> bool {
+    let Some(ttl) = config.token_ttl else {
+        return false;
+    };
+    if matches!(endpoint(request.path()), Some(Endpoint::SignIn { .. })) {
+        return false;
+    }
+    let token = request
+        .header("authorization")
+        .map_or("", |v| v.get(7..).unwrap_or(""));
+    let tokens = shared.tokens.lock().expect("tokens lock");
+    tokens
+        .get(token)
+        .is_some_and(|issued| request.arrived.saturating_duration_since(*issued) > ttl)
+}
+
 /// The random fault of request `seq`, if it gets one.
 fn random_fault(config: &FakeHubConfig, seq: u64) -> Option<FaultKind> {
     if config.fault_kinds.is_empty() || config.fault_rate <= 0.0 {
@@ -398,6 +466,31 @@ async fn stream_huge<W: AsyncWrite + Unpin>(
     out.write_all(&chunk(b"{}]}")).await?;
     out.write_all(b"0\r\n\r\n").await?;
     out.flush().await
+}
+
+/// How much body a trickle answer announces: at one byte per interval it never arrives.
+const TRICKLE_BODY_BYTES: usize = 1024 * 1024;
+
+/// The headers at once, then one space (valid leading JSON whitespace, so only a timeout can
+/// end it) per `interval`, until the client hangs up or the announced length is sent.
+async fn trickle<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    response: &Response,
+    interval: Duration,
+) -> std::io::Result<()> {
+    out.write_all(&http::head(
+        response,
+        Framing::Length(TRICKLE_BODY_BYTES),
+        false,
+    ))
+    .await?;
+    out.flush().await?;
+    for _ in 0..TRICKLE_BODY_BYTES {
+        tokio::time::sleep(interval).await;
+        out.write_all(b" ").await?;
+        out.flush().await?;
+    }
+    Ok(())
 }
 
 fn chunk(data: &[u8]) -> Vec<u8> {
@@ -486,6 +579,11 @@ fn route(shared: &Shared, config: &FakeHubConfig, request: &Request, authorized:
     if request.method != wanted {
         return Response::json(405, error_body("method not allowed", json!({})));
     }
+    if config.no_auth_token_endpoint
+        && matches!(endpoint, Endpoint::SignIn { token, .. } if token == "access_token")
+    {
+        return Response::json(404, error_body("httperror 404: page not found", json!({})));
+    }
     let loaded = shared.loaded();
     let dataset = &loaded.dataset;
     let listing = Listing {
@@ -522,7 +620,7 @@ fn route(shared: &Shared, config: &FakeHubConfig, request: &Request, authorized:
             user,
             secret,
             token,
-        } => Ok(sign_in(config, request, (user, secret, token))),
+        } => Ok(sign_in(shared, config, request, (user, secret, token))),
     };
     answer.unwrap_or_else(|error| error)
 }
@@ -534,6 +632,7 @@ fn json_response<T: Serialize>(value: &T) -> Response {
 /// Answers `POST /v2/auth/token` and `POST /v2/users/login` with a token that carries nothing
 /// of the secret.
 fn sign_in(
+    shared: &Shared,
     config: &FakeHubConfig,
     request: &Request,
     (user_key, secret_key, token_key): (&str, &str, &str),
@@ -555,8 +654,13 @@ fn sign_in(
     let user_hash = user.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
     });
-    let mut rng = Prng::derive(config.seed ^ 0x70_4E45, user_hash);
+    // Each sign-in gets a new token (numbered in issue order), so a renewed token differs from
+    // the expired one.
+    let mut tokens = shared.tokens.lock().expect("tokens lock");
+    let issued = tokens.len() as u64;
+    let mut rng = Prng::derive(config.seed ^ 0x70_4E45, user_hash.wrapping_add(issued));
     let token = format!("eyJhbGciOiJIUzI1NiJ9.{}.{}", rng.hex(48), rng.hex(43));
+    tokens.insert(token.clone(), request.arrived);
     json_response(&json!({ token_key: token }))
 }
 
@@ -729,14 +833,25 @@ fn list_tags(
                 .is_none_or(|n| t.name.to_lowercase().contains(n))
         })
         .collect();
+    // A touched tag was re-pushed just now: newest of all.
+    let touched = |name: &str| {
+        config
+            .touched
+            .iter()
+            .any(|(r, t)| *r == repo.name && t == name)
+    };
     match q.ordering.as_deref() {
         None | Some("last_updated") => {
             tags.sort_by(|a, b| {
-                (Reverse(a.last_updated), &a.name).cmp(&(Reverse(b.last_updated), &b.name))
+                (Reverse((touched(&a.name), a.last_updated)), &a.name)
+                    .cmp(&(Reverse((touched(&b.name), b.last_updated)), &b.name))
             });
         }
         Some("-last_updated") => {
-            tags.sort_by(|a, b| (a.last_updated, &a.name).cmp(&(b.last_updated, &b.name)));
+            tags.sort_by(|a, b| {
+                ((touched(&a.name), a.last_updated), &a.name)
+                    .cmp(&((touched(&b.name), b.last_updated), &b.name))
+            });
         }
         Some("name") => tags.sort_by(|a, b| a.name.cmp(&b.name)),
         Some("-name") => tags.sort_by(|a, b| b.name.cmp(&a.name)),
@@ -775,6 +890,7 @@ fn fake_endpoint(shared: &Shared, request: &Request) -> Response {
                         "status": r.status,
                         "fault": r.fault,
                         "authorized": r.authorized,
+                        "authorization": r.authorization,
                     })
                 })
                 .collect();

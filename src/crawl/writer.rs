@@ -1,0 +1,802 @@
+//! The store writer: the one place a crawl commits, and the place that decides what a committed
+//! page leads to.
+//!
+//! A repository-list page spawns one tag listing per repository new to this run and the next
+//! page. A tag page stores its tags and spawns the next page of the same view. When a view of a
+//! repository ends, [`WriterCtx::plan`] compares the distinct tags stored by this run with Hub's
+//! `count` and decides what comes next:
+//! - all seen: the repository is complete;
+//! - the plain listing ended short without being capped: the listing changed while it was read
+//!   (a tag pushed or moved shifts later pages), so it is read again, at most [`MAX_RELISTS`] times;
+//! - the plain listing hit the anonymous paging cap (offset 1000): the oldest-first view gives
+//!   another 1000; after that, `name`-filtered views (each newest-first, then oldest-first if it
+//!   is capped too) chosen by [`next_filter`] cover the middle, until `count` is reached or no
+//!   filter is left (the repository is then marked incomplete).
+//!
+//! A repository list capped at offset 100 is read again by descending name, for another 100.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::queue::JobQueue;
+use super::{JOB_RETRY_MAX, Listing, MAX_ATTEMPTS, Outcome, PageData, Progress};
+use crate::clock;
+use crate::hub::HubApi;
+use crate::model::RepoName;
+use crate::net::{NetStats, Pacer};
+use crate::store::{
+    CrawlRun, FailedJob, Job, JobId, JobKind, ListingWindow, RepoState, RunMode, RunStats, Store,
+    StoreError, TagState, TxError, WriteBatch,
+};
+
+/// Most outcomes committed in one transaction: amortises the fsync without delaying progress.
+const MAX_BATCH: usize = 64;
+/// Re-readings of a plain listing that changed while it was read, before giving up on it.
+pub const MAX_RELISTS: u32 = 2;
+/// Most `name` filters the cover tries for one repository.
+pub const MAX_FILTERS: usize = 64;
+/// A `count` above this is not believed (Hub's largest repositories hold thousands of tags).
+pub const MAX_PLAUSIBLE_COUNT: u64 = 1_000_000;
+/// A filter matching more known tags than this would mostly re-read them; tried last.
+const BROAD_FILTER: usize = 900;
+
+/// A job attempt's outcome on its way to the writer.
+pub(super) struct Completion {
+    pub id: JobId,
+    pub job: Job,
+    pub outcome: Outcome,
+    /// Requests the attempt took, retries included.
+    pub requests: u64,
+    /// Told once the outcome is committed.
+    pub ack: oneshot::Sender<()>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct NetSnapshot {
+    requests: u64,
+    fetches: u64,
+    rate_limited: u64,
+}
+
+/// The writer's state.
+pub(super) struct WriterCtx {
+    pub store: Arc<Store>,
+    pub api: HubApi,
+    pub run: CrawlRun,
+    pub queue: Arc<JobQueue>,
+    pub progress: Arc<Progress>,
+    pub pacer: Arc<Pacer>,
+    pub net: Arc<NetStats>,
+    pub job_retry_base: Duration,
+    synced: NetSnapshot,
+}
+
+/// What committing one completion changes in memory afterwards.
+#[derive(Default)]
+struct Applied {
+    ready: Vec<(JobId, Job)>,
+    new_repos: u64,
+    repos_done: u64,
+    pages: u64,
+    tags: u64,
+    failed: u64,
+}
+
+impl Applied {
+    fn spawn(&mut self, w: &mut WriteBatch<'_>, kind: JobKind) -> Result<(), TxError> {
+        let job = Job::new(kind);
+        let id = w.add_job(&job)?;
+        self.ready.push((id, job));
+        Ok(())
+    }
+}
+
+impl WriterCtx {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<Store>,
+        api: HubApi,
+        run: CrawlRun,
+        queue: Arc<JobQueue>,
+        progress: Arc<Progress>,
+        pacer: Arc<Pacer>,
+        net: Arc<NetStats>,
+        job_retry_base: Duration,
+    ) -> Self {
+        Self {
+            store,
+            api,
+            run,
+            queue,
+            progress,
+            pacer,
+            net,
+            job_retry_base,
+            synced: NetSnapshot::default(),
+        }
+    }
+
+    /// Commits completions until every worker has gone.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Completion>) -> Result<(), StoreError> {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(more) => batch.push(more),
+                    Err(_) => break,
+                }
+            }
+            if let Err(err) = self.commit(&batch) {
+                // Nothing of the batch was kept: its jobs are still in the store. Stop the crawl.
+                self.queue.close();
+                return Err(err);
+            }
+            for completion in batch {
+                // A worker that is gone (Ctrl-C) no longer waits; nothing to tell it.
+                let _ = completion.ack.send(());
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, batch: &[Completion]) -> Result<(), StoreError> {
+        let snapshot = NetSnapshot {
+            requests: self.net.requests.load(Ordering::Relaxed),
+            fetches: self.net.fetches.load(Ordering::Relaxed),
+            rate_limited: self.pacer.rate_limited(),
+        };
+        let applied = self.store.write(|w| {
+            let mut stats = w.stats()?;
+            stats.requests += snapshot.requests - self.synced.requests;
+            let retries_now = snapshot.requests.saturating_sub(snapshot.fetches);
+            let retries_before = self.synced.requests.saturating_sub(self.synced.fetches);
+            stats.retries += retries_now.saturating_sub(retries_before);
+            stats.rate_limited += snapshot.rate_limited - self.synced.rate_limited;
+            let mut all = Vec::with_capacity(batch.len());
+            for completion in batch {
+                all.push(self.apply(w, completion, &mut stats)?);
+            }
+            w.set_stats(&stats)?;
+            w.set_pause_until(self.pacer.paused_until_unix())?;
+            Ok(all)
+        })?;
+        self.synced = snapshot;
+        for a in applied {
+            let p = &self.progress;
+            p.repos_total.fetch_add(a.new_repos, Ordering::Relaxed);
+            p.repos_done.fetch_add(a.repos_done, Ordering::Relaxed);
+            p.pages.fetch_add(a.pages, Ordering::Relaxed);
+            p.tags.fetch_add(a.tags, Ordering::Relaxed);
+            p.failed.fetch_add(a.failed, Ordering::Relaxed);
+            self.queue.complete(a.ready);
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &self,
+        w: &mut WriteBatch<'_>,
+        completion: &Completion,
+        stats: &mut RunStats,
+    ) -> Result<Applied, TxError> {
+        let Completion {
+            id,
+            job,
+            outcome,
+            requests,
+            ..
+        } = completion;
+        let mut applied = Applied::default();
+        if let JobKind::Tags { repo, .. } = &job.kind {
+            // Every attempt's requests count toward the repository's cost, failed ones too.
+            let mut state = self.repo_state(w, repo)?;
+            state.requests += requests;
+            w.put_repo(repo, &state)?;
+        }
+        match outcome {
+            Outcome::RateLimited => {
+                // Not an attempt: the job waits for the pause and goes again.
+                let mut job = job.clone();
+                job.not_before_ms = self
+                    .pacer
+                    .paused_until_unix()
+                    .map_or(0, |t| t.saturating_mul(1000));
+                applied.ready.push((*id, job));
+            }
+            Outcome::Failed { error, transient } => {
+                self.failed_attempt(w, *id, job, error, *transient, stats, &mut applied)?;
+            }
+            Outcome::Page(page) => {
+                stats.skips.add(&page.skips);
+                applied.pages = 1;
+                match (&job.kind, &page.listing) {
+                    (JobKind::Repos { .. }, Listing::Repos(repos)) => {
+                        stats.repo_pages += 1;
+                        if let Some(count) = page.count.filter(|c| *c <= MAX_PLAUSIBLE_COUNT) {
+                            stats.repo_count = Some(count);
+                        }
+                        self.follow_next(w, *id, job, page, &mut applied)?;
+                        for repo in repos {
+                            if let Some(spawned) = start_repo(w, &self.api, &self.run, repo)? {
+                                applied.ready.push(spawned);
+                                applied.new_repos += 1;
+                            }
+                        }
+                        if matches!(page.next, Ok(None)) {
+                            self.repo_list_done(w, stats)?;
+                        }
+                    }
+                    (JobKind::Tags { repo, window, .. }, Listing::Tags(tags)) => {
+                        stats.tag_pages += 1;
+                        stats.tags += tags.len() as u64;
+                        applied.tags = tags.len() as u64;
+                        self.tags_page(w, *id, job, repo, window, page, tags.len(), &mut applied)?;
+                    }
+                    _ => unreachable!("a job's listing matches its kind"),
+                }
+            }
+            Outcome::Capped => {
+                w.remove_job(*id)?;
+                match &job.kind {
+                    JobKind::Repos {
+                        namespace,
+                        descending: false,
+                        ..
+                    } => {
+                        tracing::info!(
+                            "the repository list of {namespace} is capped for anonymous clients; reading it by descending name too"
+                        );
+                        stats.repo_list_capped = true;
+                        applied.spawn(
+                            w,
+                            JobKind::Repos {
+                                namespace: namespace.clone(),
+                                url: self.api.repositories_url(namespace, true).to_string(),
+                                descending: true,
+                            },
+                        )?;
+                    }
+                    JobKind::Repos { .. } => self.repo_list_done(w, stats)?,
+                    JobKind::Tags { repo, window, .. } => {
+                        let mut state = self.repo_state(w, repo)?;
+                        let now = clock::now_unix();
+                        if *window == ListingWindow::Plain && !state.capped {
+                            let distinct = self.seen(w, repo)?.len() as u64;
+                            tracing::info!(
+                                "{repo}: anonymous paging stops at 1000 tags; covering the rest through other views"
+                            );
+                            state.capped = true;
+                            state.at_cap = (distinct, state.requests);
+                        }
+                        self.plan(w, repo, window, true, &mut state, now, &mut applied)?;
+                        w.put_repo(repo, &state)?;
+                    }
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn failed_attempt(
+        &self,
+        w: &mut WriteBatch<'_>,
+        id: JobId,
+        job: &Job,
+        error: &str,
+        transient: bool,
+        stats: &mut RunStats,
+        applied: &mut Applied,
+    ) -> Result<(), TxError> {
+        let attempts = job.attempts + 1;
+        if transient && attempts < MAX_ATTEMPTS {
+            let delay = self
+                .job_retry_base
+                .saturating_mul(1 << (attempts - 1).min(16))
+                .min(JOB_RETRY_MAX);
+            tracing::warn!(
+                "{error} (attempt {attempts} of {MAX_ATTEMPTS}; trying again in {:.1}s)",
+                delay.as_secs_f64()
+            );
+            let job = Job {
+                attempts,
+                not_before_ms: clock::now_unix_millis() + delay.as_millis() as u64,
+                last_error: Some(error.to_owned()),
+                kind: job.kind.clone(),
+            };
+            w.put_job(id, &job)?;
+            stats.job_retries += 1;
+            applied.ready.push((id, job));
+        } else {
+            tracing::error!("job failed: {error}");
+            let job = Job {
+                attempts,
+                last_error: Some(error.to_owned()),
+                ..job.clone()
+            };
+            w.fail_job(
+                id,
+                &FailedJob {
+                    job,
+                    reason: error.to_owned(),
+                    failed_at: clock::now_unix(),
+                },
+            )?;
+            applied.failed += 1;
+        }
+        Ok(())
+    }
+
+    /// Queues the next page of the same view, or marks the job failed when its `next` link was
+    /// refused; otherwise the job is done.
+    fn follow_next(
+        &self,
+        w: &mut WriteBatch<'_>,
+        id: JobId,
+        job: &Job,
+        page: &PageData,
+        applied: &mut Applied,
+    ) -> Result<(), TxError> {
+        match &page.next {
+            Err(reason) => {
+                tracing::error!("job failed: {reason}");
+                w.fail_job(
+                    id,
+                    &FailedJob {
+                        job: job.clone(),
+                        reason: reason.clone(),
+                        failed_at: page.fetched_at,
+                    },
+                )?;
+                applied.failed += 1;
+            }
+            Ok(next) => {
+                w.remove_job(id)?;
+                if let Some(next) = next {
+                    applied.spawn(w, job.kind.with_url(next.to_string()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn repo_list_done(&self, w: &mut WriteBatch<'_>, stats: &RunStats) -> Result<(), TxError> {
+        let repos = w.repos()?;
+        let seen = repos.iter().filter(|(_, s)| s.run == self.run.id).count() as u64;
+        match stats.repo_count {
+            Some(count) if seen < count => tracing::warn!(
+                "the repository list of {} gave {seen} of the {count} repositories Hub counts; name the others with --repo, or sign in",
+                self.run.namespace
+            ),
+            _ => {
+                // The whole list was read: a repository it no longer holds has vanished from Hub,
+                // and its tags are no longer current.
+                let now = clock::now_unix();
+                for (name, mut state) in repos {
+                    if state.run == self.run.id || state.vanished_at.is_some() {
+                        continue;
+                    }
+                    let Some(repo) = name
+                        .split_once('/')
+                        .and_then(|(ns, n)| RepoName::new(ns, n).ok())
+                        .filter(|r| r.namespace == self.run.namespace)
+                    else {
+                        continue;
+                    };
+                    tracing::info!("{repo} is no longer listed on Hub; marked vanished");
+                    state.vanished_at = Some(now);
+                    w.put_repo(&repo, &state)?;
+                    let tags: Vec<String> =
+                        w.repo_tags(&repo)?.into_iter().map(|(t, _)| t).collect();
+                    w.mark_deleted(&repo, &tags, now)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn repo_state(&self, w: &WriteBatch<'_>, repo: &RepoName) -> Result<RepoState, TxError> {
+        Ok(w.repo(repo)?
+            .filter(|s| s.run == self.run.id)
+            .unwrap_or_else(|| RepoState::new(self.run.id, clock::now_unix())))
+    }
+
+    /// The tags of `repo` known to be on Hub: those this run stored, and in a refresh also those
+    /// earlier runs stored and none has found deleted (a refresh does not re-read unchanged tags).
+    fn seen(
+        &self,
+        w: &WriteBatch<'_>,
+        repo: &RepoName,
+    ) -> Result<Vec<(String, TagState)>, TxError> {
+        let refresh = self.run.mode == RunMode::Refresh;
+        let mut tags = w.repo_tags(repo)?;
+        tags.retain(|(_, t)| t.run == self.run.id || (refresh && t.deleted_at.is_none()));
+        Ok(tags)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tags_page(
+        &self,
+        w: &mut WriteBatch<'_>,
+        id: JobId,
+        job: &Job,
+        repo: &RepoName,
+        window: &ListingWindow,
+        page: &PageData,
+        stored: usize,
+        applied: &mut Applied,
+    ) -> Result<(), TxError> {
+        let Listing::Tags(tags) = &page.listing else {
+            unreachable!("a tags job's listing holds tags")
+        };
+        let now = page.fetched_at;
+        // A refresh reads newest first and stops at the first page that holds nothing new.
+        let unchanged = self.run.mode == RunMode::Refresh
+            && *window == ListingWindow::Plain
+            && !tags.is_empty()
+            && self.all_unchanged(w, repo, tags)?;
+        for tag in tags {
+            w.record_tag(repo, tag, now, self.run.id)?;
+        }
+        let mut state = self.repo_state(w, repo)?;
+        state.pages += 1;
+        state.tags_seen += stored as u64;
+        let whole_listing = matches!(window, ListingWindow::Plain | ListingWindow::Oldest);
+        if whole_listing && let Some(count) = page.count {
+            if count <= MAX_PLAUSIBLE_COUNT {
+                state.count = Some(count);
+            } else {
+                tracing::warn!("{repo}: ignoring Hub's implausible tag count {count}");
+            }
+        }
+        let mut window_done = matches!(page.next, Ok(None));
+        if unchanged {
+            w.remove_job(id)?;
+            let known = self.seen(w, repo)?.len() as u64;
+            self.finish_repo(w, repo, &mut state, known, true, now, applied)?;
+            return w.put_repo(repo, &state);
+        }
+        if let Ok(Some(_)) = &page.next
+            && self.view_exhausted(w, repo, window, &state, page.count)?
+        {
+            // Every tag this view can show is stored already: no need to read on.
+            w.remove_job(id)?;
+            window_done = true;
+        } else {
+            self.follow_next(w, id, job, page, applied)?;
+        }
+        if window_done {
+            self.plan(w, repo, window, false, &mut state, now, applied)?;
+        }
+        w.put_repo(repo, &state)
+    }
+
+    /// Whether every tag of a page is as an earlier run last saw it: same digests, same push time.
+    fn all_unchanged(
+        &self,
+        w: &WriteBatch<'_>,
+        repo: &RepoName,
+        tags: &[crate::hub::TagObservation],
+    ) -> Result<bool, TxError> {
+        for tag in tags {
+            let same = w.tag_state(repo, &tag.tag)?.is_some_and(|prev| {
+                prev.run != self.run.id
+                    && prev.deleted_at.is_none()
+                    && prev.digest == tag.digest
+                    && prev.pushed == tag.pushed
+                    && prev.digests.len() == tag.facts.len()
+                    && prev
+                        .digests
+                        .iter()
+                        .zip(&tag.facts)
+                        .all(|(d, f)| *d == f.digest)
+            });
+            if !same {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether a cover view has nothing new left to show.
+    fn view_exhausted(
+        &self,
+        w: &WriteBatch<'_>,
+        repo: &RepoName,
+        window: &ListingWindow,
+        state: &RepoState,
+        view_count: Option<u64>,
+    ) -> Result<bool, TxError> {
+        Ok(match window {
+            ListingWindow::Plain => false,
+            ListingWindow::Oldest => state
+                .count
+                .is_some_and(|c| self.seen(w, repo).map_or(0, |s| s.len() as u64) >= c),
+            ListingWindow::Filter { name, .. } => match view_count {
+                Some(count) => {
+                    let matching = self
+                        .seen(w, repo)?
+                        .iter()
+                        .filter(|(tag, _)| tag.contains(name.as_str()))
+                        .count() as u64;
+                    matching >= count
+                }
+                None => false,
+            },
+        })
+    }
+
+    /// Decides what follows a finished view of `repo` (see the module doc).
+    #[allow(clippy::too_many_arguments)]
+    fn plan(
+        &self,
+        w: &mut WriteBatch<'_>,
+        repo: &RepoName,
+        window: &ListingWindow,
+        capped: bool,
+        state: &mut RepoState,
+        now: u64,
+        applied: &mut Applied,
+    ) -> Result<(), TxError> {
+        let seen = self.seen(w, repo)?;
+        let distinct = seen.len() as u64;
+        let complete = match state.count {
+            Some(count) => distinct >= count,
+            // Without a count, a plain listing read to its end is all there is.
+            None => *window == ListingWindow::Plain && !capped,
+        };
+        if complete {
+            return self.finish_repo(w, repo, state, distinct, true, now, applied);
+        }
+        let tags_url = |ordering: Option<&str>, name: Option<&str>| {
+            self.api.tags_url_with(repo, ordering, name).to_string()
+        };
+        let next = match window {
+            ListingWindow::Plain if !capped => {
+                if state.relists >= MAX_RELISTS {
+                    None
+                } else {
+                    state.relists += 1;
+                    tracing::warn!(
+                        "{repo}: the listing changed while it was read ({distinct} of {} tags seen); reading it again",
+                        state.count.unwrap_or(0)
+                    );
+                    Some(JobKind::Tags {
+                        repo: repo.clone(),
+                        url: tags_url(None, None),
+                        window: ListingWindow::Plain,
+                    })
+                }
+            }
+            ListingWindow::Plain => Some(JobKind::Tags {
+                repo: repo.clone(),
+                url: tags_url(Some("-last_updated"), None),
+                window: ListingWindow::Oldest,
+            }),
+            ListingWindow::Filter {
+                name,
+                oldest: false,
+            } if capped => Some(JobKind::Tags {
+                repo: repo.clone(),
+                url: tags_url(Some("-last_updated"), Some(name)),
+                window: ListingWindow::Filter {
+                    name: name.clone(),
+                    oldest: true,
+                },
+            }),
+            _ if state.filters.len() >= MAX_FILTERS => None,
+            _ => next_filter(&seen, &state.filters).map(|name| {
+                state.filters.push(name.clone());
+                JobKind::Tags {
+                    repo: repo.clone(),
+                    url: tags_url(Some("last_updated"), Some(&name)),
+                    window: ListingWindow::Filter {
+                        name,
+                        oldest: false,
+                    },
+                }
+            }),
+        };
+        match next {
+            Some(kind) => applied.spawn(w, kind),
+            None => self.finish_repo(w, repo, state, distinct, false, now, applied),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_repo(
+        &self,
+        w: &mut WriteBatch<'_>,
+        repo: &RepoName,
+        state: &mut RepoState,
+        distinct: u64,
+        complete: bool,
+        now: u64,
+        applied: &mut Applied,
+    ) -> Result<(), TxError> {
+        if !complete {
+            tracing::warn!(
+                "{repo}: coverage incomplete: {distinct} of the {} tags Hub counts were seen",
+                state.count.unwrap_or(0)
+            );
+        }
+        if state.done_at.is_none() {
+            applied.repos_done = 1;
+        }
+        state.done_at = Some(now);
+        state.distinct = distinct;
+        state.complete = Some(complete);
+        // A full, complete listing that did not show a tag means Hub no longer has it.
+        if complete && self.run.mode == RunMode::Full {
+            let gone: Vec<String> = w
+                .repo_tags(repo)?
+                .into_iter()
+                .filter(|(_, t)| t.run != self.run.id && t.deleted_at.is_none())
+                .map(|(tag, _)| tag)
+                .collect();
+            if !gone.is_empty() {
+                tracing::info!(
+                    "{repo}: {} tags no longer on Hub are marked deleted",
+                    gone.len()
+                );
+                w.mark_deleted(repo, &gone, now)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Marks a repository as listed by `run` and queues its first tag page, unless this run already
+/// did (a repository can appear on two repository pages when the listing shifts).
+pub(super) fn start_repo(
+    w: &mut WriteBatch<'_>,
+    api: &HubApi,
+    run: &CrawlRun,
+    repo: &RepoName,
+) -> Result<Option<(JobId, Job)>, TxError> {
+    if w.repo(repo)?.is_some_and(|s| s.run == run.id) {
+        return Ok(None);
+    }
+    w.put_repo(repo, &RepoState::new(run.id, clock::now_unix()))?;
+    let job = Job::new(JobKind::Tags {
+        repo: repo.clone(),
+        url: api.tags_url(repo).to_string(),
+        window: ListingWindow::Plain,
+    });
+    let id = w.add_job(&job)?;
+    Ok(Some((id, job)))
+}
+
+/// The words a tag name is made of (`3.12.7-slim-bookworm` → `3`, `12`, `7`, `slim`, `bookworm`),
+/// plus its version line (`3.12`) and version (`3.12.7`): the substrings that group tags pushed
+/// together.
+fn words(tag: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = tag
+        .split(['-', '.', '_'])
+        .filter(|w| !w.is_empty())
+        .collect();
+    let version = tag.split(['-', '_']).next().unwrap_or("");
+    if version.contains('.') {
+        out.push(version);
+        let mut dots = version.match_indices('.');
+        if let (Some(_), Some((second, _))) = (dots.next(), dots.next()) {
+            out.push(&version[..second]);
+        }
+    }
+    out
+}
+
+/// Chooses the next `name` filter for a capped repository.
+///
+/// The tags still missing are the middle of the listing by push time: the newest 1000 and the
+/// oldest 1000 are stored. Tags pushed together share words (a version line, a variant), so the
+/// words of the stored tags nearest that middle are the filters most likely to reach the missing
+/// ones. A word matching very many stored tags would mostly re-read them, so such words come last;
+/// single characters are the last resort.
+pub fn next_filter(seen: &[(String, TagState)], tried: &[String]) -> Option<String> {
+    let mut by_time: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|(tag, state)| (state.pushed.as_deref().unwrap_or(""), tag.as_str()))
+        .collect();
+    by_time.sort_unstable();
+    let middle = by_time.len() / 2;
+    let near = &by_time[middle.saturating_sub(100)..(middle + 100).min(by_time.len())];
+
+    let mut frequency: HashMap<&str, usize> = HashMap::new();
+    for (tag, _) in seen {
+        let mut words = words(tag);
+        words.sort_unstable();
+        words.dedup();
+        for word in words {
+            *frequency.entry(word).or_default() += 1;
+        }
+    }
+    let mut score: HashMap<&str, usize> = HashMap::new();
+    for (_, tag) in near {
+        for word in words(tag) {
+            *score.entry(word).or_default() += 1;
+        }
+    }
+    let untried = |w: &&str| !tried.iter().any(|t| t == w);
+    let best = score
+        .iter()
+        .filter(|(w, _)| untried(w))
+        .filter(|(w, _)| frequency.get(*w).copied().unwrap_or(0) <= BROAD_FILTER)
+        // Most frequent near the middle first; then rarer overall (fewer known tags to re-read);
+        // then by name, so the choice is deterministic.
+        .max_by(|a, b| {
+            a.1.cmp(b.1)
+                .then_with(|| frequency[b.0].cmp(&frequency[a.0]))
+                .then_with(|| b.0.cmp(a.0))
+        })
+        .map(|(w, _)| (*w).to_owned());
+    best.or_else(|| {
+        let mut rest: Vec<&str> = frequency.keys().copied().filter(untried).collect();
+        rest.sort_unstable_by_key(|w| (frequency[w], *w));
+        rest.first().map(|w| (*w).to_owned())
+    })
+    .or_else(|| {
+        "abcdefghijklmnopqrstuvwxyz0123456789"
+            .chars()
+            .map(String::from)
+            .find(|c| untried(&c.as_str()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_of_tags() {
+        assert_eq!(
+            words("3.12.7-slim-bookworm"),
+            ["3", "12", "7", "slim", "bookworm", "3.12.7", "3.12"]
+        );
+        assert_eq!(words("latest"), ["latest"]);
+        assert_eq!(words("22.04"), ["22", "04", "22.04"]);
+    }
+
+    fn state(pushed: &str) -> TagState {
+        TagState {
+            digest: None,
+            digests: Vec::new(),
+            pushed: Some(pushed.to_owned()),
+            first_seen: 0,
+            last_seen: 0,
+            run: 1,
+            deleted_at: None,
+        }
+    }
+
+    #[test]
+    fn filters_aim_at_the_middle_and_are_not_repeated() {
+        let seen: Vec<(String, TagState)> = [
+            ("3.13.1", "2026-01"),
+            ("3.13.0", "2025-12"),
+            ("3.9.2", "2021-02"),
+            ("3.9.1", "2021-01"),
+            ("3.11.4-slim", "2023-06"),
+            ("3.11.3-slim", "2023-05"),
+        ]
+        .into_iter()
+        .map(|(t, p)| (t.to_owned(), state(p)))
+        .collect();
+        let first = next_filter(&seen, &[]).unwrap();
+        let second = next_filter(&seen, std::slice::from_ref(&first)).unwrap();
+        assert_ne!(first, second);
+        let mut tried = Vec::new();
+        while let Some(f) = next_filter(&seen, &tried) {
+            assert!(!tried.contains(&f));
+            tried.push(f);
+        }
+        assert!(
+            tried.len() > 36,
+            "words, then every single character: {tried:?}"
+        );
+    }
+}

@@ -1,0 +1,647 @@
+//! Hostile and broken answers, end to end: the real `digestmap` binary against the Docker Hub
+//! double (tests/support/fake_hub), which serves off-host and scheme-changing redirects and
+//! `next` links, endless and trickling bodies, deeply nested JSON, invalid UTF-8, absurd counts
+//! and page numbers, and tag names and digests no registry would accept.
+//!
+//! Every case must end in a bounded, clear outcome: the job that met the hostile answer fails
+//! (exit 3, the job listed with its URL) or its bad records are skipped and counted, as the README
+//! documents. Never a crash, a hang, unbounded memory, or a request outside the Hub origin. Each
+//! run is measured: a watchdog kills a crawl that outlives [`DEADLINE`] (so a hang fails the test
+//! instead of stalling it), and `wait4` reports the process's peak memory, checked against
+//! [`MAX_RSS`].
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::fake_hub::{FakeHub, FakeHubConfig};
+
+/// Longest a crawl of these small doubles may take, failures and retries included.
+const DEADLINE: Duration = Duration::from_secs(90);
+/// Most memory a crawl may hold at its peak. The endless body is 512 MiB; the body cap is 16 MiB.
+const MAX_RSS: u64 = 160 * 1024 * 1024;
+/// Request timeout of every run: a hostile answer must not stall a job for the default minute.
+const TIMEOUT_MS: &str = "5000";
+
+/// A scratch folder for one test, removed when the test passes (the pattern of tests/crawl.rs).
+struct Sandbox {
+    dir: PathBuf,
+}
+
+/// How a `digestmap` run ended.
+struct Run {
+    /// The exit code; `None` when a signal (the watchdog) ended it.
+    code: Option<i32>,
+    stderr: String,
+    elapsed: Duration,
+    /// Peak resident memory in bytes.
+    max_rss: u64,
+}
+
+impl Sandbox {
+    fn new(name: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "digestmap-hostile-{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_digestmap"));
+        cmd.arg("--db")
+            .arg(self.dir.join("store.redb"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `digestmap ARGS`, measured and under the watchdog.
+    fn run(&self, args: &[&str]) -> Run {
+        let started = Instant::now();
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start digestmap");
+        let mut pipe = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        });
+        let pid = child.id() as libc::pid_t;
+        let (done, finished) = mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if finished.recv_timeout(DEADLINE) == Err(mpsc::RecvTimeoutError::Timeout) {
+                // Still unreaped, so the pid is still our child's.
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        // wait4 rather than Child::wait: it also gives the child's peak memory.
+        let mut status = 0;
+        // SAFETY: rusage is plain data, for which all-zero bytes are a valid value.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are to live locals; pid is our unreaped child.
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        assert_eq!(reaped, pid, "wait4 failed");
+        let _ = done.send(());
+        watchdog.join().unwrap();
+        let stderr = reader.join().unwrap();
+        let elapsed = started.elapsed();
+        Run {
+            code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+            // Raw bytes from a hostile page must not reach the terminal: stderr is checked to be
+            // UTF-8 with no escape characters by `bounded`.
+            stderr: String::from_utf8(stderr).expect("stderr is UTF-8"),
+            elapsed,
+            // Linux gives ru_maxrss in KiB.
+            max_rss: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+        }
+    }
+
+    /// Crawls `hub` quickly: high rate, short backoffs, short request timeout.
+    fn crawl(&self, hub: &FakeHub, extra: &[&str]) -> Run {
+        let url = hub.url();
+        let mut args = vec![
+            "crawl",
+            "--hub-url",
+            &url,
+            "--rps",
+            "500",
+            "--retry-base-ms",
+            "20",
+            "--workers",
+            "2",
+            "--request-timeout-ms",
+            TIMEOUT_MS,
+        ];
+        args.extend_from_slice(extra);
+        bounded(self.run(&args), "crawl")
+    }
+
+    /// The finalized dataset, keyed by digest, without its time fields.
+    fn dataset(&self) -> BTreeMap<String, Value> {
+        let out = self.dir.join("digests.ndjson");
+        let run = bounded(
+            self.run(&["finalize", "--out", out.to_str().unwrap()]),
+            "finalize",
+        );
+        assert_eq!(run.code, Some(0), "finalize: {}", run.stderr);
+        std::fs::read_to_string(out)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let mut v: Value = serde_json::from_str(line).unwrap();
+                let obj = v.as_object_mut().unwrap();
+                obj.remove("first_seen");
+                obj.remove("last_seen");
+                // `current` is a subset of `tags` (tests/crawl.rs checks it in full); like the
+                // times, the double's truth does not hold it.
+                if let Some(current) = obj.remove("current") {
+                    let tags = obj["tags"].as_array().unwrap();
+                    assert!(current.as_array().unwrap().iter().all(|t| tags.contains(t)));
+                }
+                (obj["digest"].as_str().unwrap().to_owned(), v)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Checks what every run must satisfy, whatever it met: it ended by itself, in time, within the
+/// memory bound, and wrote nothing a terminal would interpret.
+fn bounded(run: Run, what: &str) -> Run {
+    assert!(
+        run.code.is_some(),
+        "{what} was killed after {:?} (a hang)\nstderr:\n{}",
+        run.elapsed,
+        run.stderr
+    );
+    assert_ne!(run.code, Some(101), "{what} panicked:\n{}", run.stderr);
+    assert!(
+        run.max_rss < MAX_RSS,
+        "{what} peaked at {} MiB\nstderr:\n{}",
+        run.max_rss >> 20,
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains('\u{1b}'),
+        "{what} echoed an escape character:\n{:?}",
+        run.stderr
+    );
+    run
+}
+
+/// Asserts a crawl ended with failed jobs (exit 3), each given URL listed among them.
+fn assert_failed_jobs(run: &Run, urls: &[&str], reason: &str) {
+    assert_eq!(run.code, Some(3), "exit code\nstderr:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("failed jobs: {}", urls.len())),
+        "{} failed jobs expected:\n{}",
+        urls.len(),
+        run.stderr
+    );
+    for url in urls {
+        let listed = run
+            .stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with('#') && l.contains(url) && l.contains(reason));
+        assert!(
+            listed,
+            "no failed job naming {url} with {reason:?}:\n{}",
+            run.stderr
+        );
+    }
+}
+
+/// A small double: a few repositories of a few pages each.
+fn small_hub() -> FakeHub {
+    FakeHub::bind(FakeHubConfig {
+        repos: 4,
+        max_tags: 60,
+        big_repo_tags: 150,
+        ..FakeHubConfig::default()
+    })
+    .unwrap()
+}
+
+/// The first tags page of `repo`, as the crawler asks for it (and as a path substring).
+fn first_page(repo: &str) -> String {
+    format!("/v2/namespaces/library/repositories/{repo}/tags?page=1&")
+}
+
+/// How many requests the double saw whose target contains `part`.
+fn requests_to(hub: &FakeHub, part: &str) -> Vec<u16> {
+    hub.requests()
+        .iter()
+        .filter(|r| r.path_and_query.contains(part))
+        .map(|r| r.status)
+        .collect()
+}
+
+/// A listener standing in for a foreign host: anything reaching it is a failure.
+fn trap() -> (TcpListener, String) {
+    let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let url = format!(
+        "http://{}/v2/namespaces/library/repositories/x/tags?page=1&page_size=100",
+        trap.local_addr().unwrap()
+    );
+    (trap, url)
+}
+
+fn digest(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+/// A valid index tag object pointing at `index`, with one linux/amd64 manifest.
+fn good_tag(name: &str, index: &str, manifest: &str) -> Value {
+    json!({"name": name, "digest": index,
+           "media_type": "application/vnd.oci.image.index.v1+json",
+           "tag_last_pushed": "2026-07-31T10:00:00Z",
+           "images": [{"digest": manifest, "os": "linux", "architecture": "amd64"}]})
+}
+
+fn page(count: Value, next: Value, results: Vec<Value>) -> Vec<u8> {
+    json!({"count": count, "next": next, "previous": null, "results": results})
+        .to_string()
+        .into_bytes()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leaving the Hub origin
+
+#[test]
+fn a_redirect_to_another_host_is_refused_and_never_reached() {
+    let (trap, evil) = trap();
+    let hub = small_hub();
+    let repo = hub.repo_names()[1].clone();
+    hub.update(|c| c.redirect_paths = vec![(first_page(&repo), evil.clone())]);
+    let sb = Sandbox::new("redirect-host");
+    let run = sb.crawl(&hub, &[]);
+    assert_failed_jobs(&run, &[&first_page(&repo)], "refused to follow");
+    assert!(
+        run.stderr.contains(&evil),
+        "names the link:\n{}",
+        run.stderr
+    );
+    assert!(
+        trap.accept().is_err(),
+        "a connection reached the foreign host"
+    );
+    // Refused at once: our own rule, so not retried.
+    assert_eq!(requests_to(&hub, &first_page(&repo)), [302]);
+}
+
+#[test]
+fn a_redirect_from_http_to_https_is_refused() {
+    let hub = small_hub();
+    let repo = hub.repo_names()[0].clone();
+    // Same host and port, only the scheme changes.
+    let https = format!(
+        "{}{}page_size=100",
+        hub.url().replace("http://", "https://"),
+        first_page(&repo)
+    );
+    hub.update(|c| c.redirect_paths = vec![(first_page(&repo), https.clone())]);
+    let sb = Sandbox::new("redirect-scheme");
+    let run = sb.crawl(&hub, &[]);
+    assert_failed_jobs(&run, &[&first_page(&repo)], "refused to follow");
+    assert!(
+        run.stderr.contains(&https),
+        "names the link:\n{}",
+        run.stderr
+    );
+    assert_eq!(requests_to(&hub, &first_page(&repo)), [302]);
+}
+
+#[test]
+fn a_next_link_to_another_scheme_or_host_is_refused() {
+    let (trap, evil) = trap();
+    let hub = small_hub();
+    let names = hub.repo_names();
+    let https = format!(
+        "{}/v2/namespaces/library/repositories/{}/tags?page=2&page_size=100",
+        hub.url().replace("http://", "https://"),
+        names[0]
+    );
+    // Another host through the double's `next` override, another scheme through a raw page.
+    hub.update(|c| {
+        c.off_host_next = Some((names[1].clone(), evil.clone()));
+        c.override_paths = vec![(
+            first_page(&names[0]),
+            200,
+            page(
+                json!(2),
+                json!(https),
+                vec![good_tag("a", &digest('1'), &digest('2'))],
+            ),
+        )];
+    });
+    let sb = Sandbox::new("next-scheme");
+    let run = sb.crawl(&hub, &[]);
+    assert_failed_jobs(
+        &run,
+        &[&first_page(&names[0]), &first_page(&names[1])],
+        "refused to follow",
+    );
+    assert!(run.stderr.contains(&https) && run.stderr.contains(&evil));
+    assert!(
+        trap.accept().is_err(),
+        "a connection reached the foreign host"
+    );
+    // The refused page's own tags were stored all the same.
+    assert!(sb.dataset().contains_key(&digest('1')));
+}
+
+#[test]
+fn a_redirect_within_the_hub_is_followed() {
+    // The guard refuses only what leaves the origin: a redirect to the legacy endpoint of the
+    // same listing is followed, and the crawl still equals the double's truth.
+    let hub = small_hub();
+    let repo = hub.repo_names()[2].clone();
+    let legacy = format!(
+        "{}/v2/repositories/library/{repo}/tags?page=1&page_size=100",
+        hub.url()
+    );
+    hub.update(|c| c.redirect_paths = vec![(first_page(&repo), legacy)]);
+    let sb = Sandbox::new("redirect-same");
+    let run = sb.crawl(&hub, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(sb.dataset(), hub.truth());
+    assert!(hub.requests().iter().any(|r| {
+        r.path_and_query
+            .starts_with(&format!("/v2/repositories/library/{repo}/tags"))
+    }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies that never end, or end too slowly
+
+#[test]
+fn an_endless_body_is_cut_off_within_bounded_memory() {
+    let hub = small_hub();
+    let repo = hub.repo_names()[0].clone();
+    hub.update(|c| c.huge_paths = vec![first_page(&repo)]);
+    let sb = Sandbox::new("endless");
+    let run = sb.crawl(&hub, &[]);
+    // 512 MiB offered; the job fails at the 16 MiB cap, holding far less than the body.
+    assert_failed_jobs(&run, &[&first_page(&repo)], "exceeds");
+    assert_eq!(requests_to(&hub, &first_page(&repo)), [200], "not retried");
+}
+
+#[test]
+fn a_slow_loris_answer_times_out() {
+    let hub = small_hub();
+    let repo = hub.repo_names()[1].clone();
+    hub.update(|c| {
+        c.trickle_paths = vec![first_page(&repo)];
+        c.trickle_interval = Duration::from_millis(50);
+    });
+    let sb = Sandbox::new("trickle");
+    let url = hub.url();
+    let started = Instant::now();
+    let run = bounded(
+        sb.run(&[
+            "crawl",
+            "--hub-url",
+            &url,
+            "--rps",
+            "500",
+            "--retry-base-ms",
+            "20",
+            "--request-timeout-ms",
+            "400",
+        ]),
+        "crawl",
+    );
+    assert_failed_jobs(&run, &[&first_page(&repo)], "timed out");
+    // Each attempt ends at the timeout although bytes keep coming; the attempts are bounded.
+    let attempts = requests_to(&hub, &first_page(&repo)).len();
+    assert!((1..=5).contains(&attempts), "{attempts} attempts");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies that are not what Hub sends
+
+#[test]
+fn deeply_nested_json_fails_its_job_or_is_skipped_unread() {
+    let hub = small_hub();
+    let names = hub.repo_names();
+    let deep = format!("{}{}", "[".repeat(1_000_000), "]".repeat(1_000_000));
+    // A million levels as a tag object: not a page. A million levels under a key nobody reads:
+    // skipped without recursion, and the page's tag is stored.
+    let mut nested_results = br#"{"count":1,"next":null,"results":["#.to_vec();
+    nested_results.extend_from_slice(deep.as_bytes());
+    nested_results.extend_from_slice(b"]}");
+    let mut nested_extra = br#"{"count":1,"next":null,"extra":"#.to_vec();
+    nested_extra.extend_from_slice(deep.as_bytes());
+    nested_extra.extend_from_slice(b",\"results\":");
+    nested_extra.extend_from_slice(
+        &serde_json::to_vec(&[good_tag("ok", &digest('3'), &digest('4'))]).unwrap(),
+    );
+    nested_extra.push(b'}');
+    hub.update(|c| {
+        c.override_paths = vec![
+            (first_page(&names[0]), 200, nested_results),
+            (first_page(&names[1]), 200, nested_extra),
+        ];
+    });
+    let sb = Sandbox::new("nested");
+    let run = sb.crawl(&hub, &[]);
+    assert_failed_jobs(&run, &[&first_page(&names[0])], "not a valid Hub page");
+    let data = sb.dataset();
+    assert_eq!(
+        data[&digest('3')]["tags"],
+        json!([format!("{}:ok", names[1])])
+    );
+}
+
+#[test]
+fn invalid_utf8_fails_its_job_without_echoing_it() {
+    let hub = small_hub();
+    let repo = hub.repo_names()[2].clone();
+    // Bytes that are not UTF-8 (a lone continuation byte, an invalid lead byte, a cut-off
+    // three-byte sequence) inside a string the parser reads. No control characters: serde_json
+    // would refuse those first, and this must be the UTF-8 check.
+    let mut body = br#"{"count":1,"next":null,"results":[{"name":"lat"#.to_vec();
+    body.extend_from_slice(b"\x80\xff\xe2\x82");
+    body.extend_from_slice(format!(r#"est","digest":"{}"}}]}}"#, digest('5')).as_bytes());
+    hub.update(|c| c.override_paths = vec![(first_page(&repo), 200, body)]);
+    let sb = Sandbox::new("utf8");
+    let run = sb.crawl(&hub, &[]);
+    // `Sandbox::run` has checked stderr is UTF-8: the bytes were not echoed.
+    assert_failed_jobs(&run, &[&first_page(&repo)], "invalid unicode code point");
+    assert!(!sb.dataset().contains_key(&digest('5')));
+}
+
+#[test]
+fn invalid_digests_and_hostile_tag_names_are_skipped_counted_and_never_requested() {
+    // Per the README, a bad record is skipped, logged and counted, and the page's good records
+    // are kept: one bad tag name does not cost the other 99 of a page.
+    let hub = small_hub();
+    let repo = hub.repo_names()[3].clone();
+    let long_digest = format!("sha256:{}", "a".repeat(100_000));
+    let hostile_names = [
+        "a/b",
+        "../../../etc/passwd",
+        "..",
+        "a b",
+        "x\u{1}y",
+        "\u{1b}]0;pwned\u{7}",
+        "%2e%2e%2f",
+        &"n".repeat(300),
+    ];
+    let mut results: Vec<Value> = hostile_names
+        .iter()
+        .map(|n| good_tag(n, &digest('6'), &digest('7')))
+        .collect();
+    results.push(good_tag("good", &digest('8'), &digest('9')));
+    results.push(json!({"name": "bad-digests", "digest": "sha256:ABC",
+        "media_type": "application/vnd.oci.image.index.v1+json",
+        "images": [
+            {"digest": "md5:0123456789abcdef0123456789abcdef", "os": "linux", "architecture": "amd64"},
+            {"digest": digest('A'), "os": "linux", "architecture": "arm64"},
+            {"digest": long_digest, "os": "linux", "architecture": "s390x"},
+            {"digest": format!("sha256:{}\u{1b}[2J", "b".repeat(60)), "os": "linux", "architecture": "386"},
+            {"digest": digest('c'), "os": "linux", "architecture": "ppc64le"},
+        ]}));
+    // No `count`: the listing is then complete when read to its end, so the page is fetched
+    // once and each skip counted once (a count above the valid tags would have it re-listed).
+    hub.update(|c| {
+        c.override_paths = vec![(
+            first_page(&repo),
+            200,
+            page(Value::Null, Value::Null, results),
+        )]
+    });
+    let sb = Sandbox::new("names");
+    let run = sb.crawl(&hub, &["--repo", &repo]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("invalid tag names {}", hostile_names.len())),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("invalid digests 5"), "{}", run.stderr);
+
+    let data = sb.dataset();
+    let keys: Vec<&String> = data.keys().collect();
+    assert_eq!(keys, [&digest('8'), &digest('9'), &digest('c')]);
+    assert_eq!(data[&digest('8')]["tags"], json!([format!("{repo}:good")]));
+    assert_eq!(
+        data[&digest('c')]["tags"],
+        json!([format!("{repo}:bad-digests")])
+    );
+    // Tag names are never put into a request.
+    for r in hub.requests() {
+        assert!(
+            r.path_and_query
+                .starts_with(&format!("/v2/namespaces/library/repositories/{repo}/tags?")),
+            "unexpected request {}",
+            r.path_and_query
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Numbers no listing has
+
+#[test]
+fn absurd_counts_are_not_trusted() {
+    let hub = small_hub();
+    let names = hub.repo_names();
+    let repos: Vec<Value> = names[..2]
+        .iter()
+        .map(|n| json!({"name": n, "namespace": "library"}))
+        .collect();
+    let repo_list = "/v2/namespaces/library/repositories?page=1&";
+    hub.update(|c| {
+        c.override_paths = vec![
+            (
+                repo_list.to_owned(),
+                200,
+                page(json!(1_000_000_000_000_000_000u64), Value::Null, repos),
+            ),
+            (
+                first_page(&names[0]),
+                200,
+                page(
+                    json!(1_000_000_000_000_000_000u64),
+                    Value::Null,
+                    vec![good_tag("a", &digest('1'), &digest('2'))],
+                ),
+            ),
+            (
+                first_page(&names[1]),
+                200,
+                page(
+                    json!(1e300),
+                    Value::Null,
+                    vec![good_tag("b", &digest('3'), &digest('4'))],
+                ),
+            ),
+        ];
+    });
+    let sb = Sandbox::new("count");
+    let run = sb.crawl(&hub, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let data = sb.dataset();
+    assert_eq!(data.len(), 4, "{data:?}");
+    // Nothing was requested beyond the three pages: no paging towards 10^18.
+    assert!(hub.requests().len() <= 3 * 3, "{:?}", hub.requests());
+    let status = bounded(sb.run(&["status"]), "status");
+    assert_eq!(status.code, Some(0), "{}", status.stderr);
+}
+
+#[test]
+fn absurd_paging_links_fail_their_jobs_naming_the_url() {
+    let hub = small_hub();
+    let names = hub.repo_names();
+    let base = hub.url();
+    let queries = [
+        "page=999999999&page_size=100",
+        "page=2&page_size=-1",
+        "page=2&page_size=1.5",
+        "page=18446744073709551616&page_size=abc",
+    ];
+    let nexts: Vec<String> = names
+        .iter()
+        .zip(queries)
+        .map(|(n, q)| format!("{base}/v2/namespaces/library/repositories/{n}/tags?{q}"))
+        .collect();
+    hub.update(|c| {
+        c.override_paths = names
+            .iter()
+            .zip(&nexts)
+            .enumerate()
+            .map(|(i, (n, next))| {
+                let c = char::from(b'1' + i as u8);
+                let tag = good_tag("t", &digest(c), &digest('f'));
+                (first_page(n), 200, page(json!(2), json!(next), vec![tag]))
+            })
+            .collect();
+    });
+    let sb = Sandbox::new("paging");
+    let run = sb.crawl(&hub, &[]);
+    let listed: Vec<&str> = nexts.iter().map(|n| &n[base.len()..]).collect();
+    assert_failed_jobs(&run, &listed, "answered 4");
+    assert!(run.stderr.contains("404") && run.stderr.contains("400"));
+    for next in &listed {
+        assert_eq!(
+            requests_to(&hub, next).len(),
+            1,
+            "{next}: a 4xx is not retried"
+        );
+    }
+}

@@ -1,0 +1,564 @@
+//! End-to-end tests of `digestmap lookup` and of the dataset's `current` key: the real binary
+//! against the project's Docker Hub double (tests/support/fake_hub), never the internet.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use support::fake_hub::{FakeHub, FakeHubConfig};
+
+/// A scratch folder for one test, removed when the test passes (the pattern of tests/crawl.rs).
+struct Sandbox {
+    dir: PathBuf,
+}
+
+impl Sandbox {
+    fn new(name: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "digestmap-lookup-{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.join("store.redb")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// `digestmap --db <store> ARGS...`.
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_digestmap"))
+            .arg("--db")
+            .arg(self.db())
+            .args(args)
+            .current_dir(&self.dir)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run digestmap")
+    }
+
+    /// Crawls `hub` with fast pacing to the end.
+    fn crawl(&self, hub: &FakeHub) {
+        let url = hub.url();
+        let output = self.run(&[
+            "crawl",
+            "--hub-url",
+            &url,
+            "--rps",
+            "500",
+            "--retry-base-ms",
+            "20",
+        ]);
+        assert_success(&output, "crawl");
+    }
+
+    fn finalize(&self, name: &str, extra: &[&str]) -> PathBuf {
+        let out = self.path(name);
+        let mut args = vec!["finalize", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        assert_success(&self.run(&args), "finalize");
+        out
+    }
+
+    /// `lookup ARGS...`, from the store, or from `dataset` when given.
+    fn lookup(&self, dataset: Option<&Path>, args: &[&str]) -> Output {
+        let mut all = vec!["lookup"];
+        if let Some(path) = dataset {
+            all.extend(["--dataset", path.to_str().unwrap()]);
+        }
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn assert_success(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed with {:?}\nstderr:\n{}",
+        output.status.code(),
+        stderr(output)
+    );
+}
+
+fn assert_code(output: &Output, code: i32, what: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{what}: unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+fn small() -> FakeHubConfig {
+    FakeHubConfig {
+        repos: 5,
+        max_tags: 120,
+        big_repo_tags: 350,
+        ..FakeHubConfig::default()
+    }
+}
+
+/// The dataset file keyed by digest, checking on the way that each line's `current` is sorted
+/// and a subset of its `tags`.
+fn dataset(path: &Path) -> BTreeMap<String, Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let tags = strings(&value["tags"]);
+        let current = strings(&value["current"]);
+        assert!(current.windows(2).all(|w| w[0] < w[1]), "{line}");
+        assert!(current.iter().all(|c| tags.contains(c)), "{line}");
+        // `current` sits between `tags` and `indexes`.
+        let (t, c) = (
+            line.find("\"tags\"").unwrap(),
+            line.find("\"current\"").unwrap(),
+        );
+        assert!(
+            t < c && line.find("\"indexes\"").is_none_or(|i| c < i),
+            "{line}"
+        );
+        out.insert(value["digest"].as_str().unwrap().to_owned(), value);
+    }
+    out
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {value}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// (label, repo:tag) of every tag line in a human answer.
+fn tag_lines(text: &str) -> BTreeSet<(String, String)> {
+    text.lines()
+        .filter(|l| l.starts_with("    ") && !l.trim_start().starts_with("sha256:"))
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            (
+                words.next().unwrap().to_owned(),
+                words.next().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A digest of the truth whose 12-character prefix no other digest shares.
+fn pick(truth: &BTreeMap<String, Value>, want: impl Fn(&Value) -> bool) -> String {
+    truth
+        .iter()
+        .filter(|(_, v)| want(v))
+        .map(|(d, _)| d.clone())
+        .find(|d| {
+            let prefix = &d[..7 + 12];
+            truth.keys().filter(|k| k.starts_with(prefix)).count() == 1
+        })
+        .expect("a digest to look up")
+}
+
+#[test]
+fn lookup_answers_from_the_store_and_the_dataset() {
+    let hub = FakeHub::bind(small()).unwrap();
+    let sb = Sandbox::new("answers");
+    sb.crawl(&hub);
+    let file = sb.finalize("d.ndjson", &[]);
+    let lines: BTreeMap<String, String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| (l[11..11 + 71].to_owned(), l.to_owned()))
+        .collect();
+    let truth = hub.truth();
+    let index = pick(&truth, |v| {
+        v["kind"] == "index" && !strings(&v["tags"]).is_empty()
+    });
+    let manifest = pick(&truth, |v| {
+        v["kind"] == "manifest" && !strings(&v["indexes"]).is_empty()
+    });
+
+    for source in [None, Some(file.as_path())] {
+        let from = if source.is_some() { "dataset" } else { "store" };
+        for digest in [&index, &manifest] {
+            let want = &truth[digest.as_str()];
+            let tags = strings(&want["tags"]);
+            let platform = want["platform"].as_str().unwrap_or("none");
+
+            // Human answer by the whole digest: every tag is current after a single crawl.
+            let output = sb.lookup(source, &[digest]);
+            assert_success(&output, &format!("lookup {digest} from the {from}"));
+            let text = stdout(&output);
+            assert!(text.starts_with(&format!("{digest}\n")), "{text}");
+            assert!(
+                text.contains(&format!(
+                    "\n  kind        {}\n",
+                    want["kind"].as_str().unwrap()
+                )),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("\n  platform    {platform}\n")),
+                "{text}"
+            );
+            let want_lines: BTreeSet<(String, String)> = tags
+                .iter()
+                .map(|t| ("current".to_owned(), t.clone()))
+                .chain(
+                    want.get("indexes")
+                        .map(strings)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|i| (i, String::new())),
+                )
+                .collect();
+            let got_lines: BTreeSet<(String, String)> = tag_lines(&text)
+                .into_iter()
+                .chain(
+                    text.lines()
+                        .filter_map(|l| l.strip_prefix("    sha256:"))
+                        .map(|i| (format!("sha256:{i}"), String::new())),
+                )
+                .collect();
+            assert_eq!(got_lines, want_lines, "{from}: {text}");
+            if source.is_none() {
+                assert!(text.contains("first seen 20"), "per-tag times: {text}");
+            }
+
+            // JSON answer, by the whole digest, the hex alone and a 12-character prefix.
+            let bare = &digest[7..];
+            let prefix = &digest[7..7 + 12];
+            let mut answers = Vec::new();
+            for query in [digest.as_str(), bare, prefix] {
+                let output = sb.lookup(source, &["--json", query]);
+                assert_success(&output, &format!("lookup --json {query} from the {from}"));
+                answers.push(stdout(&output));
+            }
+            assert_eq!(answers[0], answers[1], "{from}: sha256: or not");
+            assert_eq!(answers[0], answers[2], "{from}: prefix");
+            assert_eq!(answers[0].lines().count(), 1, "{}", answers[0]);
+            let json: Value = serde_json::from_str(&answers[0]).unwrap();
+            for key in ["digest", "kind", "platform", "tags", "indexes"] {
+                assert_eq!(json.get(key), want.get(key), "{from}: {key} of {digest}");
+            }
+            assert_eq!(json["current"], want["tags"], "{from}: current");
+            match source {
+                // From a dataset, the answer is its line, byte for byte.
+                Some(_) => assert_eq!(answers[0].trim_end(), lines[digest.as_str()]),
+                None => {
+                    let seen = json["tag_seen"].as_object().unwrap();
+                    assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), tags);
+                    // The store's answer is the dataset line plus `tag_seen`.
+                    let line = &lines[digest.as_str()];
+                    assert!(
+                        answers[0].starts_with(&line[..line.len() - 1]),
+                        "{}\n{line}",
+                        answers[0]
+                    );
+                }
+            }
+        }
+
+        // Several queries: one answer each, in order.
+        let output = sb.lookup(source, &["--json", &manifest, &index[7..7 + 14]]);
+        assert_success(&output, "lookup of two digests");
+        let digests: Vec<String> = stdout(&output)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["digest"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(digests, [manifest.clone(), index.clone()]);
+    }
+}
+
+#[test]
+fn lookup_refuses_bad_queries_and_reports_unknown_digests() {
+    let hub = FakeHub::bind(FakeHubConfig {
+        repos: 2,
+        max_tags: 20,
+        big_repo_tags: 30,
+        ..FakeHubConfig::default()
+    })
+    .unwrap();
+    let sb = Sandbox::new("errors");
+    sb.crawl(&hub);
+    let file = sb.finalize("d.ndjson", &[]);
+    let truth = hub.truth();
+    let known = pick(&truth, |_| true);
+    let unknown = (0u32..)
+        .map(|i| format!("sha256:{i:064x}"))
+        .find(|d| !truth.contains_key(d))
+        .unwrap();
+
+    for source in [None, Some(file.as_path())] {
+        for bad in [
+            &known[..7 + 11],
+            &known[7..7 + 11],
+            "sha256:0123456789abcdefg",
+            "latest",
+            "md5:0123456789abcdef0123",
+        ] {
+            let output = sb.lookup(source, &[&known, bad]);
+            assert_code(&output, 2, &format!("lookup {bad}"));
+            assert!(
+                stdout(&output).is_empty(),
+                "nothing answered: {}",
+                stdout(&output)
+            );
+            assert!(
+                stderr(&output).contains(&format!("{bad:?}")),
+                "{}",
+                stderr(&output)
+            );
+        }
+        let short = sb.lookup(source, &[&known[..7 + 11]]);
+        assert!(stderr(&short).contains("at least 12"), "{}", stderr(&short));
+
+        // An unknown digest: "not found", exit 1, and the other query is still answered.
+        let output = sb.lookup(source, &[&unknown, &known, &unknown[..7 + 12]]);
+        assert_code(&output, 1, "lookup of an unknown digest");
+        let err = stderr(&output);
+        assert_eq!(err.matches("not found").count(), 2, "{err}");
+        assert!(err.contains(&unknown), "{err}");
+        assert!(
+            stdout(&output).starts_with(&format!("{known}\n")),
+            "{}",
+            stdout(&output)
+        );
+        let json = sb.lookup(source, &["--json", &unknown, &known]);
+        assert_code(&json, 1, "lookup --json of an unknown digest");
+        assert_eq!(stdout(&json).lines().count(), 1, "{}", stdout(&json));
+    }
+
+    // Ambiguity, in a dataset: a copy of a line whose digest differs in its last character.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text.lines().find(|l| l.contains(&known)).unwrap();
+    let last = known.chars().last().unwrap();
+    let twin = format!(
+        "{}{}",
+        &known[..known.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
+    let mut twins = [line.to_owned(), line.replace(&known, &twin)];
+    twins.sort();
+    let crafted = sb.path("twins.ndjson");
+    std::fs::write(&crafted, twins.join("\n") + "\n").unwrap();
+    let output = sb.lookup(Some(&crafted), &[&known[..7 + 20]]);
+    assert_code(&output, 2, "ambiguous prefix in a dataset");
+    let (a, b) = if known < twin {
+        (&known, &twin)
+    } else {
+        (&twin, &known)
+    };
+    assert!(
+        stderr(&output).contains(&format!("ambiguous: matches {a} and {b}")),
+        "{}",
+        stderr(&output)
+    );
+    // The whole digest is not ambiguous.
+    assert_success(&sb.lookup(Some(&crafted), &[&known]), "whole digest");
+
+    // Ambiguity, in a store: two digests sharing their first 62 hex characters.
+    let twins_sb = Sandbox::new("twins");
+    twin_store(&twins_sb.db());
+    let output = twins_sb.lookup(None, &["abababababababababab", "--json"]);
+    assert_code(&output, 2, "ambiguous prefix in a store");
+    let err = stderr(&output);
+    let (low, high) = ("ab".repeat(32), format!("{}ac", "ab".repeat(31)));
+    assert!(
+        err.contains(&format!(
+            "ambiguous: matches sha256:{low} and sha256:{high}"
+        )),
+        "{err}"
+    );
+    assert!(stdout(&output).is_empty());
+
+    // No store, no dataset file: exit 2, as finalize.
+    let empty = Sandbox::new("nothing");
+    let output = empty.lookup(None, &[&known]);
+    assert_code(&output, 2, "lookup without a store");
+    assert!(stderr(&output).contains("no store"), "{}", stderr(&output));
+    let output = empty.lookup(Some(&empty.path("none.ndjson")), &[&known]);
+    assert_code(&output, 2, "lookup without a dataset file");
+    assert!(
+        stderr(&output).contains("none.ndjson"),
+        "{}",
+        stderr(&output)
+    );
+    let output = empty.run(&["lookup"]);
+    assert_code(&output, 2, "lookup without a digest");
+}
+
+/// A store holding `sha256:abab…ab` and `sha256:abab…ac`, both indexes of `twins:1`.
+fn twin_store(db: &Path) {
+    use digestmap::hub::{DigestFact, TagObservation};
+    use digestmap::model::{Digest, ObjectKind, RepoName};
+    use digestmap::store::Store;
+
+    let store = Store::open(db).unwrap();
+    let repo = RepoName::new("library", "twins").unwrap();
+    for last in [0xab, 0xac] {
+        let mut bytes = [0xab; 32];
+        bytes[31] = last;
+        let digest = Digest::from_bytes(bytes);
+        let obs = TagObservation {
+            tag: format!("t{last}"),
+            digest: Some(digest),
+            pushed: None,
+            facts: vec![DigestFact {
+                digest,
+                kind: ObjectKind::Index,
+                platform: None,
+                os_version: None,
+                index: None,
+            }],
+        };
+        store.write(|w| w.record_tag(&repo, &obs, 100, 1)).unwrap();
+    }
+}
+
+/// Waits until the wall clock's whole second has changed: the store keeps whole seconds, and a
+/// pair is current when it was seen in the same second as its tag, so two crawls of the same
+/// store must not share a second.
+fn next_second() {
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let start = now();
+    while now() == start {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn current_follows_tags_that_moved() {
+    let hub = FakeHub::bind(small()).unwrap();
+    let sb = Sandbox::new("moved");
+    sb.crawl(&hub);
+    let before = hub.truth();
+    next_second();
+    // Every repository's newest build is pushed again: its floating tags move to new digests.
+    hub.update(|c| c.rebuilds = 1);
+    let after = hub.truth();
+    sb.crawl(&hub);
+
+    let all = dataset(&sb.finalize("all.ndjson", &[]));
+    let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    assert_eq!(all.keys().collect::<BTreeSet<_>>(), keys);
+    let mut moved = 0;
+    let mut new = 0;
+    for (digest, line) in &all {
+        let union: BTreeSet<String> = [before.get(digest), after.get(digest)]
+            .into_iter()
+            .flatten()
+            .flat_map(|v| strings(&v["tags"]))
+            .collect();
+        assert_eq!(
+            strings(&line["tags"]),
+            union.into_iter().collect::<Vec<_>>(),
+            "{digest}"
+        );
+        // Current: exactly the tags that point at the digest after the rebuild.
+        let now = after
+            .get(digest)
+            .map(|v| strings(&v["tags"]))
+            .unwrap_or_default();
+        assert_eq!(strings(&line["current"]), now, "{digest}");
+        if let Some(old) = before.get(digest) {
+            moved += strings(&old["tags"])
+                .iter()
+                .filter(|t| !now.contains(t))
+                .count();
+        } else {
+            new += 1;
+        }
+    }
+    assert!(
+        moved > 0 && new > 0,
+        "the rebuild moved nothing: {moved} moved, {new} new"
+    );
+
+    // --current-only: the digests some tag points at now, the same lines otherwise.
+    let current = dataset(&sb.finalize("current.ndjson", &["--current-only"]));
+    assert_eq!(
+        current.keys().collect::<BTreeSet<_>>(),
+        after.keys().collect::<BTreeSet<_>>()
+    );
+    assert!(current.iter().all(|(d, v)| all[d] == *v));
+    assert!(current.len() < all.len());
+    let again = sb.finalize("again.ndjson", &["--current-only"]);
+    assert_eq!(
+        std::fs::read(sb.path("current.ndjson")).unwrap(),
+        std::fs::read(again).unwrap(),
+        "same store, same bytes"
+    );
+
+    // lookup says the same: an old digest's moved tag is past, the new digest has it current.
+    let (old, tag) = all
+        .iter()
+        .find_map(|(d, v)| {
+            let now = strings(&v["current"]);
+            strings(&v["tags"])
+                .into_iter()
+                .find(|t| !now.contains(t))
+                .map(|t| (d.clone(), t))
+        })
+        .unwrap();
+    let new = after
+        .iter()
+        .find(|(d, v)| !before.contains_key(*d) && strings(&v["tags"]).contains(&tag))
+        .map(|(d, _)| d.clone())
+        .unwrap();
+    for source in [None, Some(sb.path("all.ndjson"))] {
+        let output = sb.lookup(source.as_deref(), &[&old, &new]);
+        assert_success(&output, "lookup of a moved tag's digests");
+        let text = stdout(&output);
+        let (first, second) = text.split_once("\n\n").unwrap();
+        assert!(
+            tag_lines(first).contains(&("past".to_owned(), tag.clone())),
+            "{first}"
+        );
+        assert!(
+            tag_lines(second).contains(&("current".to_owned(), tag.clone())),
+            "{second}"
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! Refresh and history through the real binary: a second `crawl` on a finished store reads only
+//! what changed, keeps every digest it ever saw, and `current` follows Hub; `--full` finds
+//! deletions.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use support::fake_hub::{Churn, FakeHub, FakeHubConfig};
+
+struct Sandbox {
+    dir: PathBuf,
+}
+
+impl Sandbox {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("digestmap-refresh-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let output = Command::new(env!("CARGO_BIN_EXE_digestmap"))
+            .arg("--db")
+            .arg(self.dir.join("store.redb"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("DOCKERHUB_USERNAME")
+            .env_remove("DOCKERHUB_TOKEN")
+            .env("HOME", &self.dir)
+            .env("DOCKER_CONFIG", &self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "digestmap {args:?} failed with {:?}:\n{}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// The dataset (finalize with extra flags), keyed by digest.
+    fn dataset(&self, extra: &[&str]) -> BTreeMap<String, Value> {
+        let mut args = vec!["finalize", "--out", "-"];
+        args.extend_from_slice(extra);
+        let output = self.run(&args);
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let v: Value = serde_json::from_str(line).unwrap();
+                (v["digest"].as_str().unwrap().to_owned(), v)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every (digest, repo:tag) pair of a truth.
+fn pairs(truth: &BTreeMap<String, Value>) -> BTreeSet<(String, String)> {
+    truth
+        .iter()
+        .flat_map(|(d, v)| strings(&v["tags"]).into_iter().map(move |t| (d.clone(), t)))
+        .collect()
+}
+
+#[test]
+fn refresh_reads_only_what_changed_and_keeps_history() {
+    let hub = FakeHub::bind(FakeHubConfig::default()).unwrap();
+    let sb = Sandbox::new("churn");
+    let url = hub.url();
+    let crawl = [
+        "crawl",
+        "--hub-url",
+        url.as_str(),
+        "--rps",
+        "500",
+        "--workers",
+        "4",
+    ];
+    sb.run(&crawl);
+    let full_requests = hub.requests().len();
+    let before = hub.truth();
+    let repos = hub.total_repos();
+
+    // A day on Hub: 5% of tags pushed again, 20 new tags, 1% deleted.
+    hub.update(|c| {
+        c.churn = Some(Churn {
+            retag_permille: 50,
+            added: 20,
+            deleted_permille: 10,
+            seed: 1,
+        })
+    });
+    let after = hub.truth();
+    let old_pairs = pairs(&before);
+    let new_pairs = pairs(&after);
+    let changed_tags: BTreeSet<&String> =
+        new_pairs.difference(&old_pairs).map(|(_, t)| t).collect();
+    assert!(
+        changed_tags.len() > 150,
+        "the churn changed too little: {}",
+        changed_tags.len()
+    );
+
+    hub.clear_requests();
+    let output = sb.run(&crawl);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("(refresh)"), "{err}");
+    let refresh_requests = hub.requests().len();
+    // About one request per repository plus the changed pages: each repository reads its
+    // changed tags (newest first, 100 a page) and one page of unchanged ones; plus the
+    // repository list.
+    let bound = 1 + 2 * repos + changed_tags.len().div_ceil(100);
+    eprintln!(
+        "full crawl {full_requests} requests; refresh {refresh_requests} (bound {bound}) for {} changed tags",
+        changed_tags.len()
+    );
+    assert!(
+        refresh_requests <= bound,
+        "{refresh_requests} requests, bound {bound}"
+    );
+
+    let refreshed = sb.dataset(&[]);
+    // History: every digest ever seen is kept.
+    for digest in before.keys() {
+        assert!(refreshed.contains_key(digest), "{digest} was lost");
+    }
+    let deleted: BTreeSet<String> = old_pairs
+        .iter()
+        .map(|(_, t)| t.clone())
+        .filter(|t| !new_pairs.iter().any(|(_, n)| n == t))
+        .collect();
+    for (digest, line) in &refreshed {
+        let current = strings(&line["current"]);
+        assert!(current.is_subset(&strings(&line["tags"])));
+        for tag in &current {
+            // Current is what Hub shows now; a deleted tag is only found by --full.
+            assert!(
+                new_pairs.contains(&(digest.clone(), tag.clone())) || deleted.contains(tag),
+                "{tag} is current for {digest}, but Hub points it elsewhere"
+            );
+        }
+    }
+    for (digest, tag) in &new_pairs {
+        let line = &refreshed[digest];
+        assert!(
+            strings(&line["current"]).contains(tag),
+            "{tag} not current for {digest}"
+        );
+    }
+
+    // --full re-reads everything and marks the deleted tags.
+    sb.run(&["crawl", "--full", "--rps", "500", "--workers", "4"]);
+    let full = sb.dataset(&[]);
+    for (digest, line) in &full {
+        let want = after
+            .get(digest)
+            .map(|v| strings(&v["tags"]))
+            .unwrap_or_default();
+        assert_eq!(strings(&line["current"]), want, "current of {digest}");
+    }
+    let current_only = sb.dataset(&["--current-only"]);
+    assert_eq!(
+        current_only.keys().collect::<BTreeSet<_>>(),
+        after.keys().collect::<BTreeSet<_>>()
+    );
+}
