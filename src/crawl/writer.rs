@@ -439,9 +439,7 @@ impl WriterCtx {
             && *window == ListingWindow::Plain
             && !tags.is_empty()
             && self.all_unchanged(w, repo, tags)?;
-        for tag in tags {
-            w.record_tag(repo, tag, now, self.run.id)?;
-        }
+        w.record_tags(repo, tags, now, self.run.id)?;
         let mut state = self.repo_state(w, repo)?;
         state.pages += 1;
         state.tags_seen += stored as u64;

@@ -18,6 +18,7 @@
 
 pub mod records;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use redb::{
@@ -541,13 +542,28 @@ impl<'t> WriteBatch<'t> {
         Ok(())
     }
 
-    /// Stores one observed tag: the tag's state, every digest it showed, the `repo:tag` pair of
-    /// each, and each manifest's index. Idempotent: storing the same observation twice changes
-    /// only the last-seen times.
+    /// Stores one observed tag: see [`WriteBatch::record_tags`].
     pub fn record_tag(
         &mut self,
         repo: &RepoName,
         obs: &TagObservation,
+        now: u64,
+        run: u64,
+    ) -> Result<(), TxError> {
+        self.record_tags(repo, std::slice::from_ref(obs), now, run)
+    }
+
+    /// Stores the observed tags of one page: each tag's state, every digest they showed, the
+    /// `repo:tag` pair of each, and each manifest's index. Idempotent: storing the same
+    /// observations twice changes only the last-seen times.
+    ///
+    /// Aliases share digests, so a page holds each digest several times: digests and index links
+    /// are merged first and written once each, and every table is written in key order, which
+    /// keeps the B-tree pages a commit touches few.
+    pub fn record_tags(
+        &mut self,
+        repo: &RepoName,
+        observations: &[TagObservation],
         now: u64,
         run: u64,
     ) -> Result<(), TxError> {
@@ -557,31 +573,44 @@ impl<'t> WriteBatch<'t> {
         let mut pairs = self.txn.open_table(PAIRS)?;
         let mut parents = self.txn.open_table(PARENTS)?;
 
-        let first_seen = match tags.get((repo_key.as_str(), obs.tag.as_str()))? {
-            Some(old) => decode::<TagState>(old.value())?.first_seen.min(now),
-            None => now,
-        };
-        let state = TagState {
-            digest: obs.digest,
-            digests: obs.facts.iter().map(|f| f.digest).collect(),
-            pushed: obs.pushed.clone(),
-            first_seen,
-            last_seen: now,
-            run,
-            deleted_at: None,
-        };
-        tags.insert(
-            (repo_key.as_str(), obs.tag.as_str()),
-            encode(&state).as_slice(),
-        )?;
-
-        let repo_tag = RepoTag {
-            repo: repo.clone(),
-            tag: obs.tag.clone(),
+        let mut facts: BTreeMap<[u8; 32], &crate::hub::DigestFact> = BTreeMap::new();
+        let mut pair_keys: Vec<([u8; 32], String)> = Vec::new();
+        let mut parent_keys: BTreeSet<([u8; 32], [u8; 32])> = BTreeSet::new();
+        for obs in observations {
+            let first_seen = match tags.get((repo_key.as_str(), obs.tag.as_str()))? {
+                Some(old) => decode::<TagState>(old.value())?.first_seen.min(now),
+                None => now,
+            };
+            let state = TagState {
+                digest: obs.digest,
+                digests: obs.facts.iter().map(|f| f.digest).collect(),
+                pushed: obs.pushed.clone(),
+                first_seen,
+                last_seen: now,
+                run,
+                deleted_at: None,
+            };
+            tags.insert(
+                (repo_key.as_str(), obs.tag.as_str()),
+                encode(&state).as_slice(),
+            )?;
+            let repo_tag = RepoTag {
+                repo: repo.clone(),
+                tag: obs.tag.clone(),
+            }
+            .to_string();
+            for fact in &obs.facts {
+                let key = *fact.digest.as_bytes();
+                // The first tag to show a digest decides its kind, as when tags come one by one.
+                facts.entry(key).or_insert(fact);
+                pair_keys.push((key, repo_tag.clone()));
+                if let Some(index) = fact.index {
+                    parent_keys.insert((key, *index.as_bytes()));
+                }
+            }
         }
-        .to_string();
-        for fact in &obs.facts {
-            let key = *fact.digest.as_bytes();
+
+        for (key, fact) in facts {
             let record = match digests.get(key)? {
                 Some(old) => {
                     let old: DigestRecord = decode(old.value())?;
@@ -602,19 +631,21 @@ impl<'t> WriteBatch<'t> {
                 },
             };
             digests.insert(key, encode(&record).as_slice())?;
-
-            let seen = |old: Option<(u64, u64)>| match old {
-                Some((first, last)) => (first.min(now), last.max(now)),
-                None => (now, now),
-            };
-            let pair_key = (key, repo_tag.as_str());
+        }
+        let seen = |old: Option<(u64, u64)>| match old {
+            Some((first, last)) => (first.min(now), last.max(now)),
+            None => (now, now),
+        };
+        pair_keys.sort_unstable();
+        pair_keys.dedup();
+        for (key, repo_tag) in &pair_keys {
+            let pair_key = (*key, repo_tag.as_str());
             let old = pairs.get(pair_key)?.map(|g| g.value());
             pairs.insert(pair_key, seen(old))?;
-            if let Some(index) = fact.index {
-                let parent_key = (key, *index.as_bytes());
-                let old = parents.get(parent_key)?.map(|g| g.value());
-                parents.insert(parent_key, seen(old))?;
-            }
+        }
+        for parent_key in parent_keys {
+            let old = parents.get(parent_key)?.map(|g| g.value());
+            parents.insert(parent_key, seen(old))?;
         }
         Ok(())
     }
