@@ -4,7 +4,8 @@
 #   dataset-generation/generate.sh             # against Docker Hub (https://hub.docker.com)
 #   dataset-generation/generate.sh --offline   # against the bundled local Docker Hub double
 #
-# An interrupted run is continued (`crawl --resume`); otherwise a new crawl starts. Jobs that fail
+# An interrupted run is continued (`crawl --resume`); otherwise a new crawl starts, which on a
+# store that holds a finished crawl is a cheap refresh (fit for a daily schedule). Jobs that fail
 # (exit 3) are tried again once with --resume before the dataset is written. Offline, the double
 # listens on a new port each time, so the offline store (digestmap-offline.redb) starts afresh.
 # Environment: DB (store, default digestmap.redb), OUT (dataset, default digests.ndjson),
@@ -23,12 +24,13 @@ cleanup() { [ -n "$hub_pid" ] && kill "$hub_pid" 2>/dev/null || true; }
 trap cleanup EXIT
 
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin digestmap
-bin="$root/target/release/digestmap"
+target=${CARGO_TARGET_DIR:-$root/target}
+bin="$target/release/digestmap"
 
 if [ "${1:-}" = "--offline" ]; then
   cargo build --release --quiet --manifest-path "$root/Cargo.toml" --example fake_hub
   log=$(mktemp)
-  "$root/target/release/examples/fake_hub" --port 0 >"$log" &
+  "$target/release/examples/fake_hub" --port 0 >"$log" &
   hub_pid=$!
   for _ in $(seq 1 100); do
     url=$(sed -n 's/^listening on //p' "$log")
@@ -66,5 +68,8 @@ if [ "$code" = 3 ]; then
 fi
 [ "$code" = 0 ] || { echo "crawl ended with exit code $code; run this script again to continue" >&2; exit "$code"; }
 
-"$bin" --db "$db" finalize --out "$out"
-echo "dataset written to $out" >&2
+# A dated copy beside the stable name, so a published history of datasets can be kept.
+dated="$(dirname "$out")/$(basename "$out" .ndjson)-$(date -u +%Y-%m-%d).ndjson"
+"$bin" --db "$db" finalize --out "$dated"
+cp -f "$dated" "$out.tmp" && mv -f "$out.tmp" "$out"
+echo "dataset written to $out (and $dated)" >&2

@@ -122,7 +122,11 @@ async fn attempt(
         None => Ok(None),
         Some(link) => match api.same_origin(&link) {
             Err(err) => Err(format!("{url}: {err}")),
-            Ok(next) if next == url => Err(format!("{url}: the page links to itself as next")),
+            // Hub's next link is this page's URL with `page` one higher. Anything else (a link
+            // back to an earlier page, a jump far ahead) could make the crawl go round forever.
+            Ok(next) if page_number(&next) != page_number(&url).map(|p| p + 1) => Err(format!(
+                "{url}: refused the next link {next}: it does not lead to the following page"
+            )),
             Ok(_) if empty => Err(format!(
                 "{url}: the page holds no entries yet links a next page"
             )),
@@ -136,6 +140,14 @@ async fn attempt(
         next,
         skips,
     }))
+}
+
+/// The `page` query parameter of a listing URL (1 when absent, as Hub assumes).
+fn page_number(url: &Url) -> Option<u64> {
+    match url.query_pairs().find(|(k, _)| k == "page") {
+        Some((_, v)) => v.parse().ok(),
+        None => Some(1),
+    }
 }
 
 type Parsed = (Listing, Option<u64>, Option<String>, Skips);

@@ -501,6 +501,13 @@ fn jwt_lifetime(token: &str, now: SystemTime) -> Option<Duration> {
     expires.duration_since(now).ok().filter(|d| !d.is_zero())
 }
 
+/// When to renew a token that lives `lifetime`: [`RENEW_EARLY`] before it expires, or halfway
+/// through for one that lives less than twice that (renewing at once would sign in for every
+/// request).
+fn renew_after(lifetime: Duration) -> Duration {
+    lifetime - RENEW_EARLY.min(lifetime / 2)
+}
+
 /// Why signing in failed. Both print `sign-in to <hub> as <user> failed: <why>`.
 #[derive(Debug, thiserror::Error)]
 pub enum SignInError {
@@ -720,11 +727,9 @@ impl HubAuth {
             );
             DEFAULT_TOKEN_LIFETIME
         });
-        // A token shorter-lived than two minutes is renewed halfway, not immediately.
-        let early = RENEW_EARLY.min(lifetime / 2);
         state.token = Some(Token {
             header: header.clone(),
-            renew_at: now + lifetime - early,
+            renew_at: now + renew_after(lifetime),
             expires_at: now + lifetime,
         });
         if !self.signed_in.swap(true, Ordering::Relaxed) {
@@ -944,6 +949,18 @@ mod tests {
         assert_eq!(jwt_lifetime("h.eyJleHAiOjk5OTAwMH0.s", now), None);
         assert_eq!(jwt_lifetime("opaque-token", now), None);
         assert_eq!(jwt_lifetime("a.0123456789abcdef.b", now), None);
+    }
+
+    #[test]
+    fn renewal_is_a_minute_early_or_halfway() {
+        assert_eq!(
+            renew_after(DEFAULT_TOKEN_LIFETIME),
+            Duration::from_secs(540)
+        );
+        assert_eq!(
+            renew_after(Duration::from_secs(60)),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]
