@@ -40,6 +40,10 @@ if [ "${1:-}" = "--offline" ]; then
   [ -n "${url:-}" ] || { echo "the local Docker Hub double did not start" >&2; exit 1; }
   echo "offline: crawling the local Docker Hub double at $url" >&2
   hub_args=(--hub-url "$url")
+  # The double needs no credentials: none of the user's are sent to it.
+  unset DOCKERHUB_USERNAME DOCKERHUB_TOKEN
+  DOCKER_CONFIG=$(mktemp -d)
+  export DOCKER_CONFIG
   db=${DB:-digestmap-offline.redb}
   rm -f "$db"
   # The double has no Hub rate limit to respect.

@@ -310,6 +310,51 @@ fn bench_crawl(dir: &Path, tags: usize) -> anyhow::Result<()> {
     t.print();
 
     split_crawl_cost(dir, &hub, tag_pages)?;
+    bench_refresh(&hub, &args, pages, elapsed, total_tags)?;
+    Ok(())
+}
+
+/// A refresh after 1% of the tags moved, against the full crawl just made into the same store.
+fn bench_refresh(
+    hub: &FakeHub,
+    args: &[OsString],
+    full_pages: u64,
+    full_secs: f64,
+    tags: usize,
+) -> anyhow::Result<()> {
+    hub.update(|c| {
+        c.churn = Some(fake_hub::Churn {
+            retag_permille: 10,
+            added: 0,
+            deleted_permille: 0,
+            seed: 1,
+        })
+    });
+    hub.clear_requests();
+    let child = run_child(args)?;
+    let requests = hub.requests().len() as u64;
+    let secs = child.report["secs"].as_f64().unwrap_or(f64::NAN);
+    println!();
+    println!(
+        "== refresh after 1% of {} tags moved (same store, `crawl` on a finished crawl)",
+        group(tags as u64)
+    );
+    let mut t = Table::default();
+    t.row(
+        "full crawl",
+        format!("{full_pages} requests, {full_secs:.2} s"),
+        "",
+    );
+    t.row(
+        "refresh",
+        format!("{requests} requests, {secs:.2} s"),
+        &format!(
+            "{:.1}% of the requests, {} repositories",
+            requests as f64 * 100.0 / full_pages as f64,
+            hub.total_repos()
+        ),
+    );
+    t.print();
     Ok(())
 }
 

@@ -40,12 +40,22 @@ impl Sandbox {
 
     /// `digestmap --db <store> ARGS...`, not yet started.
     fn command(&self, args: &[&str]) -> Command {
+        self.command_on(&self.db(), args)
+    }
+
+    /// `digestmap --db <db> ARGS...`, not yet started.
+    fn command_on(&self, db: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_digestmap"));
         cmd.arg("--db")
-            .arg(self.db())
+            .arg(db)
             .args(args)
             .current_dir(&self.dir)
             .env_remove("RUST_LOG")
+            // The developer's own Docker Hub credentials must never reach the double.
+            .env_remove("DOCKERHUB_USERNAME")
+            .env_remove("DOCKERHUB_TOKEN")
+            .env("HOME", &self.dir)
+            .env("DOCKER_CONFIG", &self.dir)
             .stdin(Stdio::null());
         cmd
     }
@@ -813,4 +823,71 @@ fn tags_moving_during_the_crawl_are_not_missed() {
         .filter(|(_, v)| v["tags"][0].as_str().unwrap().starts_with("python:"))
         .collect();
     assert_same_dataset(&got, &want);
+}
+
+/// A small tmpfs at `dir` (needs root), unmounted on drop.
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn grow(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+#[test]
+fn a_full_disk_ends_in_one_clear_error_and_the_crawl_resumes() {
+    let hub = small_hub(FakeHubConfig::default());
+    let sb = Sandbox::new("disk");
+    let mount = sb.path("small");
+    // The store lives on a 3 MB disk; the whole crawl needs about 10 MB.
+    let Some(disk) = SmallDisk::mount(&mount, "3m") else {
+        eprintln!("SKIPPED: mounting a tmpfs needs root, which this run does not have");
+        return;
+    };
+    let db = mount.join("store.redb");
+    let db_arg = db.to_str().unwrap();
+    let url = hub.url();
+    let run = |args: &[&str]| sb.command_on(&db, args).output().unwrap();
+    let output = run(&["crawl", "--hub-url", &url, "--rps", "500"]);
+    assert_code(&output, 1, "crawl onto a full disk");
+    let err = stderr(&output);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {err}");
+    assert!(errors[0].contains("No space left on device"), "{err}");
+    assert!(errors[0].contains(db_arg), "names the store: {err}");
+    assert!(err.contains("crawl --resume"), "{err}");
+
+    disk.grow("200m");
+    let output = run(&["crawl", "--resume", "--rps", "500"]);
+    assert_success(&output, "resume once there is room");
+    let out = sb.path("disk.ndjson");
+    let output = run(&["finalize", "--out", out.to_str().unwrap()]);
+    assert_success(&output, "finalize");
+    assert_same_dataset(&dataset(&out), &hub.truth());
 }

@@ -46,6 +46,11 @@ impl Sandbox {
             .args(args)
             .current_dir(&self.dir)
             .env_remove("RUST_LOG")
+            // The developer's own Docker Hub credentials must never reach the double.
+            .env_remove("DOCKERHUB_USERNAME")
+            .env_remove("DOCKERHUB_TOKEN")
+            .env("HOME", &self.dir)
+            .env("DOCKER_CONFIG", &self.dir)
             .stdin(Stdio::null())
             .output()
             .expect("run digestmap")

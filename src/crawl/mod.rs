@@ -197,8 +197,8 @@ pub async fn crawl(
     let started = Instant::now();
     options.validate()?;
     let pacer = Arc::new(Pacer::new(options.rps).map_err(|e| CrawlError::Usage(e.to_string()))?);
-    let run = prepare_run(&store, &options)?;
-    let api = HubApi::new(&run.hub_url).map_err(|e| CrawlError::Usage(e.to_string()))?;
+    let plan = prepare_run(&store, &options)?;
+    let api = HubApi::new(&plan.run().hub_url).map_err(|e| CrawlError::Usage(e.to_string()))?;
     if let Some(until) = store.pause_until()? {
         pacer.restore_pause(until);
         if let Some(wait) = pacer.pause_remaining() {
@@ -223,6 +223,8 @@ pub async fn crawl(
             SignInError::Unreachable { .. } => CrawlError::SignInUnavailable(e.to_string()),
         })?,
     }
+    // Only now, signed in (or anonymous), is the run written.
+    let run = start_run(&store, plan)?;
 
     let (jobs, repos) = store.read(|r| Ok((r.jobs()?, r.repos()?)))?;
     let this_run: Vec<&RepoState> = repos
@@ -345,7 +347,25 @@ pub async fn crawl(
 }
 
 /// Checks the store's state against the options and starts or resumes a run.
-fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<CrawlRun, CrawlError> {
+/// What `crawl` is about to do, decided before anything is written.
+enum Plan {
+    /// Continue the stored unfinished run.
+    Resume(CrawlRun),
+    /// Start this run, listing these repositories only (all when empty).
+    Start(CrawlRun, Vec<RepoName>),
+}
+
+impl Plan {
+    fn run(&self) -> &CrawlRun {
+        match self {
+            Self::Resume(run) | Self::Start(run, _) => run,
+        }
+    }
+}
+
+/// Checks the store's state against the options and decides whether to resume or start a run.
+/// Writes nothing: a crawl that cannot sign in leaves the store as it was.
+fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<Plan, CrawlError> {
     let existing = store.run()?;
     let db = store.path().display().to_string();
     if options.resume {
@@ -385,11 +405,7 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<CrawlRun, CrawlE
                 }
             )));
         }
-        let moved = store.write(|w| w.retry_failed())?;
-        if moved > 0 {
-            tracing::info!("{moved} failed job(s) are queued again");
-        }
-        return Ok(run);
+        return Ok(Plan::Resume(run));
     }
     if let Some(run) = existing.as_ref().filter(|r| r.state == RunState::Running) {
         return Err(CrawlError::StoreState(format!(
@@ -433,23 +449,41 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<CrawlRun, CrawlE
         namespace: namespace.clone(),
         repos: repos.iter().map(|r| r.name.clone()).collect(),
     };
-    store.write(|w| {
-        w.set_run(&run)?;
-        w.set_stats(&RunStats::default())?;
-        if repos.is_empty() {
-            w.add_job(&Job::new(JobKind::Repos {
-                namespace: namespace.clone(),
-                url: api.repositories_url(&namespace, false).to_string(),
-                descending: false,
-            }))?;
-        } else {
-            for repo in &repos {
-                start_repo(w, &api, &run, repo)?;
+    Ok(Plan::Start(run, repos))
+}
+
+/// Writes the planned run: a new run with its first jobs, or failed jobs queued again.
+fn start_run(store: &Store, plan: Plan) -> Result<CrawlRun, CrawlError> {
+    match plan {
+        Plan::Resume(run) => {
+            let moved = store.write(|w| w.retry_failed())?;
+            if moved > 0 {
+                tracing::info!("{moved} failed job(s) are queued again");
             }
+            Ok(run)
         }
-        Ok(())
-    })?;
-    Ok(run)
+        Plan::Start(run, repos) => {
+            let api = HubApi::new(&run.hub_url).map_err(|e| CrawlError::Usage(e.to_string()))?;
+            let namespace = run.namespace.clone();
+            store.write(|w| {
+                w.set_run(&run)?;
+                w.set_stats(&RunStats::default())?;
+                if repos.is_empty() {
+                    w.add_job(&Job::new(JobKind::Repos {
+                        url: api.repositories_url(&namespace, false).to_string(),
+                        namespace: namespace.clone(),
+                        descending: false,
+                    }))?;
+                } else {
+                    for repo in &repos {
+                        start_repo(w, &api, &run, repo)?;
+                    }
+                }
+                Ok(())
+            })?;
+            Ok(run)
+        }
+    }
 }
 
 /// Path of the default store.
