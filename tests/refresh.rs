@@ -188,3 +188,61 @@ fn refresh_reads_only_what_changed_and_keeps_history() {
         after.keys().collect::<BTreeSet<_>>()
     );
 }
+
+#[test]
+fn an_interrupted_refresh_resumes() {
+    let hub = FakeHub::bind(FakeHubConfig {
+        repos: 6,
+        max_tags: 250,
+        big_repo_tags: 400,
+        ..FakeHubConfig::default()
+    })
+    .unwrap();
+    let sb = Sandbox::new("resume");
+    let url = hub.url();
+    sb.run(&["crawl", "--hub-url", url.as_str(), "--rps", "500"]);
+    hub.update(|c| {
+        c.churn = Some(Churn {
+            retag_permille: 300,
+            added: 10,
+            deleted_permille: 0,
+            seed: 2,
+        })
+    });
+    // A slow refresh, stopped with Ctrl-C after its first requests.
+    let child = Command::new(env!("CARGO_BIN_EXE_digestmap"))
+        .arg("--db")
+        .arg(sb.dir.join("store.redb"))
+        .args(["crawl", "--rps", "4", "--workers", "2"])
+        .env_remove("DOCKERHUB_USERNAME")
+        .env_remove("DOCKERHUB_TOKEN")
+        .env("HOME", &sb.dir)
+        .env("DOCKER_CONFIG", &sb.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = sb.run(&["crawl", "--resume", "--rps", "500"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("(refresh)"));
+    let data = sb.dataset(&[]);
+    for (digest, v) in hub.truth() {
+        let line = &data[&digest];
+        assert!(
+            strings(&v["tags"]).is_subset(&strings(&line["current"])),
+            "{digest}: current {} lacks some of {}",
+            line["current"],
+            v["tags"]
+        );
+    }
+}
