@@ -18,7 +18,7 @@
 
 pub mod records;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use redb::{
@@ -573,17 +573,29 @@ impl<'t> WriteBatch<'t> {
         let mut pairs = self.txn.open_table(PAIRS)?;
         let mut parents = self.txn.open_table(PARENTS)?;
 
-        let mut facts: BTreeMap<[u8; 32], &crate::hub::DigestFact> = BTreeMap::new();
-        let mut pair_keys: Vec<([u8; 32], String)> = Vec::new();
-        let mut parent_keys: BTreeSet<([u8; 32], [u8; 32])> = BTreeSet::new();
+        let mut facts: BTreeMap<[u8; 32], (&crate::hub::DigestFact, u64)> = BTreeMap::new();
+        let mut pair_keys: Vec<([u8; 32], String, u64)> = Vec::new();
+        let mut parent_keys: BTreeMap<([u8; 32], [u8; 32]), u64> = BTreeMap::new();
         for obs in observations {
-            let first_seen = match tags.get((repo_key.as_str(), obs.tag.as_str()))? {
-                Some(old) => decode::<TagState>(old.value())?.first_seen.min(now),
-                None => now,
+            let digests: Vec<Digest> = obs.facts.iter().map(|f| f.digest).collect();
+            let (first_seen, now) = match tags.get((repo_key.as_str(), obs.tag.as_str()))? {
+                Some(old) => {
+                    let old = decode::<TagState>(old.value())?;
+                    // A tag seen on other digests within the same second as before would leave
+                    // its old pairs looking current (`TagState::is_current_pair` compares
+                    // times): this sighting then counts one second later.
+                    let now = if old.digests != digests && old.last_seen >= now {
+                        old.last_seen + 1
+                    } else {
+                        now
+                    };
+                    (old.first_seen.min(now), now)
+                }
+                None => (now, now),
             };
             let state = TagState {
                 digest: obs.digest,
-                digests: obs.facts.iter().map(|f| f.digest).collect(),
+                digests,
                 pushed: obs.pushed.clone(),
                 first_seen,
                 last_seen: now,
@@ -602,15 +614,19 @@ impl<'t> WriteBatch<'t> {
             for fact in &obs.facts {
                 let key = *fact.digest.as_bytes();
                 // The first tag to show a digest decides its kind, as when tags come one by one.
-                facts.entry(key).or_insert(fact);
-                pair_keys.push((key, repo_tag.clone()));
+                facts
+                    .entry(key)
+                    .and_modify(|(_, at)| *at = (*at).max(now))
+                    .or_insert((fact, now));
+                pair_keys.push((key, repo_tag.clone(), now));
                 if let Some(index) = fact.index {
-                    parent_keys.insert((key, *index.as_bytes()));
+                    let at = parent_keys.entry((key, *index.as_bytes())).or_insert(now);
+                    *at = (*at).max(now);
                 }
             }
         }
 
-        for (key, fact) in facts {
+        for (key, (fact, now)) in facts {
             let record = match digests.get(key)? {
                 Some(old) => {
                     let old: DigestRecord = decode(old.value())?;
@@ -632,20 +648,20 @@ impl<'t> WriteBatch<'t> {
             };
             digests.insert(key, encode(&record).as_slice())?;
         }
-        let seen = |old: Option<(u64, u64)>| match old {
+        let seen = |old: Option<(u64, u64)>, now: u64| match old {
             Some((first, last)) => (first.min(now), last.max(now)),
             None => (now, now),
         };
         pair_keys.sort_unstable();
         pair_keys.dedup();
-        for (key, repo_tag) in &pair_keys {
+        for (key, repo_tag, now) in &pair_keys {
             let pair_key = (*key, repo_tag.as_str());
             let old = pairs.get(pair_key)?.map(|g| g.value());
-            pairs.insert(pair_key, seen(old))?;
+            pairs.insert(pair_key, seen(old, *now))?;
         }
-        for parent_key in parent_keys {
+        for (parent_key, now) in parent_keys {
             let old = parents.get(parent_key)?.map(|g| g.value());
-            parents.insert(parent_key, seen(old))?;
+            parents.insert(parent_key, seen(old, now))?;
         }
         Ok(())
     }
@@ -898,5 +914,61 @@ impl ReadBatch {
             })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::DigestFact;
+    use crate::model::ObjectKind;
+
+    fn sighting(tag: &str, digest: u8) -> TagObservation {
+        let digest = Digest::from_bytes([digest; 32]);
+        TagObservation {
+            tag: tag.to_owned(),
+            digest: Some(digest),
+            pushed: None,
+            facts: vec![DigestFact {
+                digest,
+                kind: ObjectKind::Manifest,
+                platform: None,
+                os_version: None,
+                index: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_tag_moved_within_one_second_leaves_only_its_new_pair_current() {
+        let dir = std::env::temp_dir().join(format!("digestmap-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.redb");
+        let _ = std::fs::remove_file(&path);
+        let store = Store::open(&path).unwrap();
+        let repo = RepoName::new("library", "x").unwrap();
+        store
+            .write(|w| w.record_tag(&repo, &sighting("t", 1), 100, 1))
+            .unwrap();
+        store
+            .write(|w| w.record_tag(&repo, &sighting("t", 2), 100, 1))
+            .unwrap();
+        let (state, old, new) = store
+            .read(|r| {
+                let state = r.tag_state("library/x", "t")?.unwrap();
+                let pair = |d: u8| -> Result<u64, TxError> {
+                    let info = r.digest_info(&Digest::from_bytes([d; 32]))?.unwrap();
+                    Ok(info.tags[0].1.1)
+                };
+                Ok((state, pair(1)?, pair(2)?))
+            })
+            .unwrap();
+        assert!(
+            !state.is_current_pair(old),
+            "the old pair still looks current"
+        );
+        assert!(state.is_current_pair(new));
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
