@@ -131,9 +131,9 @@ fn refresh_reads_only_what_changed_and_keeps_history() {
     assert!(err.contains("(refresh)"), "{err}");
     let refresh_requests = hub.requests().len();
     // About one request per repository plus the changed pages: each repository reads its
-    // changed tags (newest first, 100 a page) and one page of unchanged ones; plus the
-    // repository list.
-    let bound = 1 + 2 * repos + changed_tags.len().div_ceil(100);
+    // changed tags (newest first, 100 a page) and stops at the page that ends with an unchanged
+    // one; plus the repository list.
+    let bound = 1 + repos + changed_tags.len().div_ceil(100);
     eprintln!(
         "full crawl {full_requests} requests; refresh {refresh_requests} (bound {bound}) for {} changed tags",
         changed_tags.len()

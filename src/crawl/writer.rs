@@ -6,6 +6,8 @@
 //! repository ends, [`WriterCtx::plan`] compares the distinct tags stored by this run with Hub's
 //! `count` and decides what comes next:
 //! - all seen: the repository is complete;
+//! - in a refresh, a page that ends with a tag unchanged since an earlier run: nothing below it
+//!   changed, so the repository is done;
 //! - the plain listing ended short without being capped: the listing changed while it was read
 //!   (a tag pushed or moved shifts later pages), so it is read again, at most [`MAX_RELISTS`] times;
 //! - the plain listing hit the anonymous paging cap (offset 1000): the oldest-first view gives
@@ -434,11 +436,16 @@ impl WriterCtx {
             unreachable!("a tags job's listing holds tags")
         };
         let now = page.fetched_at;
-        // A refresh reads newest first and stops at the first page that holds nothing new.
+        // A refresh reads newest first and stops at the first page that ends with a tag unchanged
+        // since an earlier run: a tag changed since then was pushed since then, so it sorts above
+        // that one, and every tag below it is unchanged too.
         let unchanged = self.run.mode == RunMode::Refresh
             && *window == ListingWindow::Plain
-            && !tags.is_empty()
-            && self.all_unchanged(w, repo, tags)?;
+            && tags
+                .last()
+                .map(|last| self.unchanged(w, repo, last))
+                .transpose()?
+                .unwrap_or(false);
         w.record_tags(repo, tags, now, self.run.id)?;
         let mut state = self.repo_state(w, repo)?;
         state.pages += 1;
@@ -473,31 +480,21 @@ impl WriterCtx {
         w.put_repo(repo, &state)
     }
 
-    /// Whether every tag of a page is as an earlier run last saw it: same digests, same push time.
-    fn all_unchanged(
+    /// Whether a tag is as an earlier run last saw it: same digests, same push time.
+    fn unchanged(
         &self,
         w: &WriteBatch<'_>,
         repo: &RepoName,
-        tags: &[crate::hub::TagObservation],
+        tag: &crate::hub::TagObservation,
     ) -> Result<bool, TxError> {
-        for tag in tags {
-            let same = w.tag_state(repo, &tag.tag)?.is_some_and(|prev| {
-                prev.run != self.run.id
-                    && prev.deleted_at.is_none()
-                    && prev.digest == tag.digest
-                    && prev.pushed == tag.pushed
-                    && prev.digests.len() == tag.facts.len()
-                    && prev
-                        .digests
-                        .iter()
-                        .zip(&tag.facts)
-                        .all(|(d, f)| *d == f.digest)
-            });
-            if !same {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        Ok(w.tag_state(repo, &tag.tag)?.is_some_and(|prev| {
+            prev.run != self.run.id
+                && prev.deleted_at.is_none()
+                && prev.digest == tag.digest
+                && prev.pushed == tag.pushed
+                && prev.digests.len() == tag.facts.len()
+                && prev.digests.iter().zip(&tag.facts).all(|(d, f)| *d == f.digest)
+        }))
     }
 
     /// Whether a cover view has nothing new left to show.
