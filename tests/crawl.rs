@@ -6,60 +6,13 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::fake_hub::{FakeHub, FakeHubConfig};
-
-/// A scratch folder for one test, removed when the test passes.
-struct Sandbox {
-    dir: PathBuf,
-}
+use support::sandbox::Sandbox;
 
 impl Sandbox {
-    fn new(name: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "digestmap-test-{name}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.join("store.redb")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// `digestmap --db <store> ARGS...`, not yet started.
-    fn command(&self, args: &[&str]) -> Command {
-        self.command_on(&self.db(), args)
-    }
-
-    /// `digestmap --db <db> ARGS...`, not yet started.
-    fn command_on(&self, db: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_digestmap"));
-        cmd.arg("--db")
-            .arg(db)
-            .args(args)
-            .current_dir(&self.dir)
-            .env_remove("RUST_LOG")
-            // The developer's own Docker Hub credentials must never reach the double.
-            .env_remove("DOCKERHUB_USERNAME")
-            .env_remove("DOCKERHUB_TOKEN")
-            .env("HOME", &self.dir)
-            .env("DOCKER_CONFIG", &self.dir)
-            .stdin(Stdio::null());
-        cmd
-    }
-
     fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run digestmap")
     }
@@ -101,14 +54,6 @@ impl Sandbox {
         let output = self.run(&["finalize", "--out", out.to_str().unwrap()]);
         assert_success(&output, "finalize");
         out
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
 }
 

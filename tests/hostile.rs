@@ -15,14 +15,13 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::fake_hub::{FakeHub, FakeHubConfig};
+use support::sandbox::Sandbox;
 
 /// Longest a crawl of these small doubles may take, failures and retries included.
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -30,11 +29,6 @@ const DEADLINE: Duration = Duration::from_secs(90);
 const MAX_RSS: u64 = 160 * 1024 * 1024;
 /// Request timeout of every run: a hostile answer must not stall a job for the default minute.
 const TIMEOUT_MS: &str = "5000";
-
-/// A scratch folder for one test, removed when the test passes (the pattern of tests/crawl.rs).
-struct Sandbox {
-    dir: PathBuf,
-}
 
 /// How a `digestmap` run ended.
 struct Run {
@@ -47,34 +41,6 @@ struct Run {
 }
 
 impl Sandbox {
-    fn new(name: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "digestmap-hostile-{name}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_digestmap"));
-        cmd.arg("--db")
-            .arg(self.dir.join("store.redb"))
-            .args(args)
-            .current_dir(&self.dir)
-            .env_remove("RUST_LOG")
-            // The developer's own Docker Hub credentials must never reach the double.
-            .env_remove("DOCKERHUB_USERNAME")
-            .env_remove("DOCKERHUB_TOKEN")
-            .env("HOME", &self.dir)
-            .env("DOCKER_CONFIG", &self.dir)
-            .stdin(Stdio::null());
-        cmd
-    }
-
     /// Runs `digestmap ARGS`, measured and under the watchdog.
     fn run(&self, args: &[&str]) -> Run {
         let started = Instant::now();
@@ -170,14 +136,6 @@ impl Sandbox {
                 (obj["digest"].as_str().unwrap().to_owned(), v)
             })
             .collect()
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
 }
 

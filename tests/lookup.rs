@@ -5,55 +5,17 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use support::fake_hub::{FakeHub, FakeHubConfig};
-
-/// A scratch folder for one test, removed when the test passes (the pattern of tests/crawl.rs).
-struct Sandbox {
-    dir: PathBuf,
-}
+use support::sandbox::Sandbox;
 
 impl Sandbox {
-    fn new(name: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "digestmap-lookup-{name}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.join("store.redb")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// `digestmap --db <store> ARGS...`.
+    /// `digestmap --db <store> ARGS...`, run to its end.
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_digestmap"))
-            .arg("--db")
-            .arg(self.db())
-            .args(args)
-            .current_dir(&self.dir)
-            .env_remove("RUST_LOG")
-            // The developer's own Docker Hub credentials must never reach the double.
-            .env_remove("DOCKERHUB_USERNAME")
-            .env_remove("DOCKERHUB_TOKEN")
-            .env("HOME", &self.dir)
-            .env("DOCKER_CONFIG", &self.dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run digestmap")
+        self.command(args).output().expect("run digestmap")
     }
 
     /// Crawls `hub` with fast pacing to the end.
@@ -87,14 +49,6 @@ impl Sandbox {
         }
         all.extend_from_slice(args);
         self.run(&all)
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
 }
 

@@ -5,38 +5,15 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use serde_json::Value;
 use support::fake_hub::{Churn, FakeHub, FakeHubConfig};
-
-struct Sandbox {
-    dir: PathBuf,
-}
+use support::sandbox::Sandbox;
 
 impl Sandbox {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("digestmap-refresh-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
-    }
-
     fn run(&self, args: &[&str]) -> Output {
-        let output = Command::new(env!("CARGO_BIN_EXE_digestmap"))
-            .arg("--db")
-            .arg(self.dir.join("store.redb"))
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env_remove("DOCKERHUB_USERNAME")
-            .env_remove("DOCKERHUB_TOKEN")
-            .env("HOME", &self.dir)
-            .env("DOCKER_CONFIG", &self.dir)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let output = self.command(args).output().unwrap();
         assert!(
             output.status.success(),
             "digestmap {args:?} failed with {:?}:\n{}",
@@ -59,14 +36,6 @@ impl Sandbox {
                 (v["digest"].as_str().unwrap().to_owned(), v)
             })
             .collect()
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
 }
 
@@ -210,15 +179,8 @@ fn an_interrupted_refresh_resumes() {
         })
     });
     // A slow refresh, stopped with Ctrl-C after its first requests.
-    let child = Command::new(env!("CARGO_BIN_EXE_digestmap"))
-        .arg("--db")
-        .arg(sb.dir.join("store.redb"))
-        .args(["crawl", "--rps", "4", "--workers", "2"])
-        .env_remove("DOCKERHUB_USERNAME")
-        .env_remove("DOCKERHUB_TOKEN")
-        .env("HOME", &sb.dir)
-        .env("DOCKER_CONFIG", &sb.dir)
-        .stdin(Stdio::null())
+    let child = sb
+        .command(&["crawl", "--rps", "4", "--workers", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -493,7 +493,11 @@ impl WriterCtx {
                 && prev.digest == tag.digest
                 && prev.pushed == tag.pushed
                 && prev.digests.len() == tag.facts.len()
-                && prev.digests.iter().zip(&tag.facts).all(|(d, f)| *d == f.digest)
+                && prev
+                    .digests
+                    .iter()
+                    .zip(&tag.facts)
+                    .all(|(d, f)| *d == f.digest)
         }))
     }
 

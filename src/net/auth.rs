@@ -849,34 +849,17 @@ impl AuthMiddleware {
             Ok(None) => return next.run(req, extensions).await,
             Err(err) => return Err(reqwest_middleware::Error::Middleware(err.into())),
         };
-        let mut sent = header;
-        let mut reused = false;
-        let mut attempt = req.try_clone();
-        req.headers_mut().insert(AUTHORIZATION, sent.clone());
-        let mut response = next.clone().run(req, extensions).await?;
-        // A token is picked before the pacer's wait, which can outlast it (a long rate-limit
-        // pause). So on a 401 the request goes again with the token another request got meanwhile,
-        // and if that one is refused too, once more with a token of its own sign-in.
-        while response.status() == StatusCode::UNAUTHORIZED {
-            let Some(mut again) = attempt.take() else {
-                break; // a body that cannot be sent twice; the 401 stands
-            };
+        req.headers_mut().insert(AUTHORIZATION, header.clone());
+        let response = next.run(req, extensions).await?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            // Renew the token (or take the one another request got meanwhile); the retry
+            // middleware classifies the 401 as transient and sends the request again, through
+            // the pacer and this middleware, with the new token. Its retries are bounded, so a
+            // token Hub keeps refusing ends as the job's error.
             tracing::debug!("{} answered 401 to the Docker Hub token", response.url());
-            let (token, signed_in_now) = match self.auth.renew_rejected(&sent).await {
-                Ok(renewed) => renewed,
-                Err(err) => {
-                    tracing::warn!("{err}");
-                    break;
-                }
-            };
-            // At most one reuse and one sign-in per request: never a loop of 401s.
-            if !signed_in_now && !reused {
-                reused = true;
-                attempt = again.try_clone();
+            if let Err(err) = self.auth.renew_rejected(&header).await {
+                tracing::warn!("{err}");
             }
-            again.headers_mut().insert(AUTHORIZATION, token.clone());
-            sent = token;
-            response = next.clone().run(again, extensions).await?;
         }
         Ok(response)
     }

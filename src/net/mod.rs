@@ -216,10 +216,13 @@ impl HttpClient {
             sign_in_client,
             stats.clone(),
         ));
+        // The token is attached after the pacer's wait, so a long pause (a 429's Retry-After)
+        // cannot make it stale in flight; after a 401 the token middleware renews it and the
+        // retry middleware sends the request again, paced like any other.
         let client = ClientBuilder::new(inner)
             .with(retrying())
-            .with(auth::AuthMiddleware::new(auth.clone()))
             .with(pacing())
+            .with(auth::AuthMiddleware::new(auth.clone()))
             .build();
         Ok(Self {
             client,

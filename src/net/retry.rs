@@ -1,7 +1,8 @@
 //! Which failures the retry middleware retries, and why.
 //!
 //! Retried (transient): connect failures, timeouts, connections reset or closed mid-answer, and
-//! 5xx and 408 answers; these say nothing about the request and often pass within seconds.
+//! 5xx and 408 answers, which say nothing about the request and often pass within seconds; and
+//! 401, after which the token middleware has just renewed the token the request carried.
 //! Not retried here:
 //! - 429: not a failure of the request but a signal to slow down. The pacer has already paused
 //!   every worker; the crawl puts the job back instead of spending retries on it.
@@ -33,7 +34,11 @@ impl RetryableStrategy for HubRetryStrategy {
 pub fn classify_status(status: StatusCode) -> Option<Retryable> {
     if status.is_success() {
         None
-    } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+    } else if status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        // The token middleware has renewed an expired token: the next attempt carries the new one.
+        || status == StatusCode::UNAUTHORIZED
+    {
         Some(Retryable::Transient)
     } else {
         Some(Retryable::Fatal)
@@ -84,6 +89,7 @@ mod tests {
         let table = [
             (200, None),
             (404, Some(Retryable::Fatal)),
+            (401, Some(Retryable::Transient)),
             (403, Some(Retryable::Fatal)),
             (429, Some(Retryable::Fatal)),
             (408, Some(Retryable::Transient)),

@@ -4,3 +4,4 @@
 #![allow(dead_code)]
 
 pub mod fake_hub;
+pub mod sandbox;

@@ -1,0 +1,75 @@
+//! A scratch folder per test and the `digestmap` command run inside it.
+//!
+//! Every command gets a scrubbed environment: no `RUST_LOG`, no Docker Hub credentials, and an
+//! empty scratch `HOME` (with `DOCKER_CONFIG` unset), so a tester's own credentials are never read
+//! or sent to the double; a test adds the ones it means.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A scratch folder, removed when the test passes (kept for inspection when it fails).
+pub struct Sandbox {
+    /// The folder.
+    pub dir: PathBuf,
+}
+
+impl Sandbox {
+    /// A fresh, empty folder named after the test.
+    pub fn new(name: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "digestmap-test-{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("home")).unwrap();
+        Self { dir }
+    }
+
+    /// The default store of the sandbox.
+    pub fn db(&self) -> PathBuf {
+        self.dir.join("store.redb")
+    }
+
+    /// A file in the sandbox.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The scratch home folder.
+    pub fn home(&self) -> PathBuf {
+        self.dir.join("home")
+    }
+
+    /// `digestmap --db <store> ARGS...`, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        self.command_on(&self.db(), args)
+    }
+
+    /// `digestmap --db <db> ARGS...`, not yet started.
+    pub fn command_on(&self, db: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_digestmap"));
+        cmd.arg("--db")
+            .arg(db)
+            .args(args)
+            .current_dir(&self.dir)
+            .env_remove("RUST_LOG")
+            .env_remove("DOCKERHUB_USERNAME")
+            .env_remove("DOCKERHUB_TOKEN")
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("USERPROFILE")
+            .env("HOME", self.home())
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
