@@ -58,11 +58,12 @@ crawl() {
   return $code
 }
 
-# Resume an unfinished crawl if the store holds one (exit 2 means there is none), else start one.
+# Resume an unfinished crawl if the store holds one, else start one (a refresh on a store whose
+# last crawl finished).
 code=0
-crawl --resume || code=$?
-if [ "$code" = 2 ]; then
-  code=0
+if "$bin" --db "$db" status 2>/dev/null | grep -q "unfinished"; then
+  crawl --resume || code=$?
+else
   crawl "${hub_args[@]}" || code=$?
 fi
 if [ "$code" = 3 ]; then
