@@ -136,6 +136,19 @@ fn assert_same_dataset(got: &BTreeMap<String, Value>, want: &BTreeMap<String, Va
     );
 }
 
+/// Waits until the double has answered `n` requests: the crawl is then under way (it holds the
+/// store and its signal handler is in place), however slowly the machine started it.
+fn wait_for_requests(hub: &FakeHub, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hub.requests().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "the crawl never made {n} requests"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn small_hub(config: FakeHubConfig) -> FakeHub {
     FakeHub::bind(config).unwrap()
 }
@@ -278,7 +291,12 @@ fn kill_9_then_resume_equals_truth_with_bounded_refetching() {
         } else {
             args.extend(["--hub-url", url.as_str()]);
         }
+        let before = hub.requests().len();
         let mut child = sb.spawn(&args);
+        if round == 0 {
+            // The first crawl must have written its run before it is killed.
+            wait_for_requests(&hub, before + 1);
+        }
         state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
         let wait = Duration::from_millis(150 + u64::from(state >> 8) % 850);
         std::thread::sleep(wait);
@@ -481,8 +499,9 @@ fn store_state_errors_exit_2() {
     assert!(stderr(&output).contains("no unfinished crawl"));
 
     // A crawl in progress holds the store: a second process is refused, and the first is not hurt.
-    let mut first = sb.spawn(&["crawl", "--hub-url", &url, "--rps", "20", "--workers", "2"]);
-    std::thread::sleep(Duration::from_millis(400));
+    // About 10 pages at 4 a second; once the double has seen a request, the crawl holds the store.
+    let mut first = sb.spawn(&["crawl", "--hub-url", &url, "--rps", "4", "--workers", "2"]);
+    wait_for_requests(&hub, 1);
     let second = sb.run(&["crawl", "--resume"]);
     assert_code(&second, 2, "second process");
     assert!(
@@ -531,9 +550,9 @@ fn ctrl_c_stops_cleanly_and_resume_finishes() {
     let hub = small_hub(small());
     let sb = Sandbox::new("sigint");
     let url = hub.url();
-    // About 10 pages at 4 a second: Ctrl-C after 1.2 s lands mid-crawl.
+    // About 10 pages at 4 a second: Ctrl-C after the third request lands mid-crawl.
     let child = sb.spawn(&["crawl", "--hub-url", &url, "--rps", "4", "--workers", "2"]);
-    std::thread::sleep(Duration::from_millis(1200));
+    wait_for_requests(&hub, 3);
     let pid = child.id() as i32;
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);

@@ -179,13 +179,22 @@ fn an_interrupted_refresh_resumes() {
         })
     });
     // A slow refresh, stopped with Ctrl-C after its first requests.
+    hub.clear_requests();
     let child = sb
         .command(&["crawl", "--rps", "4", "--workers", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1300));
+    // Stop it once the refresh is under way: its signal handler is then in place.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while hub.requests().len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let output = child.wait_with_output().unwrap();
