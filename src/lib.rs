@@ -7,10 +7,11 @@
 //! Data walks one way: page → job → store → dataset.
 //! - [`model`]: validated domain types ([`model::Digest`], [`model::RepoTag`], [`model::Platform`]);
 //! - [`hub`]: Docker Hub's URLs, answer shapes and tag rules;
-//! - [`net`]: the HTTP stack (retries, pacing, body cap, origin guard);
+//! - [`net`]: the HTTP stack (retries, pacing, Docker Hub sign-in, body cap, origin guard);
 //! - [`store`]: the redb store, the only code that opens transactions;
-//! - [`crawl`]: the scheduler (workers, job queue, the store writer);
-//! - [`dataset`]: `finalize`, the NDJSON writer;
+//! - [`crawl`]: the scheduler (workers, job queue, the store writer that plans what a page
+//!   leads to: next pages, the anonymous-cap cover, re-reads, refresh stops);
+//! - [`dataset`]: `finalize`, the NDJSON writer with `current` tags, and `lookup`;
 //! - [`status`]: what a store holds.
 //!
 //! ```
