@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::fake_hub::{FakeHub, FakeHubConfig};
-use support::sandbox::Sandbox;
+use support::sandbox::{Sandbox, assert_code, assert_success, stderr};
 
 impl Sandbox {
     fn run(&self, args: &[&str]) -> Output {
@@ -55,28 +55,6 @@ impl Sandbox {
         assert_success(&output, "finalize");
         out
     }
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_success(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what} failed with {:?}\nstderr:\n{}",
-        output.status.code(),
-        stderr(output)
-    );
-}
-
-fn assert_code(output: &Output, code: i32, what: &str) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "{what}: unexpected exit code\nstderr:\n{}",
-        stderr(output)
-    );
 }
 
 /// The dataset keyed by digest, with the time fields checked and removed.

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use support::fake_hub::{FakeHub, FakeHubConfig};
-use support::sandbox::Sandbox;
+use support::sandbox::{Sandbox, assert_code, assert_success, stderr, stdout};
 
 impl Sandbox {
     /// `digestmap --db <store> ARGS...`, run to its end.
@@ -50,33 +50,6 @@ impl Sandbox {
         all.extend_from_slice(args);
         self.run(&all)
     }
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_success(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what} failed with {:?}\nstderr:\n{}",
-        output.status.code(),
-        stderr(output)
-    );
-}
-
-fn assert_code(output: &Output, code: i32, what: &str) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "{what}: unexpected exit code\nstdout:\n{}\nstderr:\n{}",
-        stdout(output),
-        stderr(output)
-    );
 }
 
 fn small() -> FakeHubConfig {

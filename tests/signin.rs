@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::fake_hub::{FakeHub, FakeHubConfig, RequestRecord};
-use support::sandbox::Sandbox;
+use support::sandbox::{Sandbox, assert_code, stderr};
 
 const USER: &str = "crawler";
 const SECRET: &str = "dckr_pat_9f3Kq7ZxVb2LmN8p";
@@ -58,19 +58,6 @@ impl Sandbox {
 
 fn run(mut cmd: Command) -> Output {
     cmd.output().expect("run digestmap")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn assert_code(output: &Output, code: i32, what: &str) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "{what}: unexpected exit code\nstderr:\n{}",
-        stderr(output)
-    );
 }
 
 fn hub_with_credentials(extra: impl FnOnce(&mut FakeHubConfig)) -> FakeHub {
