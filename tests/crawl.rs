@@ -27,18 +27,9 @@ impl Sandbox {
 
     /// Crawls `hub` with fast pacing; extra flags go after.
     fn crawl(&self, hub: &FakeHub, extra: &[&str]) -> Output {
-        let url = hub.url();
-        let mut args = vec![
-            "crawl",
-            "--hub-url",
-            &url,
-            "--rps",
-            "500",
-            "--retry-base-ms",
-            "20",
-        ];
-        args.extend_from_slice(extra);
-        self.run(&args)
+        self.fast_crawl(&hub.url(), extra)
+            .output()
+            .expect("run digestmap")
     }
 
     /// `crawl --resume` to the end, then the dataset must equal the double's truth.

@@ -20,16 +20,7 @@ impl Sandbox {
 
     /// Crawls `hub` with fast pacing to the end.
     fn crawl(&self, hub: &FakeHub) {
-        let url = hub.url();
-        let output = self.run(&[
-            "crawl",
-            "--hub-url",
-            &url,
-            "--rps",
-            "500",
-            "--retry-base-ms",
-            "20",
-        ]);
+        let output = self.fast_crawl(&hub.url(), &[]).output().unwrap();
         assert_success(&output, "crawl");
     }
 

@@ -24,18 +24,7 @@ const WRONG: &str = "dckr_pat_wrongwrongwrong";
 impl Sandbox {
     /// `crawl` of `hub` with fast pacing and `extra` flags.
     fn crawl_command(&self, hub: &FakeHub, extra: &[&str]) -> Command {
-        let url = hub.url();
-        let mut args = vec![
-            "crawl",
-            "--hub-url",
-            &url,
-            "--rps",
-            "500",
-            "--retry-base-ms",
-            "20",
-        ];
-        args.extend_from_slice(extra);
-        self.command(&args)
+        self.fast_crawl(&hub.url(), extra)
     }
 
     fn finalize(&self, name: &str) -> (PathBuf, Output) {

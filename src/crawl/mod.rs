@@ -14,7 +14,6 @@ mod handler;
 mod queue;
 mod writer;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -484,11 +483,6 @@ fn start_run(store: &Store, plan: Plan) -> Result<CrawlRun, CrawlError> {
             Ok(run)
         }
     }
-}
-
-/// Path of the default store.
-pub fn default_db_path() -> PathBuf {
-    PathBuf::from("digestmap.redb")
 }
 
 /// The skip counters as `reason: n` pairs, for summaries.

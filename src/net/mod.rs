@@ -238,12 +238,6 @@ impl HttpClient {
         self.auth.sign_in().await
     }
 
-    /// Whether the client signed in, so its requests carry a token (and are not capped the way
-    /// anonymous listings are).
-    pub fn signed_in(&self) -> bool {
-        self.auth.signed_in()
-    }
-
     /// The client's counters.
     pub fn stats(&self) -> &Arc<NetStats> {
         &self.stats

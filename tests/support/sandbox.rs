@@ -48,6 +48,22 @@ impl Sandbox {
         self.command_on(&self.db(), args)
     }
 
+    /// `crawl` of the double at `hub_url` as fast as tests want it (no pacing to speak of, short
+    /// retry backoffs), then `extra` flags; not yet started.
+    pub fn fast_crawl(&self, hub_url: &str, extra: &[&str]) -> Command {
+        let mut args = vec![
+            "crawl",
+            "--hub-url",
+            hub_url,
+            "--rps",
+            "500",
+            "--retry-base-ms",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        self.command(&args)
+    }
+
     /// `digestmap --db <db> ARGS...`, not yet started.
     pub fn command_on(&self, db: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_digestmap"));
