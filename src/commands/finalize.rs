@@ -47,6 +47,12 @@ pub fn run(cli: &Cli, args: &FinalizeArgs, ui: &Ui) -> u8 {
                 summary.current_pairs,
                 summary.bytes
             ));
+            if summary.stale_temps_removed > 0 {
+                ui.info(&format!(
+                    "removed {} temporary files left by an earlier finalize that did not finish",
+                    summary.stale_temps_removed
+                ));
+            }
             if summary.not_current > 0 {
                 let fate = if args.current_only {
                     "left out (--current-only)"
@@ -60,11 +66,14 @@ pub fn run(cli: &Cli, args: &FinalizeArgs, ui: &Ui) -> u8 {
             }
             super::OK
         }
+        // `finalize --out - | head`: the reader has what it wanted.
+        Err(DatasetError::StdoutClosed) => super::CLOSED_STDOUT,
         Err(e) => {
             ui.error(&e.to_string());
             match e {
                 DatasetError::Store(s) => super::store_error_code(&s),
-                DatasetError::Write { .. } => super::ERROR,
+                DatasetError::Refused { .. } => super::USAGE,
+                DatasetError::Write { .. } | DatasetError::StdoutClosed => super::ERROR,
             }
         }
     }

@@ -108,11 +108,8 @@ pub fn run(cli: &Cli, args: &LookupArgs, ui: &Ui) -> u8 {
             }
         };
         if let Err(e) = written.and_then(|()| stdout.flush()) {
-            // A closed pipe (`| head`) ends the output; nothing else is worth reporting then.
-            if e.kind() != io::ErrorKind::BrokenPipe {
-                ui.error(&format!("cannot write to standard output: {e}"));
-            }
-            return super::ERROR;
+            // A closed pipe (`| head`) ends the output quietly.
+            return super::stdout_error(ui, &e);
         }
     }
     code

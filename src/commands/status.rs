@@ -20,10 +20,7 @@ pub fn run(cli: &Cli, ui: &Ui) -> u8 {
         }
     };
     match digestmap::status::report(&store, running) {
-        Ok(report) => {
-            print!("{report}");
-            super::OK
-        }
+        Ok(report) => super::print_out(ui, &report.to_string()),
         Err(e) => {
             ui.error(&e.to_string());
             super::store_error_code(&e)

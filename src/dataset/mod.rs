@@ -11,14 +11,16 @@
 //! table is loaded once into a hash map ([`CurrentTags`]) before the digests are walked, so each
 //! pair costs one hash lookup rather than a store read.
 //!
-//! [`lookup`] answers what the store, or a dataset file, knows of given digests.
+//! [`output`] decides how the dataset reaches `--out` (a file replaced atomically, a FIFO or
+//! device written directly, the store refused). [`lookup`] answers what the store, or a dataset
+//! file, knows of given digests.
 
 pub mod lookup;
+pub mod output;
 
 use std::collections::HashMap;
-use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::clock;
 use crate::model::ObjectKind;
@@ -38,6 +40,18 @@ pub enum DatasetError {
         /// Why.
         source: io::Error,
     },
+    /// The output path is refused (the store itself, a directory...); nothing was written.
+    #[error("refusing to write the dataset to {path}: {reason}")]
+    Refused {
+        /// Where.
+        path: String,
+        /// Why.
+        reason: output::Refusal,
+    },
+    /// Standard output was closed before the whole dataset was written (`finalize --out - |
+    /// head`): the reader wants no more, which is no error of the dataset.
+    #[error("standard output was closed")]
+    StdoutClosed,
 }
 
 /// Errors while walking the store and writing, before paths are attached.
@@ -83,6 +97,8 @@ pub struct DatasetSummary {
     pub not_current: u64,
     /// Bytes written.
     pub bytes: u64,
+    /// Temporary files left by an earlier, killed finalize of the same output file, removed.
+    pub stale_temps_removed: u64,
 }
 
 /// How `finalize` chooses what to write.
@@ -98,7 +114,7 @@ pub struct FinalizeOptions {
 pub enum Output {
     /// Standard output.
     Stdout,
-    /// A file, replaced atomically.
+    /// A path: a file replaced atomically, or a FIFO or device written into (see [`output`]).
     File(PathBuf),
 }
 
@@ -120,7 +136,7 @@ pub fn finalize(store: &Store, output: &Output) -> Result<DatasetSummary, Datase
 
 /// Writes the dataset of `store` to `output`. A file is written to a temporary file in the same
 /// folder, synced, then renamed over the target, so readers see the old or the new dataset, never
-/// half of one.
+/// half of one; [`output`] says what else may stand at the path and what is refused.
 pub fn finalize_with(
     store: &Store,
     output: &Output,
@@ -131,58 +147,22 @@ pub fn finalize_with(
         Output::Stdout => {
             let stdout = io::stdout();
             let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-            let summary = write_dataset(&snapshot, options, &mut out)
+            write_dataset(&snapshot, options, &mut out)
                 .and_then(|s| out.flush().map(|()| s).map_err(WalkError::from))
-                .map_err(|e| e.attach(store, "standard output"))?;
-            Ok(summary)
+                .map_err(|e| match e {
+                    WalkError::Io(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                        DatasetError::StdoutClosed
+                    }
+                    e => e.attach(store, "standard output"),
+                })
         }
-        Output::File(path) => write_atomically(store, &snapshot, options, path),
-    }
-}
-
-fn write_atomically(
-    store: &Store,
-    snapshot: &ReadBatch,
-    options: FinalizeOptions,
-    path: &Path,
-) -> Result<DatasetSummary, DatasetError> {
-    let shown = path.display().to_string();
-    let io_err = |source: io::Error| DatasetError::Write {
-        path: shown.clone(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io_err(io::Error::other("the path names no file")))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-
-    let result = (|| {
-        let file = File::create(&tmp).map_err(WalkError::Io)?;
-        let mut out = BufWriter::with_capacity(1 << 16, file);
-        let summary = write_dataset(snapshot, options, &mut out)?;
-        let file = out
-            .into_inner()
-            .map_err(|e| WalkError::Io(e.into_error()))?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok::<_, WalkError>(summary)
-    })();
-    match result {
-        Ok(summary) => Ok(summary),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e.attach(store, &shown))
+        Output::File(path) => {
+            let (summary, removed) =
+                output::write_file(store, path, |out| write_dataset(&snapshot, options, out))?;
+            Ok(DatasetSummary {
+                stale_temps_removed: removed,
+                ..summary
+            })
         }
     }
 }
@@ -441,6 +421,8 @@ fn format_line(out: &mut Vec<u8>, entry: &DigestEntry<'_>, current: &[bool], tim
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::hub::{DigestFact, TagObservation};
     use crate::model::{Digest, Platform, RepoName};
