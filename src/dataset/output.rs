@@ -158,8 +158,7 @@ pub(super) fn write_file<T>(
                 .map_err(io_err)?;
             let mut out = BufWriter::with_capacity(1 << 16, file);
             let written = write(&mut out).map_err(|e| e.attach(store, &shown))?;
-            out.into_inner()
-                .map_err(|e| io_err(e.into_error()))?;
+            out.into_inner().map_err(|e| io_err(e.into_error()))?;
             Ok((written, 0))
         }
         Plan::Replace => {
@@ -324,7 +323,10 @@ fn remove_stale_temps(dir: &Path, name: &OsStr) -> u64 {
         if !meta.is_file() {
             continue;
         }
-        let unwritten_for = meta.modified().ok().and_then(|t| now.duration_since(t).ok());
+        let unwritten_for = meta
+            .modified()
+            .ok()
+            .and_then(|t| now.duration_since(t).ok());
         if is_stale(process_alive(pid), unwritten_for) && fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
