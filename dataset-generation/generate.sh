@@ -35,6 +35,8 @@ case "${1:-}" in
 esac
 
 die() { echo "generate.sh: $*" >&2; exit 2; }
+# Two files are written, the dataset and a dated copy beside it: standard output cannot hold both.
+case "$out" in "" | -) die "OUT must name a file, not '$out'" ;; esac
 
 # Only what this script made goes: the double's process and its scratch folder, never a store.
 cleanup() {

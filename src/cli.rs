@@ -85,7 +85,8 @@ pub struct CrawlArgs {
 /// `digestmap finalize`.
 #[derive(Debug, Args)]
 pub struct FinalizeArgs {
-    /// Output file, replaced atomically; `-` for standard output.
+    /// Output file, replaced atomically (through a symbolic link, its target); a FIFO or device
+    /// is written directly; the store and directories are refused; `-` for standard output.
     #[arg(long, value_name = "FILE")]
     pub out: String,
     /// Only digests that some tag points at now (at the latest crawl).

@@ -1,6 +1,7 @@
 //! The `digestmap` binary: parse the command line, run one command, map the outcome to an exit
 //! code. Exit codes: 0 done; 1 error; 2 usage or store-state error; 3 crawl finished with failed
-//! jobs; 130 interrupted.
+//! jobs; 130 interrupted; 141 standard output closed (the commands stop quietly: Rust ignores
+//! SIGPIPE, so every write to stdout checks for `BrokenPipe` instead of panicking in `print!`).
 
 mod cli;
 mod commands;
