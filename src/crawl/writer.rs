@@ -493,27 +493,15 @@ impl WriterCtx {
         w.put_repo(repo, &state)
     }
 
-    /// Whether a tag is as an earlier run last saw it: same digests, same `last_updated` (the
-    /// time Hub sorts by; a tag stored before digestmap kept it never counts as unchanged).
+    /// Whether a tag is as an earlier run last saw it (see [`unchanged_since`]).
     fn unchanged(
         &self,
         w: &WriteBatch<'_>,
         repo: &RepoName,
         tag: &crate::hub::TagObservation,
     ) -> Result<bool, TxError> {
-        Ok(w.tag_state(repo, &tag.tag)?.is_some_and(|prev| {
-            prev.run != self.run.id
-                && prev.deleted_at.is_none()
-                && prev.digest == tag.digest
-                && prev.updated.is_some()
-                && prev.updated == tag.updated
-                && prev.digests.len() == tag.facts.len()
-                && prev
-                    .digests
-                    .iter()
-                    .zip(&tag.facts)
-                    .all(|(d, f)| *d == f.digest)
-        }))
+        Ok(w.tag_state(repo, &tag.tag)?
+            .is_some_and(|prev| unchanged_since(&prev, tag, self.run.id)))
     }
 
     /// Whether a cover view has nothing new left to show.
@@ -696,6 +684,25 @@ pub(super) fn start_repo(
     Ok(Some((id, job)))
 }
 
+/// Whether `tag`, listed by run `run`, is as an earlier run last saw it (`prev`): not found
+/// deleted since, the same digests, and the same `last_updated`, the time Hub sorts tag listings
+/// by. The push time is not enough: a tag whose `last_updated` moved sorts higher even if it was
+/// not pushed again, and a stop there would skip changed tags below it. A tag stored without
+/// `last_updated` (before digestmap kept it) never counts as unchanged.
+fn unchanged_since(prev: &TagState, tag: &crate::hub::TagObservation, run: u64) -> bool {
+    prev.run != run
+        && prev.deleted_at.is_none()
+        && prev.digest == tag.digest
+        && prev.updated.is_some()
+        && prev.updated == tag.updated
+        && prev.digests.len() == tag.facts.len()
+        && prev
+            .digests
+            .iter()
+            .zip(&tag.facts)
+            .all(|(d, f)| *d == f.digest)
+}
+
 /// The tags of `repo` known to be on Hub: those `run` stored, and in a refresh also those
 /// earlier runs stored and none has found deleted (a refresh does not re-read unchanged tags).
 fn known_tags(
@@ -870,6 +877,57 @@ mod tests {
             last_seen: 0,
             run: 1,
             deleted_at: None,
+        }
+    }
+
+    #[test]
+    fn a_refresh_stops_only_at_a_tag_unchanged_in_the_order_hub_sorts_by() {
+        use crate::hub::{DigestFact, TagObservation};
+        use crate::model::{Digest, ObjectKind};
+        let d = |n: u8| Digest::from_bytes([n; 32]);
+        let seen = |updated: Option<&str>, digests: &[u8]| TagObservation {
+            tag: "t".into(),
+            digest: Some(d(digests[0])),
+            pushed: Some("2026-01-01T00:00:00Z".into()),
+            updated: updated.map(str::to_owned),
+            facts: digests
+                .iter()
+                .map(|n| DigestFact {
+                    digest: d(*n),
+                    kind: ObjectKind::Manifest,
+                    platform: None,
+                    os_version: None,
+                    index: None,
+                })
+                .collect(),
+        };
+        let prev = |updated: Option<&str>, run: u64, deleted: bool| TagState {
+            digest: Some(d(1)),
+            digests: vec![d(1), d(2)],
+            pushed: Some("2026-01-01T00:00:00Z".into()),
+            updated: updated.map(str::to_owned),
+            first_seen: 0,
+            last_seen: 0,
+            run,
+            deleted_at: deleted.then_some(5),
+        };
+        let old = Some("2026-01-02T00:00:00Z");
+        let new = Some("2026-03-01T00:00:00Z");
+        // (stored, listed now, unchanged?)
+        let table = [
+            (prev(old, 1, false), seen(old, &[1, 2]), true),
+            // Same push time, same digests, but updated since: it sorts higher now.
+            (prev(old, 1, false), seen(new, &[1, 2]), false),
+            (prev(old, 1, false), seen(old, &[1, 3]), false),
+            (prev(old, 1, false), seen(old, &[1]), false),
+            (prev(old, 1, true), seen(old, &[1, 2]), false),
+            // Stored by this run: nothing to compare with.
+            (prev(old, 2, false), seen(old, &[1, 2]), false),
+            // Stored before digestmap kept `last_updated`.
+            (prev(None, 1, false), seen(None, &[1, 2]), false),
+        ];
+        for (i, (stored, listed, want)) in table.iter().enumerate() {
+            assert_eq!(unchanged_since(stored, listed, 2), *want, "row {i}");
         }
     }
 
