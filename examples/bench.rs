@@ -745,6 +745,7 @@ fn build_store(db: &Path, digests: u64) -> anyhow::Result<()> {
                     tag: name,
                     digest: Some(index),
                     pushed: Some(digestmap::clock::rfc3339(now)),
+                    updated: Some(digestmap::clock::rfc3339(now)),
                     facts: facts.clone(),
                 },
                 now,

@@ -8,6 +8,70 @@ use crate::store::{
     StoreError,
 };
 
+/// Something a run knows it missed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gap {
+    /// A repository whose stored tags (and skipped names) do not reach Hub's count.
+    Tags {
+        /// `ns/name`.
+        repo: String,
+        /// Distinct tags seen.
+        seen: u64,
+        /// Hub's count.
+        count: u64,
+    },
+    /// The repository list gave fewer repositories than Hub counts (the anonymous cap).
+    Repos {
+        /// Repositories listed.
+        listed: u64,
+        /// Hub's count.
+        count: u64,
+    },
+}
+
+impl fmt::Display for Gap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tags { repo, seen, count } => write!(
+                f,
+                "{repo}: {seen} of the {count} tags Hub counts were seen; {} missing",
+                count.saturating_sub(*seen)
+            ),
+            Self::Repos { listed, count } => write!(
+                f,
+                "the repository list gave {listed} of the {count} repositories Hub counts; {} missing",
+                count.saturating_sub(*listed)
+            ),
+        }
+    }
+}
+
+/// What a run knows it missed, given its counters and its repositories (those of the run only):
+/// every repository finished incomplete, and a repository list shorter than Hub's count. The one
+/// rule behind exit code 4, the run state [`RunState::Incomplete`] and the lists of `crawl` and
+/// `status`.
+pub fn gaps(stats: &RunStats, repos: &[(String, RepoState)]) -> Vec<Gap> {
+    let mut out = Vec::new();
+    if let Some(count) = stats.repo_count
+        && (repos.len() as u64) < count
+    {
+        out.push(Gap::Repos {
+            listed: repos.len() as u64,
+            count,
+        });
+    }
+    for (name, state) in repos {
+        if state.complete == Some(false) {
+            out.push(Gap::Tags {
+                repo: name.clone(),
+                seen: state.distinct,
+                count: state.count.unwrap_or(0),
+            });
+        }
+    }
+    out
+}
+
 /// Lines describing how completely each repository of a run was listed and what it cost:
 /// one summary line, then one line per repository that was capped, re-read or is incomplete.
 pub fn coverage_lines(repos: &[(String, RepoState)]) -> Vec<String> {
@@ -114,6 +178,9 @@ impl fmt::Display for StatusReport {
             Some(run) => {
                 let state = match (run.state, self.crawl_running) {
                     (RunState::Finished, _) => "finished",
+                    (RunState::Incomplete, _) => {
+                        "finished INCOMPLETE (try the gaps again with `digestmap crawl --resume`, signed in if the anonymous cap stopped it)"
+                    }
                     (RunState::Running, true) => "running (a digestmap process is crawling now)",
                     (RunState::Running, false) => {
                         "unfinished (no process is crawling; continue with `digestmap crawl --resume`)"
@@ -195,6 +262,18 @@ impl fmt::Display for StatusReport {
         if self.run.is_some() {
             for line in coverage_lines(&self.repos) {
                 writeln!(f, "{line}")?;
+            }
+            let gaps = gaps(&self.stats, &self.repos);
+            if !gaps.is_empty()
+                && self
+                    .run
+                    .as_ref()
+                    .is_some_and(|r| r.state != RunState::Running)
+            {
+                writeln!(f, "incomplete: {} gap(s)", gaps.len())?;
+                for gap in &gaps {
+                    writeln!(f, "  {gap}")?;
+                }
             }
         }
         let c = &self.counts;

@@ -363,6 +363,7 @@ fn twin_store(db: &Path) {
             tag: format!("t{last}"),
             digest: Some(digest),
             pushed: None,
+            updated: None,
             facts: vec![DigestFact {
                 digest,
                 kind: ObjectKind::Index,

@@ -532,13 +532,14 @@ fn counts_are_numbers_or_absent_and_never_trusted_for_sizes() {
 fn arrays_posing_as_objects_are_broken_pages() {
     // serde's derived structs also accept a JSON array (fields by position); Hub never sends
     // one, so such a page is not what Hub sends.
-    for body in [
-        r#"[7,null,[]]"#,
-        r#"{"results":[["latest","sha256:x"]]}"#,
-        r#"{"results":[{"name":"a","images":[["sha256:x","linux"]]}]}"#,
-    ] {
+    for body in [r#"[7,null,[]]"#, r#"{"results":[["latest","sha256:x"]]}"#] {
         assert!(parse_page::<TagEntry>(body.as_bytes()).is_err(), "{body}");
     }
+    // An array posing as an image is never read by position either: that one tag is malformed
+    // (skipped and counted by `observe_tag`), its page stands.
+    let body = r#"{"results":[{"name":"a","images":[["sha256:x","linux"]]}]}"#;
+    let page = parse_page::<TagEntry>(body.as_bytes()).unwrap();
+    assert!(page.results[0].malformed && page.results[0].images.is_empty());
     assert!(parse_page::<RepoEntry>(br#"{"results":[["ubuntu","library"]]}"#).is_err());
     assert!(parse_page::<RepoEntry>(br#"{"results":[{"name":"ubuntu"}]}"#).is_ok());
 }
@@ -552,11 +553,14 @@ fn deep_nesting_is_refused_or_skipped_without_recursion() {
         deep(),
         format!(r#"{{"results":{}}}"#, deep()),
         format!(r#"{{"results":[{}]}}"#, deep()),
-        format!(r#"{{"results":[{{"name":"a","images":[{}]}}]}}"#, deep()),
     ] {
         let err = parse_page::<TagEntry>(body.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("expected a JSON object"), "{err}");
     }
+    // As an image: that tag is malformed, its page stands.
+    let body = format!(r#"{{"results":[{{"name":"a","images":[{}]}}]}}"#, deep());
+    let page = parse_page::<TagEntry>(body.as_bytes()).unwrap();
+    assert!(page.results[0].malformed);
     // In a key nobody reads, or a field read leniently (a string field holding an array): the
     // value is skipped without recursion, so the page stands.
     for body in [

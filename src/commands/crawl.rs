@@ -106,6 +106,12 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
                     report.failed.len()
                 ));
                 super::FAILED_JOBS
+            } else if !report.gaps.is_empty() {
+                ui.error(&format!(
+                    "the crawl is incomplete ({} gap(s), listed above); the dataset lacks them. Try them again with `digestmap crawl --resume --db {db}` (signed in, the anonymous paging cap does not apply)",
+                    report.gaps.len()
+                ));
+                super::INCOMPLETE
             } else {
                 ui.info(&format!(
                     "next: digestmap finalize --db {db} --out digests.ndjson"
@@ -155,10 +161,12 @@ fn summarize(ui: &Ui, report: &CrawlReport) {
     let c = &report.counts;
     let state = if report.interrupted {
         "stopped"
-    } else if report.failed.is_empty() {
-        "finished"
-    } else {
+    } else if !report.failed.is_empty() {
         "finished with failed jobs"
+    } else if !report.gaps.is_empty() {
+        "finished INCOMPLETE"
+    } else {
+        "finished"
     };
     ui.info(&format!(
         "crawl #{} ({}) of {} {state} after {:.1}s",
@@ -188,6 +196,12 @@ fn summarize(ui: &Ui, report: &CrawlReport) {
         ui.info(&format!("  {line}"));
     }
 
+    if !report.gaps.is_empty() {
+        ui.info(&format!("  incomplete: {} gap(s)", report.gaps.len()));
+        for gap in &report.gaps {
+            ui.info(&format!("    {gap}"));
+        }
+    }
     ui.info(&format!("  failed jobs: {}", report.failed.len()));
     for (id, failed) in &report.failed {
         ui.info(&format!(

@@ -13,6 +13,8 @@ pub const ERROR: u8 = 1;
 pub const USAGE: u8 = 2;
 /// Exit code of a crawl that finished with failed jobs.
 pub const FAILED_JOBS: u8 = 3;
+/// Exit code of a crawl that finished knowing its result is incomplete (gaps it could not read).
+pub const INCOMPLETE: u8 = 4;
 /// Exit code after Ctrl-C.
 pub const INTERRUPTED: u8 = 130;
 /// Exit code when standard output was closed under a command (`digestmap status | head -1`): the

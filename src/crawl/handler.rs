@@ -31,6 +31,9 @@ pub struct PageData {
     pub next: Result<Option<Url>, String>,
     /// What was left out.
     pub skips: Skips,
+    /// Tags left out whose names Hub listed (invalid names, malformed objects), as
+    /// [`crate::store::name_hash`]es: Hub counts them, so coverage counts them as seen.
+    pub skipped_names: Vec<u64>,
 }
 
 /// How a job attempt ended.
@@ -104,7 +107,7 @@ async fn attempt(
         JobKind::Repos { namespace, .. } => parse_repos(&body, namespace),
         JobKind::Tags { repo, .. } => parse_tags(&body, repo),
     };
-    let (listing, count, next, skips) = match parsed {
+    let (listing, count, next, skips, skipped_names) = match parsed {
         Ok(parts) => parts,
         Err(err) => {
             return Outcome::Failed {
@@ -139,6 +142,7 @@ async fn attempt(
         count,
         next,
         skips,
+        skipped_names,
     }))
 }
 
@@ -150,7 +154,7 @@ fn page_number(url: &Url) -> Option<u64> {
     }
 }
 
-type Parsed = (Listing, Option<u64>, Option<String>, Skips);
+type Parsed = (Listing, Option<u64>, Option<String>, Skips, Vec<u64>);
 
 fn parse_repos(body: &[u8], namespace: &str) -> Result<Parsed, hub::PageError> {
     let page = hub::parse_page::<RepoEntry>(body)?;
@@ -169,17 +173,32 @@ fn parse_repos(body: &[u8], namespace: &str) -> Result<Parsed, hub::PageError> {
             }
         }
     }
-    Ok((Listing::Repos(repos), page.count, page.next, skips))
+    Ok((
+        Listing::Repos(repos),
+        page.count,
+        page.next,
+        skips,
+        Vec::new(),
+    ))
 }
 
 fn parse_tags(body: &[u8], repo: &RepoName) -> Result<Parsed, hub::PageError> {
     let page = hub::parse_page::<TagEntry>(body)?;
     let mut skips = Skips::default();
     let name = repo.to_string();
-    let tags = page
-        .results
-        .iter()
-        .filter_map(|entry| hub::observe_tag(entry, &name, &mut skips))
-        .collect();
-    Ok((Listing::Tags(tags), page.count, page.next, skips))
+    let mut tags = Vec::with_capacity(page.results.len());
+    let mut skipped_names = Vec::new();
+    for entry in &page.results {
+        match hub::observe_tag(entry, &name, &mut skips) {
+            Some(obs) => tags.push(obs),
+            None => skipped_names.extend(entry.name.as_deref().map(crate::store::name_hash)),
+        }
+    }
+    Ok((
+        Listing::Tags(tags),
+        page.count,
+        page.next,
+        skips,
+        skipped_names,
+    ))
 }

@@ -32,7 +32,7 @@ use crate::store::{
 };
 pub use handler::{Listing, Outcome, PageData};
 use queue::JobQueue;
-use writer::{Completion, WriterCtx, start_repo};
+use writer::{Completion, WriterCtx, replan_gaps, start_repo};
 pub use writer::{MAX_FILTERS, MAX_RELISTS, next_filter};
 
 /// Attempts of a job (each with its own transport retries) before it is marked failed.
@@ -157,6 +157,9 @@ pub struct CrawlReport {
     pub failed: Vec<(JobId, FailedJob)>,
     /// The repositories of this run with their coverage.
     pub repos: Vec<(String, RepoState)>,
+    /// What the run knows it missed (see [`crate::status::gaps`]); the run then ends
+    /// [`RunState::Incomplete`].
+    pub gaps: Vec<crate::status::Gap>,
     /// Time this process spent.
     pub elapsed: Duration,
     /// Whether Ctrl-C stopped it.
@@ -328,18 +331,26 @@ pub async fn crawl(
     let (failed, counts, repos) = store.read(|r| Ok((r.failed()?, r.counts()?, r.repos()?)))?;
     let jobs_left = counts.jobs;
     let mut run = store.run()?.unwrap_or(run);
+    let repos: Vec<(String, RepoState)> =
+        repos.into_iter().filter(|(_, s)| s.run == run.id).collect();
+    let stats = store.stats()?;
+    let gaps = crate::status::gaps(&stats, &repos);
     if !interrupted && jobs_left == 0 && failed.is_empty() {
-        run.state = RunState::Finished;
+        run.state = if gaps.is_empty() {
+            RunState::Finished
+        } else {
+            RunState::Incomplete
+        };
         run.finished = Some(clock::now_unix());
         store.write(|w| w.set_run(&run))?;
     }
-    let repos = repos.into_iter().filter(|(_, s)| s.run == run.id).collect();
     Ok(CrawlReport {
         run,
-        stats: store.stats()?,
+        stats,
         counts,
         failed,
         repos,
+        gaps,
         elapsed: started.elapsed(),
         interrupted,
     })
@@ -368,7 +379,7 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<Plan, CrawlError
     let existing = store.run()?;
     let db = store.path().display().to_string();
     if options.resume {
-        let Some(run) = existing.filter(|r| r.state == RunState::Running) else {
+        let Some(run) = existing.filter(|r| r.state != RunState::Finished) else {
             return Err(CrawlError::StoreState(format!(
                 "the store {db} holds no unfinished crawl to resume; run `digestmap crawl --db {db}` to start one"
             )));
@@ -454,10 +465,26 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<Plan, CrawlError
 /// Writes the planned run: a new run with its first jobs, or failed jobs queued again.
 fn start_run(store: &Store, plan: Plan) -> Result<CrawlRun, CrawlError> {
     match plan {
-        Plan::Resume(run) => {
-            let moved = store.write(|w| w.retry_failed())?;
+        Plan::Resume(mut run) => {
+            let api = HubApi::new(&run.hub_url).map_err(|e| CrawlError::Usage(e.to_string()))?;
+            let (moved, replanned) = store.write(|w| {
+                let moved = w.retry_failed()?;
+                // A run that ended incomplete is running again, for its gaps.
+                let replanned = if run.state == RunState::Incomplete {
+                    run.state = RunState::Running;
+                    run.finished = None;
+                    w.set_run(&run)?;
+                    replan_gaps(w, &api, &run)?
+                } else {
+                    0
+                };
+                Ok((moved, replanned))
+            })?;
             if moved > 0 {
                 tracing::info!("{moved} failed job(s) are queued again");
+            }
+            if replanned > 0 {
+                tracing::info!("the crawl ended incomplete; {replanned} gap(s) are planned again");
             }
             Ok(run)
         }
@@ -493,5 +520,6 @@ pub fn skip_reasons(skips: &Skips) -> Vec<(&'static str, u64)> {
         ("invalid digests", skips.invalid_digests),
         ("invalid tag names", skips.invalid_tags),
         ("invalid repository names", skips.invalid_repos),
+        ("malformed tag objects", skips.malformed_tags),
     ]
 }

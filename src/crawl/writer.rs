@@ -5,9 +5,14 @@
 //! page. A tag page stores its tags and spawns the next page of the same view. When a view of a
 //! repository ends, [`WriterCtx::plan`] compares the distinct tags stored by this run with Hub's
 //! `count` and decides what comes next:
-//! - all seen: the repository is complete;
-//! - in a refresh, a page that ends with a tag unchanged since an earlier run: nothing below it
-//!   changed, so the repository is done;
+//! - all seen: the repository is complete. Tags Hub lists but the crawl skips (invalid names,
+//!   malformed objects) count as seen ([`RepoState::skipped_names`]), since Hub counts them;
+//! - in a refresh, a page that ends with a tag unchanged since an earlier run (same digests, same
+//!   `last_updated`, the key Hub sorts tag listings by): nothing below it changed, so the
+//!   repository is done, provided the tags known then reach Hub's count. If they do not (an
+//!   earlier run left a gap), or the repository's last listing did not end complete, the refresh
+//!   reads its whole listing instead ([`RepoState::full_read`]): a refresh never turns an
+//!   incomplete repository complete without reading the gap;
 //! - the plain listing ended short without being capped: the listing changed while it was read
 //!   (a tag pushed or moved shifts later pages), so it is read again, at most [`MAX_RELISTS`] times;
 //! - the plain listing hit the anonymous paging cap (offset 1000): the oldest-first view gives
@@ -407,17 +412,12 @@ impl WriterCtx {
             .unwrap_or_else(|| RepoState::new(self.run.id, clock::now_unix())))
     }
 
-    /// The tags of `repo` known to be on Hub: those this run stored, and in a refresh also those
-    /// earlier runs stored and none has found deleted (a refresh does not re-read unchanged tags).
     fn seen(
         &self,
         w: &WriteBatch<'_>,
         repo: &RepoName,
     ) -> Result<Vec<(String, TagState)>, TxError> {
-        let refresh = self.run.mode == RunMode::Refresh;
-        let mut tags = w.repo_tags(repo)?;
-        tags.retain(|(_, t)| t.run == self.run.id || (refresh && t.deleted_at.is_none()));
-        Ok(tags)
+        known_tags(w, &self.run, repo)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -448,6 +448,9 @@ impl WriterCtx {
                 .unwrap_or(false);
         w.record_tags(repo, tags, now, self.run.id)?;
         let mut state = self.repo_state(w, repo)?;
+        for hash in &page.skipped_names {
+            state.add_skipped_name(*hash);
+        }
         state.pages += 1;
         state.tags_seen += stored as u64;
         let whole_listing = matches!(window, ListingWindow::Plain | ListingWindow::Oldest);
@@ -459,11 +462,21 @@ impl WriterCtx {
             }
         }
         let mut window_done = matches!(page.next, Ok(None));
-        if unchanged {
-            w.remove_job(id)?;
-            let known = self.seen(w, repo)?.len() as u64;
-            self.finish_repo(w, repo, &mut state, known, true, now, applied)?;
-            return w.put_repo(repo, &state);
+        if unchanged && !state.full_read {
+            let known = self.seen(w, repo)?.len() as u64 + state.skipped_names.len() as u64;
+            match state.count {
+                Some(count) if known < count => {
+                    tracing::info!(
+                        "{repo}: {known} tags known of the {count} Hub counts; reading the whole listing"
+                    );
+                    state.full_read = true;
+                }
+                _ => {
+                    w.remove_job(id)?;
+                    self.finish_repo(w, repo, &mut state, known, true, now, applied)?;
+                    return w.put_repo(repo, &state);
+                }
+            }
         }
         if let Ok(Some(_)) = &page.next
             && self.view_exhausted(w, repo, window, &state, page.count)?
@@ -480,25 +493,15 @@ impl WriterCtx {
         w.put_repo(repo, &state)
     }
 
-    /// Whether a tag is as an earlier run last saw it: same digests, same push time.
+    /// Whether a tag is as an earlier run last saw it (see [`unchanged_since`]).
     fn unchanged(
         &self,
         w: &WriteBatch<'_>,
         repo: &RepoName,
         tag: &crate::hub::TagObservation,
     ) -> Result<bool, TxError> {
-        Ok(w.tag_state(repo, &tag.tag)?.is_some_and(|prev| {
-            prev.run != self.run.id
-                && prev.deleted_at.is_none()
-                && prev.digest == tag.digest
-                && prev.pushed == tag.pushed
-                && prev.digests.len() == tag.facts.len()
-                && prev
-                    .digests
-                    .iter()
-                    .zip(&tag.facts)
-                    .all(|(d, f)| *d == f.digest)
-        }))
+        Ok(w.tag_state(repo, &tag.tag)?
+            .is_some_and(|prev| unchanged_since(&prev, tag, self.run.id)))
     }
 
     /// Whether a cover view has nothing new left to show.
@@ -512,9 +515,10 @@ impl WriterCtx {
     ) -> Result<bool, TxError> {
         Ok(match window {
             ListingWindow::Plain => false,
-            ListingWindow::Oldest => state
-                .count
-                .is_some_and(|c| self.seen(w, repo).map_or(0, |s| s.len() as u64) >= c),
+            ListingWindow::Oldest => state.count.is_some_and(|c| {
+                self.seen(w, repo).map_or(0, |s| s.len() as u64) + state.skipped_names.len() as u64
+                    >= c
+            }),
             ListingWindow::Filter { name, .. } => match view_count {
                 Some(count) => {
                     let matching = self
@@ -542,7 +546,7 @@ impl WriterCtx {
         applied: &mut Applied,
     ) -> Result<(), TxError> {
         let seen = self.seen(w, repo)?;
-        let distinct = seen.len() as u64;
+        let distinct = seen.len() as u64 + state.skipped_names.len() as u64;
         let complete = match state.count {
             Some(count) => distinct >= count,
             // Without a count, a plain listing read to its end is all there is.
@@ -650,17 +654,27 @@ impl WriterCtx {
 }
 
 /// Marks a repository as listed by `run` and queues its first tag page, unless this run already
-/// did (a repository can appear on two repository pages when the listing shifts).
+/// did (a repository can appear on two repository pages when the listing shifts). A repository
+/// whose last listing did not end complete is read whole ([`RepoState::full_read`]); a refresh
+/// keeps counting the names earlier runs skipped, as it keeps counting their tags.
 pub(super) fn start_repo(
     w: &mut WriteBatch<'_>,
     api: &HubApi,
     run: &CrawlRun,
     repo: &RepoName,
 ) -> Result<Option<(JobId, Job)>, TxError> {
-    if w.repo(repo)?.is_some_and(|s| s.run == run.id) {
+    let old = w.repo(repo)?;
+    if old.as_ref().is_some_and(|s| s.run == run.id) {
         return Ok(None);
     }
-    w.put_repo(repo, &RepoState::new(run.id, clock::now_unix()))?;
+    let mut state = RepoState::new(run.id, clock::now_unix());
+    if let Some(old) = old {
+        state.full_read = old.complete != Some(true);
+        if run.mode == RunMode::Refresh {
+            state.skipped_names = old.skipped_names;
+        }
+    }
+    w.put_repo(repo, &state)?;
     let job = Job::new(JobKind::Tags {
         repo: repo.clone(),
         url: api.tags_url(repo).to_string(),
@@ -668,6 +682,99 @@ pub(super) fn start_repo(
     });
     let id = w.add_job(&job)?;
     Ok(Some((id, job)))
+}
+
+/// Whether `tag`, listed by run `run`, is as an earlier run last saw it (`prev`): not found
+/// deleted since, the same digests, and the same `last_updated`, the time Hub sorts tag listings
+/// by. The push time is not enough: a tag whose `last_updated` moved sorts higher even if it was
+/// not pushed again, and a stop there would skip changed tags below it. A tag stored without
+/// `last_updated` (before digestmap kept it) never counts as unchanged.
+fn unchanged_since(prev: &TagState, tag: &crate::hub::TagObservation, run: u64) -> bool {
+    prev.run != run
+        && prev.deleted_at.is_none()
+        && prev.digest == tag.digest
+        && prev.updated.is_some()
+        && prev.updated == tag.updated
+        && prev.digests.len() == tag.facts.len()
+        && prev
+            .digests
+            .iter()
+            .zip(&tag.facts)
+            .all(|(d, f)| *d == f.digest)
+}
+
+/// The tags of `repo` known to be on Hub: those `run` stored, and in a refresh also those
+/// earlier runs stored and none has found deleted (a refresh does not re-read unchanged tags).
+fn known_tags(
+    w: &WriteBatch<'_>,
+    run: &CrawlRun,
+    repo: &RepoName,
+) -> Result<Vec<(String, TagState)>, TxError> {
+    let refresh = run.mode == RunMode::Refresh;
+    let mut tags = w.repo_tags(repo)?;
+    tags.retain(|(_, t)| t.run == run.id || (refresh && t.deleted_at.is_none()));
+    Ok(tags)
+}
+
+/// Plans the gaps of a run that ended incomplete again, for `crawl --resume`: every repository
+/// of `run` whose tags did not reach Hub's count is listed again (a capped one from the cover's
+/// first filter, its filters forgotten, since they did not reach the rest; another from its
+/// plain listing, read whole), and a repository list that gave fewer repositories than Hub
+/// counts is read again. Returns the number of jobs queued.
+pub(super) fn replan_gaps(
+    w: &mut WriteBatch<'_>,
+    api: &HubApi,
+    run: &CrawlRun,
+) -> Result<u64, TxError> {
+    let mut queued = 0;
+    let repos = w.repos()?;
+    let listed = repos.iter().filter(|(_, s)| s.run == run.id).count() as u64;
+    for (name, mut state) in repos {
+        if state.run != run.id || state.complete != Some(false) {
+            continue;
+        }
+        let Some(repo) = name
+            .split_once('/')
+            .and_then(|(ns, n)| RepoName::new(ns, n).ok())
+        else {
+            continue;
+        };
+        state.complete = None;
+        state.done_at = None;
+        state.full_read = true;
+        state.relists = 0;
+        state.filters.clear();
+        let (url, window) = match next_filter(&known_tags(w, run, &repo)?, &[]) {
+            Some(name) if state.capped => {
+                state.filters.push(name.clone());
+                (
+                    api.tags_url_with(&repo, Some("last_updated"), Some(&name)),
+                    ListingWindow::Filter {
+                        name,
+                        oldest: false,
+                    },
+                )
+            }
+            _ => (api.tags_url(&repo), ListingWindow::Plain),
+        };
+        w.put_repo(&repo, &state)?;
+        w.add_job(&Job::new(JobKind::Tags {
+            repo,
+            url: url.to_string(),
+            window,
+        }))?;
+        queued += 1;
+    }
+    let stats = w.stats()?;
+    if run.repos.is_empty() && stats.repo_count.is_some_and(|count| listed < count) {
+        w.add_job(&Job::new(JobKind::Repos {
+            namespace: run.namespace.clone(),
+            url: api.repositories_url(&run.namespace, false).to_string(),
+            descending: false,
+        }))?;
+        queued += 1;
+    }
+    Ok(queued)
 }
 
 /// The words a tag name is made of (`3.12.7-slim-bookworm` → `3`, `12`, `7`, `slim`, `bookworm`),
@@ -765,10 +872,62 @@ mod tests {
             digest: None,
             digests: Vec::new(),
             pushed: Some(pushed.to_owned()),
+            updated: Some(pushed.to_owned()),
             first_seen: 0,
             last_seen: 0,
             run: 1,
             deleted_at: None,
+        }
+    }
+
+    #[test]
+    fn a_refresh_stops_only_at_a_tag_unchanged_in_the_order_hub_sorts_by() {
+        use crate::hub::{DigestFact, TagObservation};
+        use crate::model::{Digest, ObjectKind};
+        let d = |n: u8| Digest::from_bytes([n; 32]);
+        let seen = |updated: Option<&str>, digests: &[u8]| TagObservation {
+            tag: "t".into(),
+            digest: Some(d(digests[0])),
+            pushed: Some("2026-01-01T00:00:00Z".into()),
+            updated: updated.map(str::to_owned),
+            facts: digests
+                .iter()
+                .map(|n| DigestFact {
+                    digest: d(*n),
+                    kind: ObjectKind::Manifest,
+                    platform: None,
+                    os_version: None,
+                    index: None,
+                })
+                .collect(),
+        };
+        let prev = |updated: Option<&str>, run: u64, deleted: bool| TagState {
+            digest: Some(d(1)),
+            digests: vec![d(1), d(2)],
+            pushed: Some("2026-01-01T00:00:00Z".into()),
+            updated: updated.map(str::to_owned),
+            first_seen: 0,
+            last_seen: 0,
+            run,
+            deleted_at: deleted.then_some(5),
+        };
+        let old = Some("2026-01-02T00:00:00Z");
+        let new = Some("2026-03-01T00:00:00Z");
+        // (stored, listed now, unchanged?)
+        let table = [
+            (prev(old, 1, false), seen(old, &[1, 2]), true),
+            // Same push time, same digests, but updated since: it sorts higher now.
+            (prev(old, 1, false), seen(new, &[1, 2]), false),
+            (prev(old, 1, false), seen(old, &[1, 3]), false),
+            (prev(old, 1, false), seen(old, &[1]), false),
+            (prev(old, 1, true), seen(old, &[1, 2]), false),
+            // Stored by this run: nothing to compare with.
+            (prev(old, 2, false), seen(old, &[1, 2]), false),
+            // Stored before digestmap kept `last_updated`.
+            (prev(None, 1, false), seen(None, &[1, 2]), false),
+        ];
+        for (i, (stored, listed, want)) in table.iter().enumerate() {
+            assert_eq!(unchanged_since(stored, listed, 2), *want, "row {i}");
         }
     }
 

@@ -187,12 +187,12 @@ fn tag_key(repo_tag: &str) -> Option<(String, &str)> {
 fn store_answer(snapshot: &ReadBatch, digest: Digest, info: DigestInfo) -> Result<Answer, TxError> {
     let mut tags = Vec::with_capacity(info.tags.len());
     let mut current = Vec::with_capacity(info.tags.len());
-    for (repo_tag, (_, last)) in &info.tags {
+    for (repo_tag, _) in &info.tags {
         let state = match tag_key(repo_tag) {
             Some((repo, tag)) => snapshot.tag_state(&repo, tag)?,
             None => None,
         };
-        current.push(state.is_some_and(|s| s.is_current_pair(*last)));
+        current.push(state.is_some_and(|s| s.is_current_pair(&digest)));
     }
     for ((repo_tag, seen), current) in info.tags.iter().zip(&current) {
         tags.push(TagAnswer {

@@ -7,9 +7,10 @@
 //! store always gives the same bytes.
 //!
 //! `current` holds the tags that pointed at the digest at the latest crawl: the pair
-//! (digest, `repo:tag`) is current when the tag's [`TagState::is_current_pair`] says so. The tags
-//! table is loaded once into a hash map ([`CurrentTags`]) before the digests are walked, so each
-//! pair costs one hash lookup rather than a store read.
+//! (digest, `repo:tag`) is current when the tag's [`TagState::is_current_pair`] says so (the tag
+//! is not deleted and its latest sighting showed the digest). The tags table is loaded once into
+//! a hash map ([`CurrentTags`]) before the digests are walked, so each pair costs one hash lookup
+//! and a scan of the tag's few digests rather than a store read.
 //!
 //! [`output`] decides how the dataset reaches `--out` (a file replaced atomically, a FIFO or
 //! device written directly, the store refused). [`lookup`] answers what the store, or a dataset
@@ -23,7 +24,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use crate::clock;
-use crate::model::ObjectKind;
+use crate::model::{Digest, ObjectKind};
 use crate::store::{DigestEntry, ReadBatch, Store, StoreError, TagState, TxError};
 
 /// Why the dataset could not be written.
@@ -178,25 +179,27 @@ pub fn display_repo_tag(repo_key: &str, tag: &str) -> String {
     out
 }
 
-/// What decides whether a tag's pairs are current, kept small: the map holds every tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What decides whether a tag's pairs are current, kept small: the map holds every tag. A
+/// deleted tag has no current digest, so it keeps none.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct TagNow {
-    last_seen: u64,
-    deleted: bool,
+    digests: Box<[Digest]>,
 }
 
 impl TagNow {
     fn of(state: &TagState) -> Self {
-        Self {
-            last_seen: state.last_seen,
-            deleted: state.deleted_at.is_some(),
-        }
+        let digests = if state.deleted_at.is_some() {
+            Box::default()
+        } else {
+            state.digests.clone().into_boxed_slice()
+        };
+        Self { digests }
     }
 
-    /// The same rule as [`TagState::is_current_pair`], on the two fields it reads; the test
-    /// `tag_now_agrees_with_tag_state` holds the two together.
-    fn is_current_pair(self, pair_last_seen: u64) -> bool {
-        !self.deleted && pair_last_seen == self.last_seen
+    /// The same rule as [`TagState::is_current_pair`]; the test `tag_now_agrees_with_tag_state`
+    /// holds the two together.
+    fn is_current_pair(&self, digest: &Digest) -> bool {
+        self.digests.contains(digest)
     }
 }
 
@@ -223,12 +226,12 @@ impl CurrentTags {
         Ok(Self { tags })
     }
 
-    /// Whether the pair (`repo_tag`, a digest) last seen at `pair_last_seen` is current: the tag
-    /// is known, not deleted, and pointed at the digest when it was last seen.
-    pub fn is_current(&self, repo_tag: &str, pair_last_seen: u64) -> bool {
+    /// Whether the pair (`repo_tag`, `digest`) is current: the tag is known, not deleted, and
+    /// its latest sighting showed the digest.
+    pub fn is_current(&self, repo_tag: &str, digest: &Digest) -> bool {
         self.tags
             .get(repo_tag)
-            .is_some_and(|t| t.is_current_pair(pair_last_seen))
+            .is_some_and(|t| t.is_current_pair(digest))
     }
 
     /// Tags loaded.
@@ -260,8 +263,7 @@ pub fn write_dataset(
             entry
                 .tags
                 .iter()
-                .zip(entry.tag_seen)
-                .map(|(tag, &(_, last))| now.is_current(tag, last)),
+                .map(|tag| now.is_current(tag, &entry.digest)),
         );
         let current_pairs = current.iter().filter(|c| **c).count() as u64;
         if current_pairs == 0 {
@@ -587,21 +589,22 @@ mod tests {
     #[test]
     fn tag_now_agrees_with_tag_state() {
         for deleted_at in [None, Some(7)] {
-            for last_seen in [5, 6] {
+            for digests in [vec![], vec![digest(1)], vec![digest(1), digest(2)]] {
                 let state = TagState {
                     digest: None,
-                    digests: Vec::new(),
+                    digests,
                     pushed: None,
+                    updated: None,
                     first_seen: 1,
-                    last_seen,
+                    last_seen: 5,
                     run: 1,
                     deleted_at,
                 };
-                for pair_last_seen in [4, 5, 6, 7] {
+                for d in [digest(1), digest(2), digest(3)] {
                     assert_eq!(
-                        TagNow::of(&state).is_current_pair(pair_last_seen),
-                        state.is_current_pair(pair_last_seen),
-                        "{state:?} at {pair_last_seen}"
+                        TagNow::of(&state).is_current_pair(&d),
+                        state.is_current_pair(&d),
+                        "{state:?} on {d}"
                     );
                 }
             }
@@ -640,6 +643,7 @@ mod tests {
                 tag: tag.to_owned(),
                 digest: Some(index),
                 pushed: None,
+                updated: None,
                 facts: vec![
                     DigestFact {
                         digest: index,

@@ -3,7 +3,9 @@
 //! Real tag data is full of holes (missing keys, nulls where strings belong, see HUB-FACTS.md), so
 //! every scalar field is optional and a value of the wrong JSON type reads as absent instead of
 //! failing the whole page. Only the envelope's structure is required: a body that is not JSON, or
-//! whose `results` is not a list of objects, is a broken page.
+//! whose `results` is not a list of objects, is a broken page. A tag object whose `images` is not
+//! a list of objects (nor null) is read with no images and marked [`TagEntry::malformed`], so that
+//! one bad tag costs that tag, not its page.
 //!
 //! "Object" is meant strictly: serde's derived structs also accept a JSON array and read it by
 //! field position, so without [`Object`] `[7,null,[]]` passed for a page and `[["latest"]]` for a
@@ -41,26 +43,166 @@ pub struct RepoEntry {
 }
 
 /// One tag object.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct TagEntry {
     /// Tag name.
-    #[serde(default, deserialize_with = "lenient_string")]
     pub name: Option<String>,
     /// The tag's own digest; missing on tags pushed before ~2021.
-    #[serde(default, deserialize_with = "lenient_string")]
     pub digest: Option<String>,
     /// Media type of what `digest` names.
-    #[serde(default, deserialize_with = "lenient_string")]
     pub media_type: Option<String>,
-    /// Per-platform images (and attestation manifests).
-    #[serde(default, deserialize_with = "lenient_list")]
+    /// Per-platform images (and attestation manifests); empty when `images` is malformed.
     pub images: Vec<ImageEntry>,
     /// When the tag was last pushed.
-    #[serde(default, deserialize_with = "lenient_string")]
     pub tag_last_pushed: Option<String>,
     /// When the tag was last updated; older tags have only this.
-    #[serde(default, deserialize_with = "lenient_string")]
     pub last_updated: Option<String>,
+    /// `images` was neither null nor a list of objects: the tag's digests cannot be trusted.
+    pub malformed: bool,
+}
+
+/// The fields of a tag object as read; [`TagEntry`] is this with `images` unpacked.
+#[derive(Deserialize)]
+struct RawTagEntry {
+    #[serde(default, deserialize_with = "lenient_string")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    digest: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    media_type: Option<String>,
+    #[serde(default)]
+    images: Images,
+    #[serde(default, deserialize_with = "lenient_string")]
+    tag_last_pushed: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    last_updated: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for TagEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawTagEntry::deserialize(d)?;
+        Ok(Self {
+            name: raw.name,
+            digest: raw.digest,
+            media_type: raw.media_type,
+            images: raw.images.list,
+            tag_last_pushed: raw.tag_last_pushed,
+            last_updated: raw.last_updated,
+            malformed: raw.images.malformed,
+        })
+    }
+}
+
+/// A tag's `images`: a list of objects, or empty for null; anything else is read to its end and
+/// marked malformed instead of failing the page.
+#[derive(Default)]
+struct Images {
+    list: Vec<ImageEntry>,
+    malformed: bool,
+}
+
+impl<'de> Deserialize<'de> for Images {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Images;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Images, E> {
+                Ok(Images::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Images, E> {
+                Ok(Images::default())
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Images, A::Error> {
+                let mut images = Images::default();
+                while let Some(item) = seq.next_element::<MaybeObject<ImageEntry>>()? {
+                    match item {
+                        MaybeObject::Object(image) => images.list.push(image),
+                        MaybeObject::Other => images.malformed = true,
+                    }
+                }
+                if images.malformed {
+                    images.list.clear();
+                }
+                Ok(images)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Images, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Images::malformed())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Images, E> {
+                Ok(Images::malformed())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Images, E> {
+                Ok(Images::malformed())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Images, E> {
+                Ok(Images::malformed())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Images, E> {
+                Ok(Images::malformed())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Images, E> {
+                Ok(Images::malformed())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Images {
+    fn malformed() -> Self {
+        Self {
+            list: Vec::new(),
+            malformed: true,
+        }
+    }
+}
+
+/// A JSON object read as `T`, or any other value skipped.
+enum MaybeObject<T> {
+    Object(T),
+    Other,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MaybeObject<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = MaybeObject<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(MaybeObject::Object)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MaybeObject::Other)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeObject::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeObject::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeObject::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeObject::Other)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(MaybeObject::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(MaybeObject::Other)
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
 }
 
 /// One entry of a tag's `images[]`.
@@ -210,17 +352,6 @@ fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
     d.deserialize_any(V)
 }
 
-/// A list of objects, or an empty list for null; any other type is an error, since then the page
-/// is not what Hub sends.
-fn lenient_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    let list = Option::<Vec<Object<T>>>::deserialize(d)?.unwrap_or_default();
-    Ok(list.into_iter().map(|o| o.0).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,7 +374,35 @@ mod tests {
         assert_eq!(page.next, None);
         assert_eq!(page.results[0].name.as_deref(), Some("a"));
         assert!(page.results[0].images.is_empty());
+        assert!(!page.results[0].malformed);
         assert!(page.results[0].media_type.is_none());
+    }
+
+    #[test]
+    fn a_malformed_tag_costs_that_tag_not_its_page() {
+        let good = r#"{"name":"ok","images":[{"digest":"sha256:x","os":"linux"}]}"#;
+        for images in [
+            r#""amd64""#,
+            "7",
+            "true",
+            r#"{"digest":"x"}"#,
+            r#"[{"os":"linux"},3]"#,
+            "[[]]",
+        ] {
+            let body = format!(
+                r#"{{"count":3,"results":[{good},{{"name":"bad","images":{images}}},{good}]}}"#
+            );
+            let page: Page<TagEntry> =
+                parse_page(body.as_bytes()).unwrap_or_else(|e| panic!("images {images}: {e}"));
+            assert_eq!(page.results.len(), 3, "images {images}");
+            let bad = &page.results[1];
+            assert!(bad.malformed && bad.images.is_empty(), "images {images}");
+            assert_eq!(bad.name.as_deref(), Some("bad"));
+            for ok in [&page.results[0], &page.results[2]] {
+                assert!(!ok.malformed);
+                assert_eq!(ok.images.len(), 1);
+            }
+        }
     }
 
     #[test]

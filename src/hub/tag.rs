@@ -29,6 +29,9 @@ pub struct Skips {
     pub invalid_tags: u64,
     /// Repository entries without a usable name.
     pub invalid_repos: u64,
+    /// Tag objects of the wrong shape (say an `images` that is not a list of objects): the
+    /// tag is left out, the rest of its page is kept.
+    pub malformed_tags: u64,
 }
 
 impl Skips {
@@ -39,6 +42,7 @@ impl Skips {
         self.invalid_digests += other.invalid_digests;
         self.invalid_tags += other.invalid_tags;
         self.invalid_repos += other.invalid_repos;
+        self.malformed_tags += other.malformed_tags;
     }
 
     /// The total of all reasons.
@@ -48,6 +52,7 @@ impl Skips {
             + self.invalid_digests
             + self.invalid_tags
             + self.invalid_repos
+            + self.malformed_tags
     }
 }
 
@@ -75,6 +80,9 @@ pub struct TagObservation {
     pub digest: Option<Digest>,
     /// Hub's push time of the tag, as Hub wrote it.
     pub pushed: Option<String>,
+    /// Hub's `last_updated` of the tag (else its push time), as Hub wrote it: what Hub sorts tag
+    /// listings by.
+    pub updated: Option<String>,
     /// Every digest the tag shows, the tag's own first, without duplicates.
     pub facts: Vec<DigestFact>,
 }
@@ -121,6 +129,11 @@ pub fn observe_tag(entry: &TagEntry, repo: &str, skips: &mut Skips) -> Option<Ta
     if let Err(err) = validate_tag(name) {
         skips.invalid_tags += 1;
         tracing::warn!("skipped a tag of {repo}: {err}");
+        return None;
+    }
+    if entry.malformed {
+        skips.malformed_tags += 1;
+        tracing::warn!("skipped the tag {repo}:{name}: its `images` is not a list of objects");
         return None;
     }
     let context = || format!("{repo}:{name}");
@@ -209,6 +222,10 @@ pub fn observe_tag(entry: &TagEntry, repo: &str, skips: &mut Skips) -> Option<Ta
             .tag_last_pushed
             .clone()
             .or_else(|| entry.last_updated.clone()),
+        updated: entry
+            .last_updated
+            .clone()
+            .or_else(|| entry.tag_last_pushed.clone()),
         facts,
     })
 }

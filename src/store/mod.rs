@@ -28,7 +28,7 @@ use redb::{
 
 pub use records::{
     CrawlRun, DigestRecord, FailedJob, Job, JobKind, ListingWindow, Record, RepoState, RunMode,
-    RunState, RunStats, TagState,
+    RunState, RunStats, TagState, name_hash,
 };
 use records::{DecodeError, decode, encode};
 
@@ -573,30 +573,23 @@ impl<'t> WriteBatch<'t> {
         let mut pairs = self.txn.open_table(PAIRS)?;
         let mut parents = self.txn.open_table(PARENTS)?;
 
-        let mut facts: BTreeMap<[u8; 32], (&crate::hub::DigestFact, u64)> = BTreeMap::new();
-        let mut pair_keys: Vec<([u8; 32], String, u64)> = Vec::new();
-        let mut parent_keys: BTreeMap<([u8; 32], [u8; 32]), u64> = BTreeMap::new();
+        // What the page says of each digest, merged over its sightings: the first decides the
+        // kind (as when tags come one by one), and a known platform or `os_version` beats an
+        // unknown one (an alias with `images: []` knows nothing of its digest's platform).
+        let mut facts: BTreeMap<[u8; 32], PageFact> = BTreeMap::new();
+        let mut pair_keys: Vec<([u8; 32], String)> = Vec::new();
+        let mut parent_keys: Vec<([u8; 32], [u8; 32])> = Vec::new();
         for obs in observations {
             let digests: Vec<Digest> = obs.facts.iter().map(|f| f.digest).collect();
-            let (first_seen, now) = match tags.get((repo_key.as_str(), obs.tag.as_str()))? {
-                Some(old) => {
-                    let old = decode::<TagState>(old.value())?;
-                    // A tag seen on other digests within the same second as before would leave
-                    // its old pairs looking current (`TagState::is_current_pair` compares
-                    // times): this sighting then counts one second later.
-                    let now = if old.digests != digests && old.last_seen >= now {
-                        old.last_seen + 1
-                    } else {
-                        now
-                    };
-                    (old.first_seen.min(now), now)
-                }
-                None => (now, now),
+            let first_seen = match tags.get((repo_key.as_str(), obs.tag.as_str()))? {
+                Some(old) => decode::<TagState>(old.value())?.first_seen.min(now),
+                None => now,
             };
             let state = TagState {
                 digest: obs.digest,
                 digests,
                 pushed: obs.pushed.clone(),
+                updated: obs.updated.clone(),
                 first_seen,
                 last_seen: now,
                 run,
@@ -613,35 +606,33 @@ impl<'t> WriteBatch<'t> {
             .to_string();
             for fact in &obs.facts {
                 let key = *fact.digest.as_bytes();
-                // The first tag to show a digest decides its kind, as when tags come one by one.
                 facts
                     .entry(key)
-                    .and_modify(|(_, at)| *at = (*at).max(now))
-                    .or_insert((fact, now));
-                pair_keys.push((key, repo_tag.clone(), now));
+                    .and_modify(|known| known.learn(fact))
+                    .or_insert_with(|| PageFact::of(fact));
+                pair_keys.push((key, repo_tag.clone()));
                 if let Some(index) = fact.index {
-                    let at = parent_keys.entry((key, *index.as_bytes())).or_insert(now);
-                    *at = (*at).max(now);
+                    parent_keys.push((key, *index.as_bytes()));
                 }
             }
         }
 
-        for (key, (fact, now)) in facts {
+        for (key, fact) in facts {
             let record = match digests.get(key)? {
                 Some(old) => {
                     let old: DigestRecord = decode(old.value())?;
                     DigestRecord {
                         first_seen: old.first_seen.min(now),
                         last_seen: old.last_seen.max(now),
-                        platform: old.platform.or_else(|| fact.platform.clone()),
-                        os_version: old.os_version.or_else(|| fact.os_version.clone()),
+                        platform: old.platform.or(fact.platform),
+                        os_version: old.os_version.or(fact.os_version),
                         kind: old.kind,
                     }
                 }
                 None => DigestRecord {
                     kind: fact.kind,
-                    platform: fact.platform.clone(),
-                    os_version: fact.os_version.clone(),
+                    platform: fact.platform,
+                    os_version: fact.os_version,
                     first_seen: now,
                     last_seen: now,
                 },
@@ -654,16 +645,45 @@ impl<'t> WriteBatch<'t> {
         };
         pair_keys.sort_unstable();
         pair_keys.dedup();
-        for (key, repo_tag, now) in &pair_keys {
+        for (key, repo_tag) in &pair_keys {
             let pair_key = (*key, repo_tag.as_str());
             let old = pairs.get(pair_key)?.map(|g| g.value());
-            pairs.insert(pair_key, seen(old, *now))?;
+            pairs.insert(pair_key, seen(old, now))?;
         }
-        for (parent_key, now) in parent_keys {
+        parent_keys.sort_unstable();
+        parent_keys.dedup();
+        for parent_key in parent_keys {
             let old = parents.get(parent_key)?.map(|g| g.value());
             parents.insert(parent_key, seen(old, now))?;
         }
         Ok(())
+    }
+}
+
+/// One digest's facts as the tags of one page show them, merged.
+struct PageFact {
+    kind: crate::model::ObjectKind,
+    platform: Option<crate::model::Platform>,
+    os_version: Option<String>,
+}
+
+impl PageFact {
+    fn of(fact: &crate::hub::DigestFact) -> Self {
+        Self {
+            kind: fact.kind,
+            platform: fact.platform.clone(),
+            os_version: fact.os_version.clone(),
+        }
+    }
+
+    /// Adds what another sighting knows and this one does not.
+    fn learn(&mut self, fact: &crate::hub::DigestFact) {
+        if self.platform.is_none() {
+            self.platform.clone_from(&fact.platform);
+        }
+        if self.os_version.is_none() {
+            self.os_version.clone_from(&fact.os_version);
+        }
     }
 }
 
@@ -921,7 +941,7 @@ impl ReadBatch {
 mod tests {
     use super::*;
     use crate::hub::DigestFact;
-    use crate::model::ObjectKind;
+    use crate::model::{ObjectKind, Platform};
 
     fn sighting(tag: &str, digest: u8) -> TagObservation {
         let digest = Digest::from_bytes([digest; 32]);
@@ -929,6 +949,7 @@ mod tests {
             tag: tag.to_owned(),
             digest: Some(digest),
             pushed: None,
+            updated: None,
             facts: vec![DigestFact {
                 digest,
                 kind: ObjectKind::Manifest,
@@ -939,36 +960,161 @@ mod tests {
         }
     }
 
+    /// A scratch store, removed on drop.
+    struct Scratch {
+        store: Option<Store>,
+        dir: PathBuf,
+    }
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("digestmap-store-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let store = Some(Store::open(&dir.join("s.redb")).unwrap());
+            Self { store, dir }
+        }
+
+        fn store(&self) -> &Store {
+            self.store.as_ref().unwrap()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            drop(self.store.take());
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Whether `library/x:t` is current on the digest filled with `fill`.
+    fn current(store: &Store, fill: u8) -> bool {
+        store
+            .read(|r| {
+                let state = r.tag_state("library/x", "t")?.unwrap();
+                Ok(state.is_current_pair(&Digest::from_bytes([fill; 32])))
+            })
+            .unwrap()
+    }
+
     #[test]
-    fn a_tag_moved_within_one_second_leaves_only_its_new_pair_current() {
-        let dir = std::env::temp_dir().join(format!("digestmap-store-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.redb");
-        let _ = std::fs::remove_file(&path);
-        let store = Store::open(&path).unwrap();
+    fn the_latest_sighting_decides_current_whatever_the_clock_says() {
+        let scratch = Scratch::new("current");
+        let store = scratch.store();
         let repo = RepoName::new("library", "x").unwrap();
+        // A at t, then B at t, then B again at t: B is current, A is not.
+        for digest in [1, 2, 2] {
+            store
+                .write(|w| w.record_tag(&repo, &sighting("t", digest), 100, 1))
+                .unwrap();
+        }
+        assert!(current(store, 2), "the tag's digest now is not current");
+        assert!(!current(store, 1), "the old digest still looks current");
+        // Back to A within the same second, then a deletion.
         store
             .write(|w| w.record_tag(&repo, &sighting("t", 1), 100, 1))
             .unwrap();
+        assert!(current(store, 1) && !current(store, 2));
         store
-            .write(|w| w.record_tag(&repo, &sighting("t", 2), 100, 1))
+            .write(|w| w.mark_deleted(&repo, &["t".to_owned()], 101))
             .unwrap();
-        let (state, old, new) = store
-            .read(|r| {
-                let state = r.tag_state("library/x", "t")?.unwrap();
-                let pair = |d: u8| -> Result<u64, TxError> {
-                    let info = r.digest_info(&Digest::from_bytes([d; 32]))?.unwrap();
-                    Ok(info.tags[0].1.1)
-                };
-                Ok((state, pair(1)?, pair(2)?))
-            })
+        assert!(!current(store, 1) && !current(store, 2));
+    }
+
+    #[test]
+    fn a_known_platform_beats_an_unknown_one_within_a_page() {
+        let scratch = Scratch::new("platform");
+        let store = scratch.store();
+        let repo = RepoName::new("library", "x").unwrap();
+        let known = |tag: &str| {
+            let mut obs = sighting(tag, 7);
+            obs.facts[0].platform = Some(Platform::new("windows", "amd64", None));
+            obs.facts[0].os_version = Some("10.0.20348.2849".to_owned());
+            obs
+        };
+        // Two aliases of one single-platform digest on one page: the first with `images: []`.
+        store
+            .write(|w| w.record_tags(&repo, &[sighting("a", 7), known("b")], 100, 1))
             .unwrap();
-        assert!(
-            !state.is_current_pair(old),
-            "the old pair still looks current"
+        // And across pages, an unknown sighting later does not forget it.
+        store
+            .write(|w| w.record_tags(&repo, &[sighting("c", 7)], 101, 1))
+            .unwrap();
+        let info = store
+            .read(|r| r.digest_info(&Digest::from_bytes([7; 32])))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            info.record.platform.map(|p| p.to_string()).as_deref(),
+            Some("windows/amd64")
         );
-        assert!(state.is_current_pair(new));
-        drop(store);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(info.record.os_version.as_deref(), Some("10.0.20348.2849"));
+        assert_eq!(info.tags.len(), 3);
+    }
+
+    #[test]
+    fn version_1_records_still_read() {
+        #[derive(serde::Serialize)]
+        struct TagV1 {
+            digest: Option<Digest>,
+            digests: Vec<Digest>,
+            pushed: Option<String>,
+            first_seen: u64,
+            last_seen: u64,
+            run: u64,
+            deleted_at: Option<u64>,
+        }
+        let d = Digest::from_bytes([3; 32]);
+        let mut bytes = vec![1u8];
+        bytes.extend(
+            postcard::to_stdvec(&TagV1 {
+                digest: Some(d),
+                digests: vec![d],
+                pushed: Some("2026-01-01T00:00:00Z".into()),
+                first_seen: 5,
+                last_seen: 9,
+                run: 2,
+                deleted_at: None,
+            })
+            .unwrap(),
+        );
+        let tag: TagState = decode(&bytes).unwrap();
+        assert_eq!((tag.first_seen, tag.last_seen, tag.run), (5, 9, 2));
+        assert_eq!(tag.updated, None);
+        assert!(tag.is_current_pair(&d));
+
+        // A version 1 run, stats and repository state: the same fields without the new ones.
+        let mut run = vec![1u8];
+        run.extend(postcard::to_stdvec(&(7u64, 1u8)).unwrap());
+        run.extend(postcard::to_stdvec(&(1u64, Some(2u64), "h", "library")).unwrap());
+        run.extend(postcard::to_stdvec(&(Vec::<String>::new(), 0u8)).unwrap());
+        let run: CrawlRun = decode(&run).unwrap();
+        assert_eq!(
+            (run.id, run.state, run.finished),
+            (7, RunState::Finished, Some(2))
+        );
+
+        let mut stats = vec![1u8];
+        stats.extend(postcard::to_stdvec(&(1u64, 2u64, 3u64, 4u64, 5u64, 6u64, 7u64)).unwrap());
+        stats.extend(postcard::to_stdvec(&(8u64, 9u64, 10u64, 11u64, 12u64)).unwrap());
+        stats.extend(postcard::to_stdvec(&(Some(13u64), true)).unwrap());
+        let stats: RunStats = decode(&stats).unwrap();
+        assert_eq!(stats.skips.invalid_repos, 12);
+        assert_eq!(stats.skips.malformed_tags, 0);
+        assert_eq!(stats.repo_count, Some(13));
+
+        let mut repo = vec![1u8];
+        repo.extend(postcard::to_stdvec(&(3u64, 4u64, 5u32, 6u64, Some(7u64))).unwrap());
+        repo.extend(postcard::to_stdvec(&(Some(8u64), 9u64, Some(false), 10u64, true)).unwrap());
+        repo.extend(postcard::to_stdvec(&((1u64, 2u64), vec!["slim"], 1u32, None::<u64>)).unwrap());
+        let repo: RepoState = decode(&repo).unwrap();
+        assert_eq!(repo.complete, Some(false));
+        assert_eq!(repo.filters, ["slim"]);
+        assert!(!repo.full_read && repo.skipped_names.is_empty());
+
+        // A version from the future is refused by name.
+        let err = decode::<TagState>(&[9, 0]).unwrap_err();
+        assert!(err.to_string().contains("format version 9"), "{err}");
     }
 }

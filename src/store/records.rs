@@ -1,7 +1,14 @@
 //! The values kept in the store's tables.
 //!
 //! Each is encoded with postcard behind a one-byte format version (see [`Record`]), so that a later
-//! release can recognise and convert an older store instead of misreading it.
+//! release can recognise and convert an older store instead of misreading it. postcard is not
+//! self-describing: a record whose fields change gets a new version, and [`Record::upgrade`]
+//! decodes the older versions into the new type (the `V1` types below are the version 1
+//! layouts, kept only for that). Records are written in the newest version only.
+//!
+//! Version 2 of [`TagState`] adds `updated`, of [`RepoState`] the coverage fields `full_read`
+//! and `skipped_names`, of [`RunStats`] the `malformed_tags` skip reason, and of [`CrawlRun`] the
+//! run state [`RunState::Incomplete`] (its version 1 layout is otherwise unchanged).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -15,6 +22,13 @@ pub trait Record: Serialize + DeserializeOwned {
     const VERSION: u8;
     /// What the record is, for error messages.
     const WHAT: &'static str;
+
+    /// Decodes `bytes` written in an older format `version`; `None` when this release does not
+    /// know that version.
+    fn upgrade(version: u8, bytes: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        let _ = (version, bytes);
+        None
+    }
 }
 
 /// Whether a crawl run is under way or finished.
@@ -24,6 +38,10 @@ pub enum RunState {
     Running,
     /// Every job done, none failed.
     Finished,
+    /// Every job done, none failed, but the result is known to be incomplete: some repository's
+    /// stored tags do not reach Hub's count, or the repository list could not be read whole.
+    /// `crawl --resume` plans the gaps again; a plain `crawl` starts a refresh.
+    Incomplete,
 }
 
 /// How a run lists repositories.
@@ -57,8 +75,14 @@ pub struct CrawlRun {
 }
 
 impl Record for CrawlRun {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     const WHAT: &'static str = "crawl run";
+
+    fn upgrade(version: u8, bytes: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        // Version 1 knew two of the run states; postcard writes a variant as its index, so its
+        // bytes read as they are.
+        (version == 1).then(|| postcard::from_bytes(bytes))
+    }
 }
 
 /// Counters of a run, summed over every process that worked on it.
@@ -87,8 +111,61 @@ pub struct RunStats {
 }
 
 impl Record for RunStats {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     const WHAT: &'static str = "run statistics";
+
+    fn upgrade(version: u8, bytes: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| postcard::from_bytes::<RunStatsV1>(bytes).map(RunStats::from))
+    }
+}
+
+/// [`Skips`] as version 1 of [`RunStats`] wrote it.
+#[derive(Deserialize)]
+struct SkipsV1 {
+    attestations: u64,
+    null_digests: u64,
+    invalid_digests: u64,
+    invalid_tags: u64,
+    invalid_repos: u64,
+}
+
+/// Version 1 of [`RunStats`].
+#[derive(Deserialize)]
+struct RunStatsV1 {
+    repo_pages: u64,
+    tag_pages: u64,
+    tags: u64,
+    requests: u64,
+    retries: u64,
+    rate_limited: u64,
+    job_retries: u64,
+    skips: SkipsV1,
+    repo_count: Option<u64>,
+    repo_list_capped: bool,
+}
+
+impl From<RunStatsV1> for RunStats {
+    fn from(v: RunStatsV1) -> Self {
+        Self {
+            repo_pages: v.repo_pages,
+            tag_pages: v.tag_pages,
+            tags: v.tags,
+            requests: v.requests,
+            retries: v.retries,
+            rate_limited: v.rate_limited,
+            job_retries: v.job_retries,
+            skips: Skips {
+                attestations: v.skips.attestations,
+                null_digests: v.skips.null_digests,
+                invalid_digests: v.skips.invalid_digests,
+                invalid_tags: v.skips.invalid_tags,
+                invalid_repos: v.skips.invalid_repos,
+                malformed_tags: 0,
+            },
+            repo_count: v.repo_count,
+            repo_list_capped: v.repo_list_capped,
+        }
+    }
 }
 
 /// Which view of a repository's tag list a job reads.
@@ -240,6 +317,14 @@ pub struct RepoState {
     pub relists: u32,
     /// When a complete repository list no longer had it.
     pub vanished_at: Option<u64>,
+    /// This run reads the whole listing, never stopping early at an unchanged tag: the run that
+    /// listed it before did not finish it complete (or a refresh found stored tags short of
+    /// Hub's count).
+    pub full_read: bool,
+    /// Tags Hub listed whose names are invalid, or whose objects are malformed: never stored,
+    /// but Hub counts them, so they count as seen for coverage. Each is a hash of the name
+    /// ([`name_hash`]), sorted, without duplicates.
+    pub skipped_names: Vec<u64>,
 }
 
 impl RepoState {
@@ -260,13 +345,80 @@ impl RepoState {
             filters: Vec::new(),
             relists: 0,
             vanished_at: None,
+            full_read: false,
+            skipped_names: Vec::new(),
+        }
+    }
+
+    /// Counts a skipped tag name (hash) as seen; true if it was new.
+    pub fn add_skipped_name(&mut self, hash: u64) -> bool {
+        match self.skipped_names.binary_search(&hash) {
+            Ok(_) => false,
+            Err(at) => {
+                self.skipped_names.insert(at, hash);
+                true
+            }
         }
     }
 }
 
+/// A stable 64-bit hash of a tag name (FNV-1a), to count skipped names without storing them: a
+/// repository skips a handful, so a collision (one name too few counted) is out of reach.
+pub fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 impl Record for RepoState {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     const WHAT: &'static str = "repository state";
+
+    fn upgrade(version: u8, bytes: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| postcard::from_bytes::<RepoStateV1>(bytes).map(RepoState::from))
+    }
+}
+
+/// Version 1 of [`RepoState`].
+#[derive(Deserialize)]
+struct RepoStateV1 {
+    run: u64,
+    listed_at: u64,
+    pages: u32,
+    tags_seen: u64,
+    count: Option<u64>,
+    done_at: Option<u64>,
+    distinct: u64,
+    complete: Option<bool>,
+    requests: u64,
+    capped: bool,
+    at_cap: (u64, u64),
+    filters: Vec<String>,
+    relists: u32,
+    vanished_at: Option<u64>,
+}
+
+impl From<RepoStateV1> for RepoState {
+    fn from(v: RepoStateV1) -> Self {
+        Self {
+            run: v.run,
+            listed_at: v.listed_at,
+            pages: v.pages,
+            tags_seen: v.tags_seen,
+            count: v.count,
+            done_at: v.done_at,
+            distinct: v.distinct,
+            complete: v.complete,
+            requests: v.requests,
+            capped: v.capped,
+            at_cap: v.at_cap,
+            filters: v.filters,
+            relists: v.relists,
+            vanished_at: v.vanished_at,
+            full_read: false,
+            skipped_names: Vec::new(),
+        }
+    }
 }
 
 /// What a tag pointed at when last seen.
@@ -278,6 +430,8 @@ pub struct TagState {
     pub digests: Vec<Digest>,
     /// Hub's push time, as Hub wrote it.
     pub pushed: Option<String>,
+    /// Hub's `last_updated`, as Hub wrote it: the time Hub sorts tag listings by.
+    pub updated: Option<String>,
     /// First time seen (unix seconds).
     pub first_seen: u64,
     /// Last time seen.
@@ -289,17 +443,50 @@ pub struct TagState {
 }
 
 impl TagState {
-    /// Whether the pair (this tag, a digest last seen at `pair_last_seen`) is current: the tag
-    /// still exists and pointed at the digest when the tag was last seen. `record_tag` writes a
-    /// tag and all of its pairs with the same time, so equal times mean "seen together".
-    pub fn is_current_pair(&self, pair_last_seen: u64) -> bool {
-        self.deleted_at.is_none() && pair_last_seen == self.last_seen
+    /// Whether the pair (this tag, `digest`) is current: the tag was not found deleted and its
+    /// latest sighting showed `digest` (`digests` holds exactly what that sighting showed). The
+    /// one rule behind `current` in the dataset, in `lookup` and in `finalize`'s counts.
+    pub fn is_current_pair(&self, digest: &Digest) -> bool {
+        self.deleted_at.is_none() && self.digests.contains(digest)
     }
 }
 
 impl Record for TagState {
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
     const WHAT: &'static str = "tag";
+
+    fn upgrade(version: u8, bytes: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| postcard::from_bytes::<TagStateV1>(bytes).map(TagState::from))
+    }
+}
+
+/// Version 1 of [`TagState`]: no `updated`. Its `digests` already held the latest sighting, so
+/// `current` reads an old store right; a refresh, missing `updated`, re-reads such a tag's page
+/// once instead of stopping at it.
+#[derive(Serialize, Deserialize)]
+struct TagStateV1 {
+    digest: Option<Digest>,
+    digests: Vec<Digest>,
+    pushed: Option<String>,
+    first_seen: u64,
+    last_seen: u64,
+    run: u64,
+    deleted_at: Option<u64>,
+}
+
+impl From<TagStateV1> for TagState {
+    fn from(v: TagStateV1) -> Self {
+        Self {
+            digest: v.digest,
+            digests: v.digests,
+            pushed: v.pushed,
+            updated: None,
+            first_seen: v.first_seen,
+            last_seen: v.last_seen,
+            run: v.run,
+            deleted_at: v.deleted_at,
+        }
+    }
 }
 
 /// What a digest names, and when it was seen.
@@ -358,14 +545,19 @@ pub enum DecodeError {
     },
 }
 
-/// Decodes a record written by [`encode`].
+/// Decodes a record written by [`encode`], by this release or an older one.
 pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let damaged = |source| DecodeError::Damaged {
+        what: T::WHAT,
+        source,
+    };
     match bytes.split_first() {
-        Some((&v, rest)) if v == T::VERSION => {
-            postcard::from_bytes(rest).map_err(|source| DecodeError::Damaged {
-                what: T::WHAT,
-                source,
-            })
+        Some((&v, rest)) if v == T::VERSION => postcard::from_bytes(rest).map_err(damaged),
+        Some((&v, rest))
+            if v < T::VERSION
+                && let Some(old) = T::upgrade(v, rest) =>
+        {
+            old.map_err(damaged)
         }
         Some((&v, _)) => Err(DecodeError::Version {
             what: T::WHAT,
