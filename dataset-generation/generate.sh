@@ -129,7 +129,13 @@ if [ "$code" = 3 ]; then
   code=0
   crawl --resume || code=$?
 fi
-[ "$code" = 0 ] || { echo "crawl ended with exit code $code; run this script again to continue" >&2; exit "$code"; }
+# Exit 4: the crawl finished but knows some repositories are not fully covered (anonymous paging
+# caps). What it has is still worth writing; the script then ends with 4 so a schedule notices,
+# and the next run (a plain crawl on an incomplete store) reads the gaps again.
+case "$code" in
+  0 | 4) ;;
+  *) echo "crawl ended with exit code $code; run this script again to continue" >&2; exit "$code" ;;
+esac
 
 # A dated copy beside the stable name, so a published history of datasets can be kept. Both are
 # written by finalize, which replaces each atomically (through a symbolic link, its target).
@@ -137,6 +143,10 @@ dated="$(dirname "$out")/$(basename "$out" .ndjson)-$(date -u +%Y-%m-%d).ndjson"
 "$bin" --db "$db" finalize --out "$dated"
 "$bin" --db "$db" -q finalize --out "$out"
 echo "dataset written to $out (and $dated)" >&2
+if [ "$code" = 4 ]; then
+  echo "the crawl is incomplete (see \`digestmap --db $db status\`): the dataset holds what was found; run this script again (or sign in) to read the gaps" >&2
+fi
 if [ -n "$offline" ] && [ -z "${DB:-}" ]; then
   echo "the offline store is $db (for digestmap --db $db lookup; remove its folder when done)" >&2
 fi
+exit "$code"
