@@ -6,7 +6,9 @@
 //!   `{"name": ..., "tags": [...]}` (`tags` may be `null`) or `{"repositories": [...]}`;
 //! - a further page is announced by `Link: <URL>; rel="next"`, the URL usually relative to the
 //!   registry (`</v2/_catalog?last=x&n=100>`), sometimes absolute; the next page is whatever that
-//!   URL names (`last` = the last name of this page). Without such a header the listing is done.
+//!   URL names (`last` = the last name of this page). Without such a header the listing is done;
+//! - names come in the registry's order, and a registry may ignore `n` (`docker-registry` 2.8
+//!   answers every tag at once, unsorted): callers must assume neither sorting nor paging.
 //!
 //! A `Link` comes from the network, so it is checked before anyone follows it: it must stay on
 //! the registry's origin and on the same endpoint (a registry sending us to another host would
