@@ -14,9 +14,10 @@ use digestmap::net::{NetConfig, Pacer};
 use digestmap::registry::{
     HostCredentials, Manifest, RegistryClient, RegistryConfig, RegistryError, chain_ids,
 };
-use support::registry::image::{self, Attestation};
-use support::registry::{
-    BuiltImage, BuiltIndex, Format, FrontConfig, Harness, ImageSpec, Layer, LinkRewrite, Origin,
+use support::registry::Harness;
+use support::registry::front::{FrontConfig, LinkRewrite, Origin};
+use support::registry::image::{
+    self, Attestation, BuiltImage, BuiltIndex, Format, ImageSpec, Layer,
 };
 use url::Url;
 

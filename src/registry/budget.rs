@@ -219,7 +219,8 @@ mod tests {
     #[test]
     fn header_table() {
         let six_hours = Some(Duration::from_secs(21600));
-        let table: Vec<(Vec<(&'static str, &str)>, Option<PullBudget>)> = vec![
+        type Row = (Vec<(&'static str, &'static str)>, Option<PullBudget>);
+        let table: Vec<Row> = vec![
             (
                 vec![
                     ("ratelimit-limit", "100;w=21600"),

@@ -161,8 +161,8 @@ impl ImageManifest {
 pub enum Manifest {
     /// An index of platform manifests.
     Index(Index),
-    /// One image.
-    Image(ImageManifest),
+    /// One image (boxed: it is several times the size of the other variants).
+    Image(Box<ImageManifest>),
     /// A type the client recognises but does not read (schema 1, or an unknown type).
     Legacy {
         /// The media type it came as.
@@ -270,11 +270,11 @@ pub fn parse_manifest(content_type: Option<&str>, bytes: &[u8]) -> Result<Manife
             let config = descriptor(config)
                 .map_err(|reason| fail(&media_type, format!("config: {reason}")))?;
             let layers = descriptors(raw.layers.unwrap_or_default(), &media_type, "layers")?;
-            Ok(Manifest::Image(ImageManifest {
+            Ok(Manifest::Image(Box::new(ImageManifest {
                 media_type,
                 config,
                 layers,
-            }))
+            })))
         }
         DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED => Ok(Manifest::Legacy {
             media_type,

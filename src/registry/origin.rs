@@ -99,7 +99,8 @@ mod tests {
     fn redirects() {
         let registry = Url::parse("https://registry-1.docker.io/").unwrap();
         let blob = registry.join("/v2/library/x/blobs/sha256:00").unwrap();
-        let table: [(&str, Result<(&str, bool), ()>); 6] = [
+        type Row = (&'static str, Result<(&'static str, bool), ()>);
+        let table: [Row; 6] = [
             (
                 "https://production.cloudflare.docker.com/registry-v2/x?sig=1",
                 Ok((

@@ -188,7 +188,8 @@ mod tests {
         let current = url("https://r.example/v2/_catalog?n=2");
         let page2 = url("https://r.example/v2/_catalog?last=b&n=2");
         let ok = |u: &Url| Ok(Some(PageRequest::new(u.clone())));
-        let table: Vec<(Vec<&str>, Result<Option<PageRequest>, LinkError>)> = vec![
+        type Row = (Vec<&'static str>, Result<Option<PageRequest>, LinkError>);
+        let table: Vec<Row> = vec![
             (vec![], Ok(None)),
             (vec![r#"</v2/_catalog?last=b&n=2>; rel="next""#], ok(&page2)),
             (vec!["</v2/_catalog?last=b&n=2>;rel=next"], ok(&page2)),

@@ -7,9 +7,9 @@ pub mod http;
 pub mod image;
 pub mod process;
 
-pub use front::{Front, FrontConfig, LinkRewrite, Origin};
-pub use image::{BuiltImage, BuiltIndex, Format, ImageSpec, Layer, Pusher};
-pub use process::RegistryProcess;
+use front::{Front, FrontConfig};
+use image::Pusher;
+use process::RegistryProcess;
 
 /// The real registry with the Hub-like front before it.
 pub struct Harness {
