@@ -699,3 +699,36 @@ async fn an_open_registry_needs_no_token() {
     assert_eq!(client.stats().token_requests.load(Ordering::Relaxed), 0);
     assert!(client.pull_budget().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_one_token_per_scope() {
+    let harness = Harness::start(FrontConfig::default()).await;
+    let pushed = push_all(&harness).await;
+    let client = Arc::new(client(&harness));
+    let mut tasks = Vec::new();
+    for image in pushed.multi.images.iter().chain(pushed.multi.images.iter()) {
+        let client = client.clone();
+        let manifest = digest(&image.digest);
+        let config = digest(&image.config_digest);
+        // Spawned: the client and its futures are Send + Sync, as a worker pool needs.
+        tasks.push(tokio::spawn(async move {
+            client.manifest("library/multi", &manifest).await.unwrap();
+            client
+                .config("library/multi", &config)
+                .await
+                .unwrap()
+                .config
+        }));
+    }
+    for (task, image) in tasks.into_iter().zip(pushed.multi.images.iter().cycle()) {
+        assert_eq!(task.await.unwrap().diff_ids, digests(&image.diff_ids()));
+    }
+    let tokens = harness
+        .front
+        .requests()
+        .iter()
+        .filter(|r| r.origin == Origin::Token)
+        .count();
+    assert_eq!(tokens, 1);
+    assert_eq!(client.stats().manifest_gets.load(Ordering::Relaxed), 4);
+}

@@ -59,7 +59,12 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// through a million names is broken, not big).
 pub const MAX_PAGES: usize = 100_000;
 
-/// Credentials for one registry host; never sent anywhere else.
+/// Docker Hub's registry, whose token realm is `https://auth.docker.io/token`.
+pub const DOCKER_HUB_REGISTRY: &str = "https://registry-1.docker.io";
+
+/// Credentials for one registry host; never sent anywhere else. Docker Hub sign-in credentials
+/// (user and personal access token, as [`crate::net::auth::discover`] finds them) belong to
+/// `registry-1.docker.io`, whose realm accepts them as Basic.
 #[derive(Debug, Clone)]
 pub struct HostCredentials {
     /// The host they belong to, as in the registry URL (`registry-1.docker.io`, `host:port`).
@@ -1041,6 +1046,7 @@ mod tests {
                 "{url}"
             );
         }
+        assert!(credentials.belong_to(&Url::parse(DOCKER_HUB_REGISTRY).unwrap()));
         let local = HostCredentials {
             host: "127.0.0.1:5000".into(),
             ..credentials

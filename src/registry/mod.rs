@@ -47,8 +47,8 @@ pub mod token;
 
 pub use budget::{BudgetSnapshot, PullBudget};
 pub use client::{
-    FetchedConfig, FetchedManifest, HostCredentials, ManifestHead, RegistryClient, RegistryConfig,
-    RegistryError,
+    DOCKER_HUB_REGISTRY, FetchedConfig, FetchedManifest, HostCredentials, ManifestHead,
+    RegistryClient, RegistryConfig, RegistryError,
 };
 pub use config::{ImageConfig, chain_ids};
 pub use manifest::{Descriptor, ImageManifest, ImagePlatform, Index, Manifest};
