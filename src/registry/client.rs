@@ -7,27 +7,21 @@
 //! automatic redirects: redirects are decided by [`origin::redirect`] so that the registry's
 //! token never follows a blob to its CDN.
 //!
-//! Authentication is learned from the first `401` (no `/v2/` ping is spent on open registries):
-//! - `Bearer`: a token per (realm, service, scope) from [`TokenCache`], fetched anonymously or
-//!   with HTTP Basic when the client's credentials belong to this registry's host; on
-//!   `invalid_token` the token is dropped and fetched again, on `insufficient_scope` one is
-//!   fetched for the scope the registry named; at most two new tokens per request;
-//! - `Basic`: the credentials go to the registry itself, if they belong to it;
-//! - no challenge at all: an open registry (Microsoft's, a plain `docker-registry`).
+//! Authentication is learned from the first `401` (no `/v2/` ping is spent on open registries)
+//! and answered by [`super::session`]: a token per (realm, service, scope), Basic credentials
+//! only for their own host, nothing at all for an open registry.
 //!
 //! Manifest GETs spend the pull budget ([`BudgetGate`]) before they are sent; a `429` on one is
 //! [`RegistryError::RateLimited`] and stops manifest GETs until the window passes, while HEADs and
 //! blobs go on. (The shared pacer also pauses briefly after any bare 429, as for Hub.)
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
-use http::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
-};
-use http::{HeaderValue, Method, StatusCode};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::{Method, StatusCode};
 use reqwest::Response;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_retry::policies::ExponentialBackoff;
@@ -35,59 +29,26 @@ use reqwest_retry::{RetryTransientMiddleware, Retryable, RetryableStrategy};
 use serde::Deserialize;
 use url::Url;
 
-use super::budget::{BudgetGate, BudgetSnapshot, PullBudget, Spent, parse_budget};
-use super::challenge::{Challenge, TokenProblem, challenges};
+use super::budget::{BudgetGate, BudgetSnapshot, PullBudget, parse_budget};
 use super::config::{ConfigError, ImageConfig, parse_config};
-use super::content::{Mismatch, verify};
+use super::content::verify;
+use super::error::{ClientError, RegistryError, registry_detail};
 use super::manifest::{MANIFEST_ACCEPT, Manifest, ManifestError, parse_manifest};
 use super::origin::{self, MAX_REDIRECTS, RedirectError};
 use super::paging::{self, LinkError, ListPage, PageRequest};
-use super::token::{
-    CATALOG_SCOPE, Token, TokenCache, TokenError, TokenKey, parse_token, pull_scope,
-};
+use super::session::{Auth, AuthState, HostCredentials};
+use super::token::{CATALOG_SCOPE, pull_scope};
 use crate::model::Digest;
-use crate::net::auth::Secret;
 use crate::net::{
     FetchError, NetConfig, NetStats, Pacer, PacingMiddleware, error_chain, read_body, retry,
 };
 
-/// Largest token service answer read.
-const MAX_TOKEN_BODY: usize = 64 * 1024;
-/// Largest error body read for its message.
-const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Pages one whole-listing call reads before giving up (a registry paging one name at a time
 /// through a million names is broken, not big).
 pub const MAX_PAGES: usize = 100_000;
 
 /// Docker Hub's registry, whose token realm is `https://auth.docker.io/token`.
 pub const DOCKER_HUB_REGISTRY: &str = "https://registry-1.docker.io";
-
-/// Credentials for one registry host; never sent anywhere else. Docker Hub sign-in credentials
-/// (user and personal access token, as [`crate::net::auth::discover`] finds them) belong to
-/// `registry-1.docker.io`, whose realm accepts them as Basic.
-#[derive(Debug, Clone)]
-pub struct HostCredentials {
-    /// The host they belong to, as in the registry URL (`registry-1.docker.io`, `host:port`).
-    pub host: String,
-    /// The user name.
-    pub username: String,
-    /// The password or access token.
-    pub secret: Secret,
-}
-
-impl HostCredentials {
-    /// Whether these credentials are for `registry`.
-    pub fn belong_to(&self, registry: &Url) -> bool {
-        let Some(host) = registry.host_str() else {
-            return false;
-        };
-        let with_port = match registry.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_owned(),
-        };
-        self.host.eq_ignore_ascii_case(&with_port)
-    }
-}
 
 /// What the client talks to and how much it reads.
 #[derive(Debug, Clone)]
@@ -117,97 +78,6 @@ impl RegistryConfig {
             max_listing: 16 * 1024 * 1024,
             page_size: None,
         }
-    }
-}
-
-/// Why a registry request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// The network failed after the retries, or a body exceeded its cap.
-    #[error(transparent)]
-    Fetch(#[from] FetchError),
-    /// The registry (or the CDN) answered an error status.
-    #[error("{url} answered {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
-    Status {
-        /// The URL requested.
-        url: String,
-        /// The status.
-        status: StatusCode,
-        /// The registry's error code and message, when its body had them.
-        detail: Option<String>,
-    },
-    /// A manifest GET answered 429: the pull budget is spent for this window.
-    #[error("{url} answered 429 Too Many Requests: the registry's pull budget is spent")]
-    RateLimited {
-        /// The URL requested.
-        url: String,
-    },
-    /// Not sent: the pull budget known from earlier answers is spent.
-    #[error("not asking {url}: {spent}")]
-    BudgetSpent {
-        /// The URL not requested.
-        url: String,
-        /// Until when.
-        spent: Spent,
-    },
-    /// The body is not the content of the digest asked for; nothing of it is returned.
-    #[error("{url}: {mismatch}")]
-    DigestMismatch {
-        /// The URL requested.
-        url: String,
-        /// The digests.
-        mismatch: Mismatch,
-    },
-    /// No usable authorization.
-    #[error("{url}: {reason}")]
-    Unauthorized {
-        /// The URL requested.
-        url: String,
-        /// Why.
-        reason: String,
-    },
-    /// A redirect that is not followed.
-    #[error("{url}: {source}")]
-    Redirect {
-        /// The URL that redirected.
-        url: String,
-        /// Why not followed.
-        source: RedirectError,
-    },
-    /// A listing's `Link` that is not followed.
-    #[error("{url}: {source}")]
-    Link {
-        /// The page that carried it.
-        url: String,
-        /// Why not followed.
-        source: LinkError,
-    },
-    /// An answer that cannot be read.
-    #[error("{url}: {reason}")]
-    Malformed {
-        /// The URL requested.
-        url: String,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-impl RegistryError {
-    /// Whether trying again later may succeed.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Fetch(err) => err.is_transient(),
-            Self::Status { status, .. } => {
-                status.is_server_error() || *status == StatusCode::REQUEST_TIMEOUT
-            }
-            Self::RateLimited { .. } | Self::BudgetSpent { .. } => true,
-            _ => false,
-        }
-    }
-
-    /// Whether the registry said the thing asked for does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::Status { status, .. } if *status == StatusCode::NOT_FOUND)
     }
 }
 
@@ -263,28 +133,13 @@ pub struct RegistryStats {
     pub token_requests: AtomicU64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Scheme {
-    Bearer { realm: Url, service: Option<String> },
-    Basic,
-}
-
-#[derive(Debug, Default)]
-struct AuthState {
-    /// `None` until a 401 says: an open registry never says.
-    scheme: Option<Scheme>,
-    tokens: TokenCache,
-    /// Scopes a registry asked for instead of the one we computed (`insufficient_scope`).
-    rescoped: HashMap<String, String>,
-}
-
 /// A client of one OCI registry.
 pub struct RegistryClient {
-    config: RegistryConfig,
+    pub(super) config: RegistryConfig,
     http: ClientWithMiddleware,
     net: Arc<NetStats>,
-    stats: RegistryStats,
-    auth: tokio::sync::Mutex<AuthState>,
+    pub(super) stats: RegistryStats,
+    pub(super) auth: tokio::sync::Mutex<AuthState>,
     budget: BudgetGate,
 }
 
@@ -308,17 +163,6 @@ impl RetryableStrategy for RegistryRetryStrategy {
             other => retry::HubRetryStrategy.handle(other),
         }
     }
-}
-
-/// Why the registry URL was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// Not https (or http on loopback), or not a bare origin.
-    #[error("registry URL {0:?} must be https (plain http only on a loopback host) with no path")]
-    Url(String),
-    /// reqwest could not build its client.
-    #[error("cannot build the HTTP client: {0}")]
-    Build(String),
 }
 
 impl RegistryClient {
@@ -731,179 +575,8 @@ impl RegistryClient {
         })
     }
 
-    /// One request to the registry origin with what authorization it needs.
-    async fn send_authorized(
-        &self,
-        method: &Method,
-        url: &Url,
-        scope: &str,
-        accept: Option<&str>,
-    ) -> Result<Response, RegistryError> {
-        // First try with what we know; then up to two new authorizations learned from 401s.
-        let mut last_reason = String::new();
-        for _ in 0..3 {
-            let authorization = self.authorization(url, scope).await?;
-            let sent_token = authorization.is_some();
-            let response = self.send(method, url, accept, authorization).await?;
-            if response.status() != StatusCode::UNAUTHORIZED {
-                return Ok(response);
-            }
-            let found = challenges(
-                response
-                    .headers()
-                    .get_all(WWW_AUTHENTICATE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok()),
-            );
-            last_reason = match registry_detail(response).await {
-                Some(detail) => format!("401 Unauthorized: {detail}"),
-                None => "401 Unauthorized".into(),
-            };
-            self.learn(url, scope, &found, sent_token).await?;
-        }
-        Err(RegistryError::Unauthorized {
-            url: url.to_string(),
-            reason: format!("still refused after renewing the authorization ({last_reason})"),
-        })
-    }
-
-    /// What a 401 teaches: the scheme, and that the token sent is no good.
-    async fn learn(
-        &self,
-        url: &Url,
-        scope: &str,
-        found: &[Challenge],
-        sent_token: bool,
-    ) -> Result<(), RegistryError> {
-        let unauthorized = |reason: String| RegistryError::Unauthorized {
-            url: url.to_string(),
-            reason,
-        };
-        let bearer = found.iter().find_map(|c| match c {
-            Challenge::Bearer(b) => Some(b),
-            Challenge::Basic { .. } => None,
-        });
-        let mut state = self.auth.lock().await;
-        if let Some(bearer) = bearer {
-            let realm = Url::parse(&bearer.realm)
-                .ok()
-                .filter(origin::secure_or_loopback)
-                .ok_or_else(|| {
-                    unauthorized(format!(
-                        "the token realm {:?} is not an https URL (or http on a loopback host)",
-                        bearer.realm.chars().take(200).collect::<String>()
-                    ))
-                })?;
-            let scheme = Scheme::Bearer {
-                realm,
-                service: bearer.service.clone(),
-            };
-            if let Some(key) = token_key(&state, &scheme, scope) {
-                state.tokens.invalidate(&key);
-            }
-            match (&bearer.error, &bearer.scope) {
-                (Some(TokenProblem::InsufficientScope), Some(wanted)) => {
-                    state.rescoped.insert(scope.to_owned(), wanted.clone());
-                }
-                (Some(TokenProblem::Other(code)), _) => {
-                    return Err(unauthorized(format!(
-                        "the registry refused the token: {code}"
-                    )));
-                }
-                _ => {}
-            }
-            state.scheme = Some(scheme);
-            return Ok(());
-        }
-        if found.iter().any(|c| matches!(c, Challenge::Basic { .. })) {
-            if !self.basic_allowed() {
-                return Err(unauthorized(
-                    "the registry asks for HTTP Basic credentials and none are configured for its host"
-                        .into(),
-                ));
-            }
-            if sent_token && state.scheme == Some(Scheme::Basic) {
-                return Err(unauthorized("the registry refused the credentials".into()));
-            }
-            state.scheme = Some(Scheme::Basic);
-            return Ok(());
-        }
-        Err(unauthorized(
-            "the registry answered 401 without a challenge (WWW-Authenticate) this client can answer"
-                .into(),
-        ))
-    }
-
-    fn basic_allowed(&self) -> bool {
-        self.config
-            .credentials
-            .as_ref()
-            .is_some_and(|c| c.belong_to(&self.config.registry))
-    }
-
-    /// The credentials, when they belong to this registry.
-    fn basic(&self) -> Option<Auth<'_>> {
-        self.config
-            .credentials
-            .as_ref()
-            .filter(|c| c.belong_to(&self.config.registry))
-            .map(Auth::Basic)
-    }
-
-    /// The `Authorization` for a request to `url` (always on the registry origin) in `scope`.
-    async fn authorization(
-        &self,
-        url: &Url,
-        scope: &str,
-    ) -> Result<Option<Auth<'_>>, RegistryError> {
-        let mut state = self.auth.lock().await;
-        let Some(scheme) = state.scheme.clone() else {
-            return Ok(None);
-        };
-        if scheme == Scheme::Basic {
-            return Ok(self.basic());
-        }
-        let Some(key) = token_key(&state, &scheme, scope) else {
-            return Ok(None);
-        };
-        if let Some(token) = state.tokens.get(&key, Instant::now()) {
-            return Ok(Some(Auth::Token(token.header.clone())));
-        }
-        // The lock is held while fetching, so concurrent requests wait for one token.
-        let token = self.fetch_token(url, &key).await?;
-        let header = token.header.clone();
-        state.tokens.insert(key, token);
-        Ok(Some(Auth::Token(header)))
-    }
-
-    async fn fetch_token(&self, for_url: &Url, key: &TokenKey) -> Result<Token, RegistryError> {
-        self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
-        let url = key.url();
-        // Basic credentials go to the realm only when they belong to the registry that named it.
-        let response = self
-            .send(&Method::GET, &url, Some("application/json"), self.basic())
-            .await?;
-        let status = response.status();
-        if !status.is_success() {
-            let detail = registry_detail(response).await;
-            return Err(RegistryError::Unauthorized {
-                url: for_url.to_string(),
-                reason: format!(
-                    "the token service {} answered {status}{}",
-                    key.realm,
-                    detail.map(|d| format!(": {d}")).unwrap_or_default()
-                ),
-            });
-        }
-        let body = read_body(response, &url, MAX_TOKEN_BODY).await?;
-        parse_token(&body, Instant::now()).map_err(|err: TokenError| RegistryError::Unauthorized {
-            url: for_url.to_string(),
-            reason: format!("the token service {}: {err}", key.realm),
-        })
-    }
-
     /// One request, through retries and pacing.
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: &Method,
         url: &Url,
@@ -955,29 +628,6 @@ impl RegistryClient {
     }
 }
 
-/// What goes in `Authorization`.
-enum Auth<'a> {
-    /// `Bearer <token>`, sensitive.
-    Token(HeaderValue),
-    /// The registry's own credentials.
-    Basic(&'a HostCredentials),
-}
-
-fn token_key(state: &AuthState, scheme: &Scheme, scope: &str) -> Option<TokenKey> {
-    let Scheme::Bearer { realm, service } = scheme else {
-        return None;
-    };
-    Some(TokenKey {
-        realm: realm.clone(),
-        service: service.clone(),
-        scope: state
-            .rescoped
-            .get(scope)
-            .cloned()
-            .unwrap_or_else(|| scope.to_owned()),
-    })
-}
-
 fn is_redirect(status: StatusCode) -> bool {
     matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
 }
@@ -996,62 +646,4 @@ fn json<T: serde::de::DeserializeOwned>(url: &Url, body: &[u8]) -> Result<T, Reg
         url: url.to_string(),
         reason: format!("not a listing: {err}"),
     })
-}
-
-/// `CODE: message` of the registry's `{"errors":[...]}` body, when it has one.
-async fn registry_detail(response: Response) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Errors {
-        errors: Vec<Entry>,
-    }
-    #[derive(Deserialize)]
-    struct Entry {
-        code: Option<String>,
-        message: Option<String>,
-    }
-    let url = response.url().clone();
-    let body = read_body(response, &url, MAX_ERROR_BODY).await.ok()?;
-    let parsed: Errors = serde_json::from_slice(&body).ok()?;
-    let first = parsed.errors.into_iter().next()?;
-    let text = match (first.code, first.message) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(text), None) | (None, Some(text)) => text,
-        (None, None) => return None,
-    };
-    Some(text.chars().take(300).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_belong_to_one_host() {
-        let credentials = HostCredentials {
-            host: "registry-1.docker.io".into(),
-            username: "u".into(),
-            secret: Secret::new("s"),
-        };
-        let table = [
-            ("https://registry-1.docker.io/", true),
-            ("https://REGISTRY-1.docker.io/", true),
-            ("https://registry-1.docker.io:444/", false),
-            ("https://public.ecr.aws/", false),
-            ("https://registry-1.docker.io.evil.example/", false),
-        ];
-        for (url, want) in table {
-            assert_eq!(
-                credentials.belong_to(&Url::parse(url).unwrap()),
-                want,
-                "{url}"
-            );
-        }
-        assert!(credentials.belong_to(&Url::parse(DOCKER_HUB_REGISTRY).unwrap()));
-        let local = HostCredentials {
-            host: "127.0.0.1:5000".into(),
-            ..credentials
-        };
-        assert!(local.belong_to(&Url::parse("http://127.0.0.1:5000/").unwrap()));
-        assert!(!local.belong_to(&Url::parse("http://127.0.0.1:5001/").unwrap()));
-    }
 }

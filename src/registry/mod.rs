@@ -13,7 +13,9 @@
 //! - [`paging`]: `tags/list` and `_catalog` pages and their `Link` headers;
 //! - [`manifest`], [`config`]: typed manifests, indexes, configs, ChainIDs;
 //! - [`content`]: sha256 verification of bytes as received;
-//! - [`client`]: the requests, on the crate's HTTP stack (retries, pacing, body caps).
+//! - [`client`]: the requests, on the crate's HTTP stack (retries, pacing, body caps);
+//! - [`session`]: the authentication flow (what a `401` teaches, tokens, Basic credentials);
+//! - [`error`]: why a request failed, with the registry's own error codes.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,16 +42,20 @@ pub mod challenge;
 pub mod client;
 pub mod config;
 pub mod content;
+pub mod error;
 pub mod manifest;
 pub mod origin;
 pub mod paging;
+pub mod session;
 pub mod token;
 
 pub use budget::{BudgetSnapshot, PullBudget};
 pub use client::{
-    DOCKER_HUB_REGISTRY, FetchedConfig, FetchedManifest, HostCredentials, ManifestHead,
-    RegistryClient, RegistryConfig, RegistryError,
+    DOCKER_HUB_REGISTRY, FetchedConfig, FetchedManifest, ManifestHead, RegistryClient,
+    RegistryConfig,
 };
 pub use config::{ImageConfig, chain_ids};
+pub use error::RegistryError;
 pub use manifest::{Descriptor, ImageManifest, ImagePlatform, Index, Manifest};
 pub use paging::{ListPage, PageRequest};
+pub use session::HostCredentials;
