@@ -8,6 +8,7 @@
 //! - [`model`]: validated domain types ([`model::Digest`], [`model::RepoTag`], [`model::Platform`]);
 //! - [`hub`]: Docker Hub's URLs, answer shapes and tag rules;
 //! - [`net`]: the HTTP stack (retries, pacing, Docker Hub sign-in, body cap, origin guard);
+//! - [`registry`]: the OCI registry client (tokens, manifests, configs, tag lists, catalogs);
 //! - [`store`]: the redb store, the only code that opens transactions;
 //! - [`crawl`]: the scheduler (workers, job queue, the store writer that plans what a page
 //!   leads to: next pages, the anonymous-cap cover, re-reads, refresh stops);
@@ -44,5 +45,6 @@ pub mod dataset;
 pub mod hub;
 pub mod model;
 pub mod net;
+pub mod registry;
 pub mod status;
 pub mod store;

@@ -137,9 +137,18 @@ pub struct HttpClient {
     auth: Arc<auth::HubAuth>,
 }
 
-struct PacingMiddleware {
+/// One [`Pacer::ready`] before each attempt and one [`Pacer::observe`] after, counting every
+/// request in [`NetStats`] (and in the request's [`RequestCounter`], if it has one).
+pub struct PacingMiddleware {
     pacer: Arc<Pacer>,
     stats: Arc<NetStats>,
+}
+
+impl PacingMiddleware {
+    /// Paces through `pacer`, counts into `stats`.
+    pub fn new(pacer: Arc<Pacer>, stats: Arc<NetStats>) -> Self {
+        Self { pacer, stats }
+    }
 }
 
 #[async_trait::async_trait]
@@ -201,10 +210,7 @@ impl HttpClient {
         let retrying = || {
             RetryTransientMiddleware::new_with_policy_and_strategy(policy, retry::HubRetryStrategy)
         };
-        let pacing = || PacingMiddleware {
-            pacer: pacer.clone(),
-            stats: stats.clone(),
-        };
+        let pacing = || PacingMiddleware::new(pacer.clone(), stats.clone());
         // Sign-in requests take the same retries and the same pacer, but not the token middleware.
         let sign_in_client = ClientBuilder::new(inner.clone())
             .with(retrying())
@@ -252,7 +258,7 @@ impl HttpClient {
             message: error_chain(err),
             transient,
         };
-        let mut response = match self
+        let response = match self
             .client
             .get(url.clone())
             .header(http::header::ACCEPT, "application/json")
@@ -277,36 +283,7 @@ impl HttpClient {
                 url: url.to_string(),
             });
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n > self.max_body as u64)
-        {
-            return Err(FetchError::TooLarge {
-                url: url.to_string(),
-                limit: self.max_body,
-            });
-        }
-        let mut body = Vec::with_capacity(
-            response
-                .content_length()
-                .map_or(64 * 1024, |n| n as usize)
-                .min(self.max_body),
-        );
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > self.max_body {
-                        return Err(FetchError::TooLarge {
-                            url: url.to_string(),
-                            limit: self.max_body,
-                        });
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(err) => return Err(transport(&err, true)),
-            }
-        }
+        let body = read_body(response, url, self.max_body).await?;
         if !status.is_success() {
             return Err(FetchError::Status {
                 url: url.to_string(),
@@ -315,6 +292,46 @@ impl HttpClient {
             });
         }
         Ok(body)
+    }
+}
+
+/// Reads `response`'s body, refusing (before reading, when `Content-Length` says so, else as
+/// soon as it passes) any body over `max` bytes.
+pub async fn read_body(
+    mut response: Response,
+    url: &Url,
+    max: usize,
+) -> Result<Vec<u8>, FetchError> {
+    let too_large = || FetchError::TooLarge {
+        url: url.to_string(),
+        limit: max,
+    };
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(
+        response
+            .content_length()
+            .map_or(64 * 1024, |n| n as usize)
+            .min(max),
+    );
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > max {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(err) => {
+                return Err(FetchError::Transport {
+                    url: url.to_string(),
+                    message: error_chain(&err),
+                    transient: true,
+                });
+            }
+        }
     }
 }
 
