@@ -135,7 +135,7 @@ impl StorageBackend for Overlay {
             state.base_len = state.base_len.min(len);
             let first_gone = len.div_ceil(BLOCK);
             state.written.retain(|index, _| *index < first_gone);
-            if len % BLOCK != 0
+            if !len.is_multiple_of(BLOCK)
                 && let Some(block) = state.written.get_mut(&(len / BLOCK))
             {
                 block[(len % BLOCK) as usize..].fill(0);
