@@ -199,6 +199,11 @@ enum Db {
 pub struct Store {
     db: Db,
     path: PathBuf,
+    /// For a verified store: a read transaction of redb's own read-only handle on the file, held
+    /// while the store is open. The overlay takes no locks, so a crawl starting while this
+    /// process reads would not know about it; redb's handle registers its snapshot, the one just
+    /// verified, so that such a crawl does not reuse its pages.
+    _pin: Option<ReadTransaction>,
 }
 
 thread_local! {
@@ -268,6 +273,7 @@ impl Store {
         let store = Self {
             db: Db::Write(db),
             path: path.to_owned(),
+            _pin: None,
         };
         store.init()?;
         Ok(store)
@@ -301,17 +307,23 @@ impl Store {
             }
             Some(_) => {}
         }
-        let db = if writer_running(path)? {
+        let (db, pin) = if writer_running(path)? {
             let db = caught(|| builder().open_read_only(path))
                 .map_err(|detail| damaged(path, detail))?
                 .map_err(|e| open_error(path, e))?;
-            Db::Read(db)
+            (Db::Read(db), None)
         } else {
-            Db::Verified(open_verified(path)?)
+            // Pinned first, verified second: the pin then holds the snapshot the check verifies.
+            // A store redb will not open read-only (left by a killed crawl) goes unpinned.
+            let pin = caught(|| builder().open_read_only(path).ok()?.begin_read().ok())
+                .ok()
+                .flatten();
+            (Db::Verified(open_verified(path)?), pin)
         };
         let store = Self {
             db,
             path: path.to_owned(),
+            _pin: pin,
         };
         store.check_schema()?;
         Ok(store)
