@@ -34,8 +34,11 @@ pub enum Command {
     Crawl(CrawlArgs),
     /// Write the store's digest dataset as NDJSON.
     Finalize(FinalizeArgs),
-    /// Show what the store holds and how far the crawl got.
+    /// Show what the store holds and how far the crawl got (reads only).
     Status,
+    /// Check the store's integrity: redb's page checksums and every record (reads only; exit 5
+    /// when damaged).
+    Check,
     /// Show what the store (or a dataset file) knows of digests: kind, platform, tags (current
     /// and past), indexes, times.
     Lookup(LookupArgs),

@@ -1,7 +1,8 @@
 //! The `digestmap` binary: parse the command line, run one command, map the outcome to an exit
 //! code. Exit codes: 0 done; 1 error; 2 usage or store-state error; 3 crawl finished with failed
-//! jobs; 130 interrupted; 141 standard output closed (the commands stop quietly: Rust ignores
-//! SIGPIPE, so every write to stdout checks for `BrokenPipe` instead of panicking in `print!`).
+//! jobs; 4 crawl finished incomplete; 5 `check` found damage; 130 interrupted; 141 standard output
+//! closed (the commands stop quietly: Rust ignores SIGPIPE, so every write to stdout checks for
+//! `BrokenPipe` instead of panicking in `print!`).
 
 mod cli;
 mod commands;
@@ -14,12 +15,14 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    commands::install_panic_hook();
     let cli = Cli::parse();
     let ui = ui::Ui::new(cli.verbose, cli.quiet);
     let code = match &cli.command {
         Command::Crawl(args) => commands::crawl::run(&cli, args, &ui),
         Command::Finalize(args) => commands::finalize::run(&cli, args, &ui),
         Command::Status => commands::status::run(&cli, &ui),
+        Command::Check => commands::check::run(&cli, &ui),
         Command::Lookup(args) => commands::lookup::run(&cli, args, &ui),
     };
     ExitCode::from(code)

@@ -462,10 +462,11 @@ fn store_state_errors_exit_2() {
     let sb = Sandbox::new("state");
     let url = hub.url();
 
-    // Nothing to resume yet.
+    // Nothing to resume yet, and no store is created for it.
     let output = sb.run(&["crawl", "--resume", "--hub-url", &url]);
-    assert_code(&output, 2, "resume on an empty store");
-    assert!(stderr(&output).contains("no unfinished crawl"));
+    assert_code(&output, 2, "resume without a store");
+    assert!(stderr(&output).contains("no store"), "{}", stderr(&output));
+    assert!(!sb.db().exists(), "--resume created a store");
 
     // A crawl in progress holds the store: a second process is refused, and the first is not hurt.
     // About 10 pages at 4 a second; once the double has seen a request, the crawl holds the store.

@@ -53,7 +53,13 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
             return super::USAGE;
         }
     };
-    let store = match Store::open(&cli.db) {
+    // Resuming needs a store: never create one just to find nothing to resume.
+    let opened = if args.resume {
+        Store::open_existing(&cli.db)
+    } else {
+        Store::open(&cli.db)
+    };
+    let store = match opened {
         Ok(store) => Arc::new(store),
         Err(e) => {
             ui.error(&e.to_string());

@@ -1,5 +1,6 @@
 //! One file per subcommand: each opens what it needs, calls the library, and reports.
 
+pub mod check;
 pub mod crawl;
 pub mod finalize;
 pub mod lookup;
@@ -15,6 +16,8 @@ pub const USAGE: u8 = 2;
 pub const FAILED_JOBS: u8 = 3;
 /// Exit code of a crawl that finished knowing its result is incomplete (gaps it could not read).
 pub const INCOMPLETE: u8 = 4;
+/// Exit code of `check` on a damaged store.
+pub const DAMAGED: u8 = 5;
 /// Exit code after Ctrl-C.
 pub const INTERRUPTED: u8 = 130;
 /// Exit code when standard output was closed under a command (`digestmap status | head -1`): the
@@ -56,4 +59,30 @@ pub fn store_error_code(e: &digestmap::store::StoreError) -> u8 {
         }
         _ => ERROR,
     }
+}
+
+/// Makes any panic that the store does not turn into an error end the process at once, with one
+/// clear line and exit 1 (not Rust's 101), whichever thread it happens on: a crawl's workers wait
+/// for the writer, so a panic in either must not leave the rest waiting forever. Every commit is
+/// atomic, so the store keeps its last commit and `crawl --resume` continues from it.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        if digestmap::store::panic_is_guarded() {
+            return; // reported as a damaged store by the caller
+        }
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown failure".to_owned());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: digestmap stopped on an internal error ({what}{at}); the store keeps everything committed: a crawl continues with `digestmap crawl --resume`"
+        );
+        std::process::exit(i32::from(ERROR));
+    }));
 }

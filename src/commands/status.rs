@@ -1,25 +1,20 @@
 //! `digestmap status`.
 
-use digestmap::store::{Store, StoreError};
+use digestmap::store::Store;
 
 use crate::cli::Cli;
 use crate::ui::Ui;
 
 pub fn run(cli: &Cli, ui: &Ui) -> u8 {
-    // Opening for writing tells whether a crawl holds the store; when one does, read beside it.
-    let (store, running) = match Store::open_existing(&cli.db) {
-        Ok(store) => (Ok(store), false),
-        Err(StoreError::Busy { .. }) => (Store::open_read(&cli.db), true),
-        Err(e) => (Err(e), false),
-    };
-    let store = match store {
+    // Reading only: a crawl holding the store is seen by probing its lock, never by taking it.
+    let store = match Store::open_read(&cli.db) {
         Ok(store) => store,
         Err(e) => {
             ui.error(&e.to_string());
             return super::store_error_code(&e);
         }
     };
-    match digestmap::status::report(&store, running) {
+    match digestmap::status::report(&store, store.beside_writer()) {
         Ok(report) => super::print_out(ui, &report.to_string()),
         Err(e) => {
             ui.error(&e.to_string());

@@ -255,9 +255,13 @@ pub async fn crawl(
             client.stats().clone(),
             options.job_retry_base,
         );
+        let close = CloseOnPanic(queue.clone());
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || ctx.run(rx))
+            .spawn(move || {
+                let _close_on_panic = close;
+                ctx.run(rx)
+            })
             .map_err(|e| {
                 CrawlError::StoreState(format!("cannot start the store writer thread: {e}"))
             })?
@@ -274,12 +278,14 @@ pub async fn crawl(
         );
         let progress = progress.clone();
         workers.push(tokio::spawn(async move {
+            let _close_on_panic = CloseOnPanic(queue.clone());
             loop {
                 let next = tokio::select! {
                     () = cancel.cancelled() => None,
                     job = queue.take() => job,
                 };
                 let Some((id, job)) = next else { break };
+                injected_panic("worker");
                 let (outcome, requests) = tokio::select! {
                     () = cancel.cancelled() => break,
                     done = handler::run(&client, &api, &job.kind) => done,
@@ -312,11 +318,18 @@ pub async fn crawl(
             queue.close();
         })
     };
+    // A worker only ends by returning; a panic is a bug worth surfacing. Its guard closed the
+    // queue, so the other workers stop instead of waiting for its job forever.
+    let mut panicked = None;
     for worker in workers {
-        // A worker only ends by returning; a panic is a bug worth surfacing.
-        if let Err(err) = worker.await {
-            std::panic::resume_unwind(err.into_panic());
+        if let Err(err) = worker.await
+            && err.is_panic()
+        {
+            panicked.get_or_insert(err.into_panic());
         }
+    }
+    if let Some(panic) = panicked {
+        std::panic::resume_unwind(panic);
     }
     cancel_watch.abort();
     let writer_result = tokio::task::spawn_blocking(move || writer.join())
@@ -356,7 +369,27 @@ pub async fn crawl(
     })
 }
 
-/// Checks the store's state against the options and starts or resumes a run.
+/// Closes the job queue when dropped during a panic, so that a panicking worker or writer does
+/// not leave the other workers waiting for a job that will never complete.
+struct CloseOnPanic(Arc<JobQueue>);
+
+impl Drop for CloseOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.close();
+        }
+    }
+}
+
+/// Test-only hook: with `DIGESTMAP_TEST_PANIC=worker` (or `writer`) in the environment, a worker
+/// panics on taking a job (the store writer on committing one), so that tests can show a panic
+/// ends the process instead of hanging it. Nothing sets it outside tests.
+pub(crate) fn injected_panic(site: &str) {
+    if std::env::var_os("DIGESTMAP_TEST_PANIC").is_some_and(|v| v == site) {
+        panic!("injected {site} panic (DIGESTMAP_TEST_PANIC, a test-only hook)");
+    }
+}
+
 /// What `crawl` is about to do, decided before anything is written.
 enum Plan {
     /// Continue the stored unfinished run.

@@ -151,6 +151,7 @@ impl WriterCtx {
     }
 
     fn commit(&mut self, batch: &[Completion]) -> Result<(), StoreError> {
+        super::injected_panic("writer");
         let snapshot = NetSnapshot {
             requests: self.net.requests.load(Ordering::Relaxed),
             fetches: self.net.fetches.load(Ordering::Relaxed),
