@@ -30,6 +30,9 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
     if let Some(ms) = args.request_timeout_ms {
         options.net.request_timeout = std::time::Duration::from_millis(ms);
     }
+    if let Some(ms) = args.max_pause_ms {
+        options.net.max_pause = std::time::Duration::from_millis(ms);
+    }
     if let Err(e) = options.validate() {
         ui.error(&e.to_string());
         return super::USAGE;

@@ -25,6 +25,7 @@ use crate::clock;
 use crate::hub::{HubApi, Skips};
 use crate::model::RepoName;
 use crate::net::auth::{Credentials, SignInError};
+use crate::net::pace::StoredPause;
 use crate::net::{HttpClient, NetConfig, Pacer};
 use crate::store::{
     Counts, CrawlRun, FailedJob, Job, JobId, JobKind, RepoState, RunMode, RunState, RunStats,
@@ -195,16 +196,24 @@ pub async fn crawl(
 ) -> Result<CrawlReport, CrawlError> {
     let started = Instant::now();
     options.validate()?;
-    let pacer = Arc::new(Pacer::new(options.rps).map_err(|e| CrawlError::Usage(e.to_string()))?);
+    let pacer = Arc::new(
+        Pacer::new(options.rps)
+            .map_err(|e| CrawlError::Usage(e.to_string()))?
+            .with_max_pause(options.net.max_pause),
+    );
     let plan = prepare_run(&store, &options)?;
     let api = HubApi::new(&plan.run().hub_url).map_err(|e| CrawlError::Usage(e.to_string()))?;
     if let Some(until) = store.pause_until()? {
-        pacer.restore_pause(until);
-        if let Some(wait) = pacer.pause_remaining() {
-            tracing::warn!(
+        match pacer.restore_pause(until) {
+            StoredPause::Over => {}
+            StoredPause::Wait(wait) => tracing::warn!(
                 "Hub asked the last run to pause; waiting {:.0}s before the first request",
                 wait.as_secs_f64()
-            );
+            ),
+            StoredPause::Absurd(secs) => tracing::warn!(
+                "the store asks to pause {secs}s, longer than any pause digestmap keeps ({}s); ignoring it",
+                options.net.max_pause.as_secs()
+            ),
         }
     }
     let client = HttpClient::new(

@@ -40,6 +40,8 @@ pub struct NetConfig {
     pub max_retries: u32,
     /// Shortest and longest backoff between retries.
     pub backoff: (Duration, Duration),
+    /// Longest pause a rate-limit header may impose ([`pace::MAX_PAUSE`]).
+    pub max_pause: Duration,
 }
 
 impl Default for NetConfig {
@@ -51,6 +53,7 @@ impl Default for NetConfig {
             request_timeout: Duration::from_secs(60),
             max_retries: 4,
             backoff: (Duration::from_millis(250), Duration::from_secs(20)),
+            max_pause: pace::MAX_PAUSE,
         }
     }
 }
