@@ -49,13 +49,6 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
             return super::USAGE;
         }
     };
-    options.credentials = match auth::discover(stdin_token, args.username.clone()) {
-        Ok(credentials) => credentials,
-        Err(e) => {
-            ui.error(&e.to_string());
-            return super::USAGE;
-        }
-    };
     let store = match Store::open(&cli.db) {
         Ok(store) => Arc::new(store),
         Err(e) => {
@@ -63,6 +56,17 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
             return super::store_error_code(&e);
         }
     };
+    // Found credentials are for Docker Hub's own origin only, so the origin comes first. When it
+    // cannot be planned, the crawl below fails for that reason before any request.
+    if let Ok(origin) = crawl::planned_hub_url(&store, &options) {
+        options.credentials = match auth::discover(stdin_token, args.username.clone(), &origin) {
+            Ok(credentials) => credentials,
+            Err(e) => {
+                ui.error(&e.to_string());
+                return super::USAGE;
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -179,7 +179,8 @@ pub enum CrawlError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
-    /// Hub refused the credentials: nothing was crawled.
+    /// Hub refused the credentials at sign-in (nothing was crawled), or mid-crawl (the run
+    /// stays resumable).
     #[error("{0}")]
     Auth(String),
     /// Hub could not be reached to sign in, after the retries: nothing was crawled.
@@ -227,7 +228,7 @@ pub async fn crawl(
     tokio::select! {
         () = cancel.cancelled() => {}
         signed = client.sign_in() => signed.map_err(|e| match e {
-            SignInError::Rejected { .. } => CrawlError::Auth(e.to_string()),
+            SignInError::Rejected { .. } | SignInError::Refused(_) => CrawlError::Auth(e.to_string()),
             SignInError::Unreachable { .. } => CrawlError::SignInUnavailable(e.to_string()),
         })?,
     }
@@ -269,6 +270,9 @@ pub async fn crawl(
             })?
     };
 
+    // Stops the workers like Ctrl-C does, but without counting as an interruption: fired when
+    // Hub refuses the credentials mid-crawl, which no other job can get past.
+    let halt = cancel.child_token();
     let mut workers = Vec::with_capacity(options.workers);
     for _ in 0..options.workers {
         let (queue, client, api, tx, cancel) = (
@@ -276,7 +280,7 @@ pub async fn crawl(
             client.clone(),
             api.clone(),
             tx.clone(),
-            cancel.clone(),
+            halt.clone(),
         );
         let progress = progress.clone();
         workers.push(tokio::spawn(async move {
@@ -294,6 +298,11 @@ pub async fn crawl(
                     client.stats().requests.load(Ordering::Relaxed),
                     Ordering::Relaxed,
                 );
+                if matches!(outcome, Outcome::Failed { .. }) && client.sign_in_refused().is_some() {
+                    // Signed out for good: the job stays in the store for `--resume`.
+                    cancel.cancel();
+                    break;
+                }
                 // Wait for the commit before taking another job: a worker then holds at most one
                 // uncommitted page, which bounds what a crash can make us fetch again.
                 let (ack, committed) = oneshot::channel();
@@ -312,7 +321,7 @@ pub async fn crawl(
     }
     drop(tx);
     let cancel_watch = {
-        let (queue, cancel) = (queue.clone(), cancel.clone());
+        let (queue, cancel) = (queue.clone(), halt.clone());
         tokio::spawn(async move {
             cancel.cancelled().await;
             queue.close();
@@ -331,6 +340,10 @@ pub async fn crawl(
     match writer_result {
         Ok(result) => result?,
         Err(panic) => std::panic::resume_unwind(panic),
+    }
+    if let Some(why) = client.sign_in_refused() {
+        // Everything fetched is committed; the unfinished jobs wait for `--resume`.
+        return Err(CrawlError::Auth(why));
     }
 
     let interrupted = cancel.is_cancelled();
@@ -354,7 +367,12 @@ pub async fn crawl(
     })
 }
 
-/// Checks the store's state against the options and starts or resumes a run.
+/// The Hub origin [`crawl`] will talk to with these options (on resume, the stored run's), as
+/// it will decide it; writes nothing. Which credentials apply depends on it.
+pub fn planned_hub_url(store: &Store, options: &CrawlOptions) -> Result<String, CrawlError> {
+    Ok(prepare_run(store, options)?.run().hub_url.clone())
+}
+
 /// What `crawl` is about to do, decided before anything is written.
 enum Plan {
     /// Continue the stored unfinished run.
