@@ -250,9 +250,9 @@ impl Pacer {
         }
         let value = headers.get(name).map_or(String::new(), |v| quote(v.as_bytes()));
         tracing::warn!(
-            "Hub's {name} {value} asks for a pause longer than {}s; pausing {}s at most",
-            cap.as_secs(),
-            cap.as_secs()
+            "Hub's {name} {value} asks for a pause longer than {:.1}s; pausing {:.1}s at most",
+            cap.as_secs_f64(),
+            cap.as_secs_f64()
         );
     }
 
