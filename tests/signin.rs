@@ -383,6 +383,7 @@ fn token_stdin_usage_errors() {
     let output = run(sb.crawl_command(&hub, &["--username", USER]));
     assert_code(&output, 2, "--username without --token-stdin");
     assert!(hub.requests().is_empty());
+    assert!(!sb.db().exists(), "a usage error creates no store");
 }
 
 #[test]
@@ -486,7 +487,7 @@ fn a_401_to_a_renewed_token_ends_the_crawl() {
     stops_after_one_renewal(
         "refused-token",
         |c, at| c.refuse_tokens_from = Some(at),
-        "answered 401 to a token Docker Hub had just issued to crawler",
+        "answered 401 to a token it had just issued to crawler",
     );
 }
 

@@ -49,6 +49,13 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
             return super::USAGE;
         }
     };
+    let explicit = match auth::explicit(stdin_token, args.username.clone()) {
+        Ok(explicit) => explicit,
+        Err(e) => {
+            ui.error(&e.to_string());
+            return super::USAGE;
+        }
+    };
     let store = match Store::open(&cli.db) {
         Ok(store) => Arc::new(store),
         Err(e) => {
@@ -59,7 +66,7 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
     // Found credentials are for Docker Hub's own origin only, so the origin comes first. When it
     // cannot be planned, the crawl below fails for that reason before any request.
     if let Ok(origin) = crawl::planned_hub_url(&store, &options) {
-        options.credentials = match auth::discover(stdin_token, args.username.clone(), &origin) {
+        options.credentials = match auth::discover(explicit, &origin) {
             Ok(credentials) => credentials,
             Err(e) => {
                 ui.error(&e.to_string());

@@ -178,42 +178,64 @@ pub fn found_credentials_apply(origin: &str) -> bool {
     }
 }
 
-/// Finds the credentials to sign in to `origin` with, in this order: `stdin_token` (from
-/// `--token-stdin`, its user name from `username` or `DOCKERHUB_USERNAME`), then, for Docker
-/// Hub's own origin only ([`found_credentials_apply`]), `DOCKERHUB_USERNAME` + `DOCKERHUB_TOKEN`,
-/// then docker's `config.json` (in `$DOCKER_CONFIG`, else `~/.docker`). `None` means anonymous.
-/// Logs at info which source it used, or which found credentials it leaves unused; never the
-/// secret.
-pub fn discover(
+/// The credentials given explicitly: the token read for `--token-stdin`, with its user name from
+/// `username` (`--username`) or `DOCKERHUB_USERNAME`. Checked before anything else happens, so
+/// a half-given sign-in is a usage error that touches nothing.
+pub fn explicit(
     stdin_token: Option<Secret>,
     username: Option<String>,
+) -> Result<Option<Credentials>, CredentialError> {
+    explicit_in(&|name| std::env::var_os(name), stdin_token, username)
+}
+
+/// [`explicit`] with the environment given as a lookup function.
+fn explicit_in(
+    env: &dyn Fn(&str) -> Option<OsString>,
+    stdin_token: Option<Secret>,
+    username: Option<String>,
+) -> Result<Option<Credentials>, CredentialError> {
+    let Some(secret) = stdin_token else {
+        return Ok(None);
+    };
+    let username = username
+        .filter(|u| !u.trim().is_empty())
+        .or_else(|| env_var(env, "DOCKERHUB_USERNAME"))
+        .ok_or(CredentialError::MissingUsername)?;
+    Ok(Some(Credentials {
+        username: username.trim().to_owned(),
+        secret,
+        source: CredentialSource::TokenStdin,
+    }))
+}
+
+/// A set, non-blank environment variable, trimmed.
+fn env_var(env: &dyn Fn(&str) -> Option<OsString>, name: &str) -> Option<String> {
+    env(name)
+        .map(|v| v.to_string_lossy().trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The credentials to sign in to `origin` with: the `explicit` ones (see [`explicit`]) if
+/// given, else, for Docker Hub's own origin only ([`found_credentials_apply`]),
+/// `DOCKERHUB_USERNAME` + `DOCKERHUB_TOKEN`, then docker's `config.json` (in `$DOCKER_CONFIG`,
+/// else `~/.docker`). `None` means anonymous. Logs at info which source it used, or which found
+/// credentials it leaves unused; never the secret.
+pub fn discover(
+    explicit: Option<Credentials>,
     origin: &str,
 ) -> Result<Option<Credentials>, CredentialError> {
-    discover_in(&|name| std::env::var_os(name), stdin_token, username, origin)
+    discover_in(&|name| std::env::var_os(name), explicit, origin)
 }
 
 /// [`discover`] with the environment given as a lookup function.
 fn discover_in(
     env: &dyn Fn(&str) -> Option<OsString>,
-    stdin_token: Option<Secret>,
-    username: Option<String>,
+    explicit: Option<Credentials>,
     origin: &str,
 ) -> Result<Option<Credentials>, CredentialError> {
-    let var = |name: &str| {
-        env(name)
-            .map(|v| v.to_string_lossy().trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    let found = if let Some(secret) = stdin_token {
-        let username = username
-            .filter(|u| !u.trim().is_empty())
-            .or_else(|| var("DOCKERHUB_USERNAME"))
-            .ok_or(CredentialError::MissingUsername)?;
-        Some(Credentials {
-            username: username.trim().to_owned(),
-            secret,
-            source: CredentialSource::TokenStdin,
-        })
+    let var = |name: &str| env_var(env, name);
+    let found = if explicit.is_some() {
+        explicit
     } else if !found_credentials_apply(origin) {
         // Nothing is read from a helper or decoded: these are not for this host.
         let mut unused = Vec::new();
@@ -618,6 +640,10 @@ pub struct HubAuth {
     /// Set once Hub refused the credentials or a freshly renewed token: why the crawl stops.
     /// From then on no request is sent and no sign-in is tried.
     refused: OnceLock<String>,
+    /// The token signed in for after Hub answered 401 to the one before, until Hub accepts it
+    /// once. A 401 to it means a renewal does not help: the crawl stops instead of signing in
+    /// again (a token that expires after working is renewed as usual).
+    probation: std::sync::Mutex<Option<HeaderValue>>,
 }
 
 impl fmt::Debug for HubAuth {
@@ -657,12 +683,8 @@ impl HubAuth {
             state: tokio::sync::Mutex::new(TokenState::default()),
             signed_in: AtomicBool::new(false),
             refused: OnceLock::new(),
+            probation: std::sync::Mutex::new(None),
         }
-    }
-
-    /// The user signed in as (empty when anonymous), for messages.
-    fn user(&self) -> &str {
-        self.credentials.as_ref().map_or("", |c| c.username.as_str())
     }
 
     /// Whether a sign-in succeeded, so requests carry a token.
@@ -746,8 +768,30 @@ impl HubAuth {
         {
             return Ok((token.header.clone(), false));
         }
+        if self.probation().as_ref() == Some(rejected) {
+            return Err(SignInError::Refused(self.refuse(format!(
+                "{} answered 401 to a token it had just issued to {}, after a 401 to the one before: it no longer accepts this user's tokens",
+                self.api.origin(),
+                credentials.username
+            ))));
+        }
         tracing::info!("Docker Hub no longer accepts the token (expired early?); signing in again");
-        Ok((self.renew(credentials, &mut state).await?, true))
+        let header = self.renew(credentials, &mut state).await?;
+        *self.probation() = Some(header.clone());
+        Ok((header, true))
+    }
+
+    /// Hub answered `header` with something other than 401: it is not on probation any more.
+    fn accepted(&self, header: &HeaderValue) {
+        let mut probation = self.probation();
+        if probation.as_ref() == Some(header) {
+            *probation = None;
+        }
+    }
+
+    fn probation(&self) -> std::sync::MutexGuard<'_, Option<HeaderValue>> {
+        // Plain data: a panic elsewhere cannot leave it half-written.
+        self.probation.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Signs in and stores the new token; the caller holds the state lock. Hub's refusal is
@@ -922,16 +966,13 @@ async fn read_capped(mut response: Response) -> Result<Vec<u8>, reqwest::Error> 
 
 /// Adds `Authorization: Bearer` to each request for the Hub origin. When Hub answers 401 to the
 /// token (it expired early, or while the request waited for the pacer), the request goes again
-/// with a renewed token: one sign-in at most per request, shared with concurrent requests. A 401
-/// to the renewed token too, or a sign-in Hub refuses, is final: the request fails, and so does
-/// every later one, without another sign-in ([`HubAuth::refused`] says why).
+/// with a renewed token: one sign-in at most per refused token, shared with concurrent requests.
+/// A sign-in Hub refuses, or a 401 to the renewed token before Hub accepted it once, is final:
+/// the request fails, and so does every later one, without another sign-in
+/// ([`HubAuth::refused`] says why).
 pub struct AuthMiddleware {
     auth: Arc<HubAuth>,
 }
-
-/// Marks a request (across its retries) whose token was renewed after a 401.
-#[derive(Clone, Copy)]
-struct RenewedAfter401;
 
 impl AuthMiddleware {
     /// The middleware for `auth`'s origin.
@@ -945,11 +986,10 @@ impl AuthMiddleware {
         extensions: &'a mut Extensions,
         next: Next<'a>,
     ) -> reqwest_middleware::Result<Response> {
-        let stop = |why: String| reqwest_middleware::Error::Middleware(anyhow::anyhow!(why));
         if let Some(why) = self.auth.refused()
             && self.auth.applies_to(req.url())
         {
-            return Err(stop(why));
+            return Err(reqwest_middleware::Error::Middleware(anyhow::anyhow!(why)));
         }
         let header = match self.auth.header_for(req.url()).await {
             Ok(Some(header)) => header,
@@ -957,28 +997,17 @@ impl AuthMiddleware {
             Err(err) => return Err(reqwest_middleware::Error::Middleware(err.into())),
         };
         req.headers_mut().insert(AUTHORIZATION, header.clone());
-        let url = req.url().clone();
         let response = next.run(req, extensions).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
+            self.auth.accepted(&header);
             return Ok(response);
-        }
-        if extensions.get::<RenewedAfter401>().is_some() {
-            // The token this request got after its first 401 is refused too: signing in again
-            // would only repeat that, so the crawl stops here.
-            let user = self.auth.user();
-            return Err(stop(self.auth.refuse(format!(
-                "{url} answered 401 to a token Docker Hub had just issued to {user}: it no longer accepts this user's tokens"
-            ))));
         }
         // Renew the token (or take the one another request got meanwhile); the retry
         // middleware classifies the 401 as transient and sends the request again, through the
         // pacer and this middleware, with the new token.
-        tracing::debug!("{url} answered 401 to the Docker Hub token");
+        tracing::debug!("{} answered 401 to the Docker Hub token", response.url());
         match self.auth.renew_rejected(&header).await {
-            Ok(_) => {
-                extensions.insert(RenewedAfter401);
-                Ok(response)
-            }
+            Ok(_) => Ok(response),
             Err(err @ (SignInError::Rejected { .. } | SignInError::Refused(_))) => {
                 Err(reqwest_middleware::Error::Middleware(err.into()))
             }
@@ -1086,7 +1115,7 @@ mod tests {
             ("DOCKERHUB_TOKEN", "envtoken"),
             ("DOCKER_CONFIG", dir_text),
         ]);
-        let stdin = discover_in(&env, Some(Secret::new("piped")), None, HUB)
+        let stdin = find(&env, Some(Secret::new("piped")), None, HUB)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -1097,17 +1126,17 @@ mod tests {
             ),
             ("envuser", "piped", &CredentialSource::TokenStdin)
         );
-        let flag = discover_in(&env, Some(Secret::new("piped")), Some("flaguser".into()), HUB)
+        let flag = find(&env, Some(Secret::new("piped")), Some("flaguser".into()), HUB)
             .unwrap()
             .unwrap();
         assert_eq!(flag.username, "flaguser");
-        let from_env = discover_in(&env, None, None, HUB).unwrap().unwrap();
+        let from_env = find(&env, None, None, HUB).unwrap().unwrap();
         assert_eq!(
             (from_env.username.as_str(), from_env.secret.expose()),
             ("envuser", "envtoken")
         );
         let file_only = env_of(&[("DOCKER_CONFIG", dir_text)]);
-        let from_file = discover_in(&file_only, None, None, HUB).unwrap().unwrap();
+        let from_file = find(&file_only, None, None, HUB).unwrap().unwrap();
         assert_eq!(
             (from_file.username.as_str(), from_file.secret.expose()),
             ("fileuser", "filesecret")
@@ -1117,11 +1146,22 @@ mod tests {
             CredentialSource::DockerConfig(dir.join("config.json"))
         );
         let home = env_of(&[("HOME", "/nonexistent-digestmap-home")]);
-        assert!(discover_in(&home, None, None, HUB).unwrap().is_none());
+        assert!(find(&home, None, None, HUB).unwrap().is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     const HUB: &str = DOCKER_HUB_ORIGIN;
+
+    /// [`explicit_in`] then [`discover_in`], as `crawl` calls them.
+    fn find(
+        env: &dyn Fn(&str) -> Option<OsString>,
+        stdin_token: Option<Secret>,
+        username: Option<String>,
+        origin: &str,
+    ) -> Result<Option<Credentials>, CredentialError> {
+        let explicit = explicit_in(env, stdin_token, username)?;
+        discover_in(env, explicit, origin)
+    }
 
     #[test]
     fn found_credentials_are_for_docker_hub_only() {
@@ -1153,13 +1193,13 @@ mod tests {
             ("DOCKER_CONFIG", dir.to_str().unwrap()),
         ]);
         let mirror = "https://mirror.example";
-        assert!(discover_in(&env, None, None, mirror).unwrap().is_none());
-        assert!(discover_in(&env, None, None, HUB).unwrap().is_some());
+        assert!(find(&env, None, None, mirror).unwrap().is_none());
+        assert!(find(&env, None, None, HUB).unwrap().is_some());
         // Half-given environment credentials do not matter where they are not used.
         let token_only = env_of(&[("DOCKERHUB_TOKEN", "t")]);
-        assert!(discover_in(&token_only, None, None, mirror).unwrap().is_none());
+        assert!(find(&token_only, None, None, mirror).unwrap().is_none());
         // An explicit token signs in anywhere.
-        let piped = discover_in(&env, Some(Secret::new("piped")), None, mirror)
+        let piped = find(&env, Some(Secret::new("piped")), None, mirror)
             .unwrap()
             .unwrap();
         assert_eq!(piped.source, CredentialSource::TokenStdin);
@@ -1170,12 +1210,12 @@ mod tests {
     fn half_given_credentials_are_usage_errors() {
         let none = env_of(&[("HOME", "/nonexistent-digestmap-home")]);
         assert!(matches!(
-            discover_in(&none, Some(Secret::new("t")), None, HUB),
+            find(&none, Some(Secret::new("t")), None, HUB),
             Err(CredentialError::MissingUsername)
         ));
         let token_only = env_of(&[("DOCKERHUB_TOKEN", "t")]);
         assert!(matches!(
-            discover_in(&token_only, None, None, HUB),
+            find(&token_only, None, None, HUB),
             Err(CredentialError::TokenWithoutUsername)
         ));
         assert!(matches!(

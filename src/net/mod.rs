@@ -40,7 +40,8 @@ pub struct NetConfig {
     pub max_retries: u32,
     /// Shortest and longest backoff between retries.
     pub backoff: (Duration, Duration),
-    /// Longest pause a rate-limit header may impose ([`pace::MAX_PAUSE`]).
+    /// Longest pause a rate-limit header or a stored pause may impose; at most (and by default)
+    /// [`pace::MAX_PAUSE`].
     pub max_pause: Duration,
 }
 

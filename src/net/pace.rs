@@ -100,10 +100,10 @@ impl Pacer {
         })
     }
 
-    /// The same pacer with another cap on pauses (tests use a short one; the default is
-    /// [`MAX_PAUSE`]).
+    /// The same pacer with a shorter cap on pauses (tests use one; the default and the most is
+    /// [`MAX_PAUSE`], which also keeps every `SystemTime` sum below far from overflowing).
     pub fn with_max_pause(mut self, max_pause: Duration) -> Self {
-        self.max_pause = max_pause;
+        self.max_pause = max_pause.min(MAX_PAUSE);
         self
     }
 
@@ -231,6 +231,7 @@ impl Pacer {
                     BARE_429_BACKOFF
                         .saturating_mul(1 << exp)
                         .min(MAX_BARE_429_BACKOFF)
+                        .min(self.max_pause)
                 }
             };
             tracing::warn!(
