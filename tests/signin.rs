@@ -443,7 +443,11 @@ fn stops_after_one_renewal(name: &str, change: fn(&mut FakeHubConfig, u64), mess
     let err = stderr(&output);
     assert!(err.contains(message), "{name}: {err}");
     assert!(err.contains("crawl --resume"), "{name}: {err}");
-    assert_eq!(sign_ins(&hub), 2, "{name}: the first sign-in and one renewal");
+    assert_eq!(
+        sign_ins(&hub),
+        2,
+        "{name}: the first sign-in and one renewal"
+    );
     let refused = hub
         .requests()
         .iter()

@@ -239,7 +239,10 @@ mod tests {
                 "http://127.0.0.1:1/v2/x?page_size=100",
                 Some("http://127.0.0.1:1/v2/x?page_size=100&page=2"),
             ),
-            ("http://127.0.0.1:1/v2/x?page=41", Some("http://127.0.0.1:1/v2/x?page=42")),
+            (
+                "http://127.0.0.1:1/v2/x?page=41",
+                Some("http://127.0.0.1:1/v2/x?page=42"),
+            ),
             ("http://127.0.0.1:1/v2/x?page=18446744073709551615", None),
             ("http://127.0.0.1:1/v2/x?page=two", None),
         ] {

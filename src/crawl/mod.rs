@@ -5,7 +5,9 @@
 //! A repository-list page spawns the next repository page and one tag-list job per repository new
 //! to this run; a tag-list page stores its tags and spawns the next tag page. A transient failure
 //! puts the job back with a growing delay; after [`MAX_ATTEMPTS`] it moves to `failed`, where
-//! `crawl --resume` finds it again. A 429 puts the job back without counting an attempt.
+//! `crawl --resume` finds it again. A 429 puts the job back without counting an attempt. When
+//! Hub refuses the credentials mid-crawl (see `net::auth`), no job can succeed: every worker
+//! stops, the jobs in flight stay in the store, and the crawl ends in [`CrawlError::Auth`].
 //!
 //! Nothing here knows about the terminal: progress is a set of counters ([`Progress`]) that the
 //! binary may draw.

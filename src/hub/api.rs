@@ -218,17 +218,34 @@ mod tests {
     #[test]
     fn userinfo_is_refused_and_never_repeated() {
         for (given, shown) in [
-            ("http://user:s3cret@127.0.0.1:8080", "http://***@127.0.0.1:8080"),
+            (
+                "http://user:s3cret@127.0.0.1:8080",
+                "http://***@127.0.0.1:8080",
+            ),
             ("https://tok@hub.docker.com/", "https://***@hub.docker.com/"),
-            ("https://:s3cret@hub.docker.com", "https://***@hub.docker.com"),
-            ("https://a@b:c@hub.docker.com/x@y", "https://***@hub.docker.com/x@y"),
+            (
+                "https://:s3cret@hub.docker.com",
+                "https://***@hub.docker.com",
+            ),
+            (
+                "https://a@b:c@hub.docker.com/x@y",
+                "https://***@hub.docker.com/x@y",
+            ),
             // Unparsable (a port too large), yet the secret must not be echoed.
-            ("http://user:s3cret@127.0.0.1:99999", "http://***@127.0.0.1:99999"),
+            (
+                "http://user:s3cret@127.0.0.1:99999",
+                "http://***@127.0.0.1:99999",
+            ),
             ("user:s3cret@host", "***@host"),
         ] {
             assert_eq!(redact_userinfo(given), shown);
             let err = HubApi::new(given).unwrap_err().to_string();
-            assert!(!["s3cret", "user:", "tok@", "a@b"].iter().any(|s| err.contains(s)), "{err}");
+            assert!(
+                !["s3cret", "user:", "tok@", "a@b"]
+                    .iter()
+                    .any(|s| err.contains(s)),
+                "{err}"
+            );
             assert!(err.contains(shown), "{err}");
         }
         assert!(matches!(

@@ -3,14 +3,20 @@
 //!
 //! Signed-in listings are not capped the way anonymous ones are (see the crate README), so a crawl
 //! that can sign in should. Credentials are found the way docker and other registry tools find
-//! them ([`discover`]): a token piped to `--token-stdin`, then `DOCKERHUB_USERNAME` +
-//! `DOCKERHUB_TOKEN`, then the user's docker `config.json` (its credential helpers, then its
-//! inline `auth`). Never from a flag value, which any user could read in `ps`.
+//! them ([`explicit`], [`discover`]): a token piped to `--token-stdin`, then
+//! `DOCKERHUB_USERNAME` and `DOCKERHUB_TOKEN`, then the user's docker `config.json` (its
+//! credential helpers, then its inline `auth`). Never from a flag value, which any user could read in `ps`. docker keys stored
+//! credentials by host, so the found ones (environment, `config.json`) go to Docker Hub's own
+//! origin only ([`DOCKER_HUB_ORIGIN`]); any other `--hub-url` gets only the explicit
+//! `--token-stdin`, so a mirror or a typo'd host never receives the user's token.
 //!
 //! [`HubAuth`] exchanges them for a short-lived token (`POST /v2/auth/token`, or the older
 //! `/v2/users/login` where that endpoint is missing), renews it a minute before it expires (or
 //! when Hub answers 401 to it), and [`AuthMiddleware`] adds `Authorization: Bearer` to every
-//! request for the Hub origin, and only for it. The middleware sits between the retry and the
+//! request for the Hub origin, and only for it. Hub's refusal of the credentials is final: a
+//! sign-in answered 401/403 is not retried (repeated wrong sign-ins can lock an account), and once
+//! Hub refused the credentials or a token it had just issued after a 401, no request is sent and
+//! no sign-in tried again ([`HubAuth::refused`]); the crawl stops on it. The middleware sits between the retry and the
 //! pacing middleware, so each retry attempt carries the current token and every attempt, the
 //! sign-in requests included, is paced.
 //!
@@ -23,8 +29,8 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -702,7 +708,8 @@ impl HubAuth {
         Ok(())
     }
 
-    /// Why signing in is over for this process (see [`HubAuth::refuse`]), if it is.
+    /// Why signing in is over for this process (Hub refused the credentials, or a token it had
+    /// just issued after a 401), if it is.
     pub fn refused(&self) -> Option<String> {
         self.refused.get().cloned()
     }
@@ -1126,9 +1133,14 @@ mod tests {
             ),
             ("envuser", "piped", &CredentialSource::TokenStdin)
         );
-        let flag = find(&env, Some(Secret::new("piped")), Some("flaguser".into()), HUB)
-            .unwrap()
-            .unwrap();
+        let flag = find(
+            &env,
+            Some(Secret::new("piped")),
+            Some("flaguser".into()),
+            HUB,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(flag.username, "flaguser");
         let from_env = find(&env, None, None, HUB).unwrap().unwrap();
         assert_eq!(

@@ -249,7 +249,9 @@ impl Pacer {
         if self.capped_logged[which].swap(true, Ordering::Relaxed) {
             return;
         }
-        let value = headers.get(name).map_or(String::new(), |v| quote(v.as_bytes()));
+        let value = headers
+            .get(name)
+            .map_or(String::new(), |v| quote(v.as_bytes()));
         tracing::warn!(
             "Hub's {name} {value} asks for a pause longer than {:.1}s; pausing {:.1}s at most",
             cap.as_secs_f64(),
@@ -413,7 +415,10 @@ mod tests {
         for (value, want) in [
             ("1000000000", Some(Duration::from_secs(1_000_000_000))),
             ("18446744073709551615", Some(Duration::from_secs(u64::MAX))),
-            ("99999999999999999999999999", Some(Duration::from_secs(u64::MAX))),
+            (
+                "99999999999999999999999999",
+                Some(Duration::from_secs(u64::MAX)),
+            ),
             ("Fri, 31 Dec 9999 23:59:59 GMT", None),
             ("-5", None),
             ("", None),
@@ -455,7 +460,10 @@ mod tests {
         for (until, want) in [
             (0, StoredPause::Over),
             (1_000_000_000, StoredPause::Over),
-            (1_000_000_030, StoredPause::Wait(Duration::from_millis(29_500))),
+            (
+                1_000_000_030,
+                StoredPause::Wait(Duration::from_millis(29_500)),
+            ),
             // What a capped run stores: the cap rounded up to the next second.
             (1_000_003_601, StoredPause::Wait(hour)),
             (1_000_003_602, StoredPause::Absurd(3601)),
@@ -472,7 +480,10 @@ mod tests {
             .unwrap()
             .with_max_pause(Duration::from_secs(5));
         let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("18446744073709551615"));
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("18446744073709551615"),
+        );
         h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
         h.insert(
             "x-ratelimit-reset",
