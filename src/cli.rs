@@ -83,6 +83,10 @@ pub struct CrawlArgs {
     /// answers against a local double; the default is a minute).
     #[arg(long, hide = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: Option<u64>,
+    /// Longest pause a rate-limit header may impose, in milliseconds (for tests of hostile
+    /// headers against a local double; the default is an hour).
+    #[arg(long, hide = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pause_ms: Option<u64>,
 }
 
 /// `digestmap finalize`.

@@ -4,8 +4,9 @@
 //! and page numbers, and tag names and digests no registry would accept.
 //!
 //! Every case must end in a bounded, clear outcome: the job that met the hostile answer fails
-//! (exit 3, the job listed with its URL) or its bad records are skipped and counted, as the README
-//! documents. Never a crash, a hang, unbounded memory, or a request outside the Hub origin. Each
+//! (exit 3, the job listed with its URL), its bad records are skipped and counted, or the crawl
+//! routes around it (an off-host `next` link, a rate-limit header asking for decades), as the
+//! README documents. Never a crash, a hang, unbounded memory, or a request outside the Hub origin. Each
 //! run is measured: a watchdog kills a crawl that outlives [`DEADLINE`] (so a hang fails the test
 //! instead of stalling it), and `wait4` reports the process's peak memory, checked against
 //! [`MAX_RSS`].
@@ -287,42 +288,111 @@ fn a_redirect_from_http_to_https_is_refused() {
 }
 
 #[test]
-fn a_next_link_to_another_scheme_or_host_is_refused() {
+fn off_host_next_links_are_refused_and_the_crawl_pages_on_the_origin() {
     let (trap, evil) = trap();
-    let hub = small_hub();
-    let names = hub.repo_names();
-    let https = format!(
-        "{}/v2/namespaces/library/repositories/{}/tags?page=2&page_size=100",
-        hub.url().replace("http://", "https://"),
-        names[0]
-    );
-    // Another host through the double's `next` override, another scheme through a raw page.
-    hub.update(|c| {
-        c.off_host_next = Some((names[1].clone(), evil.clone()));
-        c.override_paths = vec![(
-            first_page(&names[0]),
-            200,
-            page(
-                json!(2),
-                json!(https),
-                vec![good_tag("a", &digest('1'), &digest('2'))],
-            ),
-        )];
-    });
-    let sb = Sandbox::new("next-scheme");
-    let run = sb.crawl(&hub, &[]);
-    assert_failed_jobs(
-        &run,
-        &[&first_page(&names[0]), &first_page(&names[1])],
-        "refused to follow",
-    );
-    assert!(run.stderr.contains(&https) && run.stderr.contains(&evil));
+    // Another host, another scheme, and the origin with a user name and password in it: none
+    // is followed, each is named once (without the password), and the following pages are read
+    // from the origin, so the crawl completes.
+    for (name, link) in [
+        ("host", evil.clone()),
+        ("scheme", "https://ORIGIN/v2/namespaces/library/repositories/python/tags?page=2&page_size=100".to_owned()),
+        ("userinfo", "http://crawler:s3cr3t-pass@ORIGIN/v2/namespaces/library/repositories/python/tags?page=2&page_size=100".to_owned()),
+    ] {
+        let hub = small_hub();
+        let origin = hub.url().trim_start_matches("http://").to_owned();
+        let link = link.replace("ORIGIN", &origin);
+        // python, the big repository, has two pages.
+        hub.update(|c| c.off_host_next = Some(("python".to_owned(), link.clone())));
+        let sb = Sandbox::new(&format!("next-{name}"));
+        let run = sb.crawl(&hub, &[]);
+        assert_eq!(run.code, Some(0), "{name}: {}", run.stderr);
+        let named = link.replace("crawler:s3cr3t-pass@", "***@");
+        assert_eq!(
+            run.stderr.matches(&named).count(),
+            1,
+            "{name}: names the link once:\n{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("refused to follow"), "{}", run.stderr);
+        assert!(!run.stderr.contains("s3cr3t"), "{}", run.stderr);
+        assert_eq!(
+            requests_to(&hub, "/repositories/python/tags?page=2&"),
+            [200],
+            "{name}: the following page was read from the origin"
+        );
+        assert!(
+            sb.dataset() == hub.truth(),
+            "{name}: the crawl equals the double's truth"
+        );
+        let store = std::fs::read(sb.db()).unwrap();
+        assert!(
+            !store.windows(6).any(|w| w == b"s3cr3t"),
+            "{name}: the store holds the link's password"
+        );
+    }
     assert!(
         trap.accept().is_err(),
         "a connection reached the foreign host"
     );
-    // The refused page's own tags were stored all the same.
-    assert!(sb.dataset().contains_key(&digest('1')));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile rate-limit headers
+
+#[test]
+fn hostile_rate_limit_headers_neither_panic_nor_stop_the_crawl() {
+    let hub = small_hub();
+    // A window reset past what SystemTime holds on every answer, and a 429 whose Retry-After is
+    // the largest u64: before they were capped, each made `SystemTime + Duration` panic.
+    hub.update(|c| {
+        c.header_overrides = vec![("X-RateLimit-Reset", u64::MAX.to_string())];
+        c.force_429 = [2].into();
+        c.force_429_retry_after = u64::MAX;
+    });
+    let sb = Sandbox::new("hostile-headers");
+    // Tests cap pauses at 300 ms instead of an hour, so the capped pause does not stall them.
+    let run = sb.crawl(&hub, &["--max-pause-ms", "300"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    for header in ["retry-after", "x-ratelimit-reset"] {
+        let line =
+            format!("Hub's {header} \"18446744073709551615\" asks for a pause longer than 0.3s");
+        assert_eq!(
+            run.stderr.matches(&line).count(),
+            1,
+            "{header} capped and logged once:\n{}",
+            run.stderr
+        );
+    }
+    assert!(
+        sb.dataset() == hub.truth(),
+        "the crawl went on to the truth"
+    );
+}
+
+#[test]
+fn a_stored_absurd_pause_does_not_make_resume_wait() {
+    let hub = small_hub();
+    let repo = hub.repo_names()[1].clone();
+    hub.update(|c| c.broken_paths = vec![first_page(&repo)]);
+    let sb = Sandbox::new("stored-pause");
+    let run = sb.crawl(&hub, &[]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    // What `Retry-After: 1000000000` left in the store before pauses were capped.
+    let until = digestmap::clock::now_unix() + 1_000_000_000;
+    {
+        let store = digestmap::store::Store::open(&sb.db()).unwrap();
+        store.write(|w| w.set_pause_until(Some(until))).unwrap();
+    }
+    hub.update(|c| c.broken_paths.clear());
+    // Waiting would be killed by the watchdog (a hang) and fail `bounded`.
+    let run = sb.crawl(&hub, &["--resume"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the store asks to pause") && run.stderr.contains("ignoring it"),
+        "{}",
+        run.stderr
+    );
+    assert!(sb.dataset() == hub.truth());
 }
 
 #[test]

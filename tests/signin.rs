@@ -1,6 +1,11 @@
 //! End-to-end tests of Docker Hub sign-in: the real `digestmap` binary against the project's
-//! Docker Hub double (tests/support/fake_hub), with credentials from each source it reads, and
-//! checks that the secret and the token never show up where they must not.
+//! Docker Hub double (tests/support/fake_hub), and checks that the secret and the token never show
+//! up where they must not.
+//!
+//! The double is not Docker Hub's origin, so only `--token-stdin` signs in to it: credentials
+//! found in the environment or docker's `config.json` are for https://hub.docker.com alone, and
+//! the tests prove they never reach the double. How those sources are read (precedence, every
+//! `config.json` form) is tested on the library in `src/net/auth.rs`.
 //!
 //! Every run gets a scratch `HOME` and no `DOCKERHUB_*` or `DOCKER_CONFIG` of its own, so the
 //! credentials of the person running the tests are never read, let alone sent.
@@ -15,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::fake_hub::{FakeHub, FakeHubConfig, RequestRecord};
-use support::sandbox::{Sandbox, assert_code, stderr};
+use support::sandbox::{Sandbox, assert_code, stderr, stdout};
 
 const USER: &str = "crawler";
 const SECRET: &str = "dckr_pat_9f3Kq7ZxVb2LmN8p";
@@ -25,6 +30,14 @@ impl Sandbox {
     /// `crawl` of `hub` with fast pacing and `extra` flags.
     fn crawl_command(&self, hub: &FakeHub, extra: &[&str]) -> Command {
         self.fast_crawl(&hub.url(), extra)
+    }
+
+    /// `crawl` of `hub` signed in as [`USER`] with `token` piped to `--token-stdin`, then `extra`
+    /// flags; run to its end.
+    fn signed_crawl(&self, hub: &FakeHub, token: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["--token-stdin", "--username", USER];
+        args.extend_from_slice(extra);
+        with_token(self.crawl_command(hub, &args), token)
     }
 
     fn finalize(&self, name: &str) -> (PathBuf, Output) {
@@ -47,6 +60,25 @@ impl Sandbox {
 
 fn run(mut cmd: Command) -> Output {
     cmd.output().expect("run digestmap")
+}
+
+/// Runs `cmd` with `token` and a line end on its standard input.
+fn with_token(mut cmd: Command, token: &str) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run digestmap");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{token}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn sign_ins(hub: &FakeHub) -> usize {
+    hub.requests().iter().filter(|r| is_sign_in(r)).count()
 }
 
 fn hub_with_credentials(extra: impl FnOnce(&mut FakeHubConfig)) -> FakeHub {
@@ -127,23 +159,27 @@ fn assert_absent(haystack: &[u8], needles: &[&str], what: &str) {
 }
 
 #[test]
-fn env_credentials_sign_in_and_never_leak() {
+fn token_stdin_signs_in_and_never_leaks() {
     let hub = hub_with_credentials(|c| c.anonymous_cap = true);
-    let sb = Sandbox::new("env");
-    // A wrong config.json entry too: the environment comes first.
+    let sb = Sandbox::new("stdin");
+    // Wrong credentials in the environment and in config.json: the explicit token wins (and
+    // those are not for this host anyway).
     let auth = "Y3Jhd2xlcjpkY2tyX3BhdF93cm9uZ3dyb25nd3Jvbmc="; // crawler:dckr_pat_wrongwrongwrong
     sb.docker_config(
         &sb.home().join(".docker"),
         &format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}}}}}}"#),
     );
-    let mut cmd = sb.crawl_command(&hub, &["-vv", "--workers", "4"]);
+    let mut cmd = sb.crawl_command(&hub, &["-vv", "--workers", "4", "--token-stdin"]);
     cmd.env("DOCKERHUB_USERNAME", USER)
-        .env("DOCKERHUB_TOKEN", SECRET);
-    let output = run(cmd);
+        .env("DOCKERHUB_TOKEN", WRONG);
+    let output = with_token(cmd, SECRET);
     assert_code(&output, 0, "crawl");
     let err = stderr(&output);
     assert!(
-        err.contains("signing in to Docker Hub as crawler with credentials from DOCKERHUB_USERNAME and DOCKERHUB_TOKEN"),
+        err.contains(&format!(
+            "signing in to {} as crawler with credentials from --token-stdin",
+            hub.url()
+        )),
         "{err}"
     );
 
@@ -166,7 +202,7 @@ fn env_credentials_sign_in_and_never_leak() {
     let out = assert_equals_truth(&sb, &hub);
     let status = run(sb.command(&["-vv", "status"]));
     assert_code(&status, 0, "status");
-    let secrets = [SECRET, tokens[0].as_str()];
+    let secrets = [SECRET, WRONG, tokens[0].as_str()];
     assert_absent(&output.stderr, &secrets, "crawl -vv stderr");
     assert_absent(&output.stdout, &secrets, "crawl stdout");
     assert_absent(&std::fs::read(sb.db()).unwrap(), &secrets, "the store");
@@ -174,120 +210,8 @@ fn env_credentials_sign_in_and_never_leak() {
     assert_absent(&status.stdout, &secrets, "status");
 }
 
-#[test]
-fn wrong_credentials_exit_2_before_crawling_and_leave_the_store_as_it_was() {
-    let hub = hub_with_credentials(|_| {});
-    let sb = Sandbox::new("wrong");
-    let mut cmd = sb.crawl_command(&hub, &["-vv"]);
-    cmd.env("DOCKERHUB_USERNAME", USER)
-        .env("DOCKERHUB_TOKEN", WRONG);
-    let output = run(cmd);
-    assert_code(&output, 2, "crawl with a wrong token");
-    let err = stderr(&output);
-    assert!(
-        err.contains(&format!(
-            "sign-in to {} as crawler failed: incorrect username or password",
-            hub.url()
-        )),
-        "{err}"
-    );
-    assert_absent(&output.stderr, &[WRONG], "stderr");
-    let records = hub.requests();
-    assert!(!records.is_empty());
-    assert!(
-        records.iter().all(is_sign_in),
-        "only sign-in requests reached the double: {:?}",
-        records
-            .iter()
-            .map(|r| &r.path_and_query)
-            .collect::<Vec<_>>()
-    );
-
-    // Nothing was started: the store holds no run, and a crawl with the right token is a first
-    // crawl, signed in again (credentials are never stored).
-    let status = run(sb.command(&["status"]));
-    assert!(
-        String::from_utf8_lossy(&status.stdout).contains("crawl: none yet"),
-        "{}",
-        String::from_utf8_lossy(&status.stdout)
-    );
-    hub.clear_requests();
-    let mut cmd = sb.crawl_command(&hub, &[]);
-    cmd.env("DOCKERHUB_USERNAME", USER)
-        .env("DOCKERHUB_TOKEN", SECRET);
-    let output = run(cmd);
-    assert_code(&output, 0, "crawl with the right token");
-    assert_eq!(hub.requests().iter().filter(|r| is_sign_in(r)).count(), 1);
-    assert_listings_signed_in(&hub);
-    assert_equals_truth(&sb, &hub);
-}
-
-#[test]
-fn falls_back_to_users_login_when_auth_token_is_missing() {
-    let hub = hub_with_credentials(|c| c.no_auth_token_endpoint = true);
-    let sb = Sandbox::new("fallback");
-    let mut cmd = sb.crawl_command(&hub, &[]);
-    cmd.env("DOCKERHUB_USERNAME", USER)
-        .env("DOCKERHUB_TOKEN", SECRET);
-    let output = run(cmd);
-    assert_code(&output, 0, "crawl");
-    let sign_ins: Vec<(String, u16)> = hub
-        .requests()
-        .iter()
-        .filter(|r| is_sign_in(r))
-        .map(|r| (r.path_and_query.clone(), r.status))
-        .collect();
-    assert_eq!(
-        sign_ins,
-        [
-            ("/v2/auth/token".to_owned(), 404),
-            ("/v2/users/login".to_owned(), 200)
-        ]
-    );
-    assert_listings_signed_in(&hub);
-    assert_equals_truth(&sb, &hub);
-}
-
-#[test]
-fn docker_config_json_base64_auth() {
-    let hub = hub_with_credentials(|_| {});
-    let right = "Y3Jhd2xlcjpkY2tyX3BhdF85ZjNLcTdaeFZiMkxtTjhw"; // crawler:dckr_pat_9f3Kq7ZxVb2LmN8p
-    let wrong = "Y3Jhd2xlcjpkY2tyX3BhdF93cm9uZ3dyb25nd3Jvbmc="; // crawler:dckr_pat_wrongwrongwrong
-    let entry = |auth: &str| {
-        format!(
-            r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{auth}"}},"ghcr.io":{{"auth":"eDp5"}}}}}}"#
-        )
-    };
-
-    // ~/.docker/config.json.
-    let sb = Sandbox::new("config-home");
-    let config = sb.docker_config(&sb.home().join(".docker"), &entry(right));
-    let output = run(sb.crawl_command(&hub, &[]));
-    assert_code(&output, 0, "crawl with ~/.docker/config.json");
-    let err = stderr(&output);
-    let source = config.join("config.json").display().to_string();
-    assert!(
-        err.contains(&format!("with credentials from {source}")),
-        "{err}"
-    );
-    assert_listings_signed_in(&hub);
-    assert_equals_truth(&sb, &hub);
-    assert_absent(&output.stderr, &[SECRET, right], "stderr");
-
-    // DOCKER_CONFIG wins over ~/.docker.
-    hub.clear_requests();
-    let sb = Sandbox::new("config-env");
-    sb.docker_config(&sb.home().join(".docker"), &entry(wrong));
-    let elsewhere = sb.docker_config(&sb.path("elsewhere"), &entry(right));
-    let mut cmd = sb.crawl_command(&hub, &[]);
-    cmd.env("DOCKER_CONFIG", &elsewhere);
-    let output = run(cmd);
-    assert_code(&output, 0, "crawl with DOCKER_CONFIG");
-    assert_listings_signed_in(&hub);
-}
-
 /// Writes `docker-credential-test` into `bin`: it answers `get` for any server (logging the
-/// server it was asked about to `asked`), with the right credentials.
+/// server it was asked about to `asked`), with the double's credentials.
 #[cfg(unix)]
 fn credential_helper(bin: &Path, asked: &Path) {
     use std::os::unix::fs::PermissionsExt;
@@ -308,23 +232,27 @@ printf '{{"ServerURL":"%s","Username":"{USER}","Secret":"{SECRET}"}}\n' "$server
 
 #[cfg(unix)]
 #[test]
-fn docker_credential_helpers() {
+fn found_credentials_stay_with_docker_hub() {
+    // The double accepts exactly the credentials the environment, config.json and the helper
+    // hold: were any of them sent, it would sign in.
     let hub = hub_with_credentials(|_| {});
+    let right = "Y3Jhd2xlcjpkY2tyX3BhdF85ZjNLcTdaeFZiMkxtTjhw"; // crawler:dckr_pat_9f3Kq7ZxVb2LmN8p
     let path = format!(
         "{}:{}",
         "BIN",
         std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".to_owned())
     );
-    for (name, config, server) in [
+    for (name, env, config) in [
         (
-            "store",
-            r#"{"auths":{"https://index.docker.io/v1/":{}},"credsStore":"test"}"#,
-            "https://index.docker.io/v1/",
+            "env-and-auth",
+            true,
+            format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{right}"}}}}}}"#),
         ),
         (
             "helpers",
-            r#"{"auths":{},"credHelpers":{"docker.io":"test","ghcr.io":"other"}}"#,
-            "docker.io",
+            false,
+            r#"{"auths":{"https://index.docker.io/v1/":{}},"credsStore":"test","credHelpers":{"docker.io":"test"}}"#
+                .to_owned(),
         ),
     ] {
         hub.clear_requests();
@@ -332,69 +260,120 @@ fn docker_credential_helpers() {
         let bin = sb.path("bin");
         let asked = sb.path("asked.txt");
         credential_helper(&bin, &asked);
-        let docker = sb.docker_config(&sb.home().join(".docker"), config);
-        let mut cmd = sb.crawl_command(&hub, &[]);
-        cmd.env("PATH", path.replace("BIN", bin.to_str().unwrap()));
+        let docker = sb.docker_config(&sb.path("docker"), &config);
+        let mut cmd = sb.crawl_command(&hub, &["-vv"]);
+        cmd.env("DOCKER_CONFIG", &docker)
+            .env("PATH", path.replace("BIN", bin.to_str().unwrap()));
+        if env {
+            cmd.env("DOCKERHUB_USERNAME", USER)
+                .env("DOCKERHUB_TOKEN", SECRET);
+        }
         let output = run(cmd);
         assert_code(&output, 0, &format!("crawl with {name}"));
         let err = stderr(&output);
-        let source = format!(
-            "docker-credential-test (configured in {})",
-            docker.join("config.json").display()
+        let sources = if env {
+            format!(
+                "DOCKERHUB_USERNAME/DOCKERHUB_TOKEN and {}",
+                docker.join("config.json").display()
+            )
+        } else {
+            docker.join("config.json").display().to_string()
+        };
+        assert!(
+            err.contains(&format!(
+                "not signing in to {} with the credentials in {sources}: they are for Docker Hub (https://hub.docker.com) only",
+                hub.url()
+            )),
+            "{name}: {err}"
         );
-        assert!(err.contains(&source), "{err}");
-        assert_eq!(
-            std::fs::read_to_string(&asked).unwrap(),
-            format!("{server}\n")
+        let records = hub.requests();
+        assert!(!records.is_empty());
+        assert!(
+            records
+                .iter()
+                .all(|r| !is_sign_in(r) && r.authorization.is_none()),
+            "{name}: credentials reached the double"
         );
-        assert_listings_signed_in(&hub);
-        assert_absent(&output.stderr, &[SECRET], "stderr");
+        assert!(!asked.exists(), "{name}: the credential helper was run");
+        assert_equals_truth(&sb, &hub);
+        assert_absent(&output.stderr, &[SECRET, right], "stderr");
     }
 }
 
 #[test]
-fn token_stdin_comes_first() {
+fn a_refused_token_is_sent_once_and_exits_2_before_crawling() {
     let hub = hub_with_credentials(|_| {});
-    let sb = Sandbox::new("stdin");
-    // The environment holds a wrong token: --token-stdin must win over it.
-    let mut cmd = sb.crawl_command(&hub, &["--token-stdin", "--username", USER]);
-    cmd.env("DOCKERHUB_USERNAME", "someone-else")
-        .env("DOCKERHUB_TOKEN", WRONG)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{SECRET}\n").as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert_code(&output, 0, "crawl --token-stdin");
-    assert!(stderr(&output).contains("credentials from --token-stdin"));
+    let sb = Sandbox::new("wrong");
+    let output = sb.signed_crawl(&hub, WRONG, &["-vv"]);
+    assert_code(&output, 2, "crawl with a wrong token");
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!(
+            "sign-in to {} as crawler failed: incorrect username or password",
+            hub.url()
+        )),
+        "{err}"
+    );
+    assert_absent(&output.stderr, &[WRONG], "stderr");
+    // Hub's 401 to a sign-in is final: sending the token again could lock the account.
+    let records = hub.requests();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| (r.path_and_query.as_str(), r.status))
+            .collect::<Vec<_>>(),
+        [("/v2/auth/token", 401)],
+        "one sign-in request and nothing else"
+    );
+
+    // Nothing was started: the store holds no run, and a crawl with the right token is a first
+    // crawl, signed in again (credentials are never stored).
+    let status = run(sb.command(&["status"]));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("crawl: none yet"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    hub.clear_requests();
+    let output = sb.signed_crawl(&hub, SECRET, &[]);
+    assert_code(&output, 0, "crawl with the right token");
+    assert_eq!(sign_ins(&hub), 1);
     assert_listings_signed_in(&hub);
     assert_equals_truth(&sb, &hub);
-    assert_absent(&output.stderr, &[SECRET], "stderr");
+}
 
+#[test]
+fn falls_back_to_users_login_when_auth_token_is_missing() {
+    let hub = hub_with_credentials(|c| c.no_auth_token_endpoint = true);
+    let sb = Sandbox::new("fallback");
+    let output = sb.signed_crawl(&hub, SECRET, &[]);
+    assert_code(&output, 0, "crawl");
+    let sign_ins: Vec<(String, u16)> = hub
+        .requests()
+        .iter()
+        .filter(|r| is_sign_in(r))
+        .map(|r| (r.path_and_query.clone(), r.status))
+        .collect();
+    assert_eq!(
+        sign_ins,
+        [
+            ("/v2/auth/token".to_owned(), 404),
+            ("/v2/users/login".to_owned(), 200)
+        ]
+    );
+    assert_listings_signed_in(&hub);
+    assert_equals_truth(&sb, &hub);
+}
+
+#[test]
+fn token_stdin_usage_errors() {
+    let hub = hub_with_credentials(|_| {});
     // Without a user name, or with an empty standard input: usage errors, nothing sent.
-    hub.clear_requests();
     let sb = Sandbox::new("stdin-usage");
     let output = run(sb.crawl_command(&hub, &["--token-stdin"]));
     assert_code(&output, 2, "--token-stdin with empty stdin");
     assert!(stderr(&output).contains("standard input holds no token"));
-    let mut cmd = sb.crawl_command(&hub, &["--token-stdin"]);
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(SECRET.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = with_token(sb.crawl_command(&hub, &["--token-stdin"]), SECRET);
     assert_code(&output, 2, "--token-stdin without a user name");
     assert!(
         stderr(&output).contains("--username"),
@@ -404,17 +383,18 @@ fn token_stdin_comes_first() {
     let output = run(sb.crawl_command(&hub, &["--username", USER]));
     assert_code(&output, 2, "--username without --token-stdin");
     assert!(hub.requests().is_empty());
+    assert!(!sb.db().exists(), "a usage error creates no store");
 }
 
 #[test]
 fn expiring_token_is_renewed_mid_crawl() {
     // The client assumes a 10-minute token (the double's are no JWTs), so each expiry shows
-    // as a 401. About 10 requests at 4 a second outlast two of the one-second lifetimes, and a
-    // renewed token reaches the double well within its second even on a loaded machine.
-    let hub = hub_with_credentials(|c| c.token_ttl = Some(Duration::from_secs(1)));
+    // as a 401. About 12 requests at 4 a second outlast a two-second lifetime, and a renewed
+    // token reaches the double well within its two seconds even on a loaded machine.
+    let hub = hub_with_credentials(|c| c.token_ttl = Some(Duration::from_secs(2)));
     let sb = Sandbox::new("expiry");
     let url = hub.url();
-    let mut cmd = sb.command(&[
+    let cmd = sb.command(&[
         "crawl",
         "--hub-url",
         &url,
@@ -424,10 +404,11 @@ fn expiring_token_is_renewed_mid_crawl() {
         "2",
         "--retry-base-ms",
         "20",
+        "--token-stdin",
+        "--username",
+        USER,
     ]);
-    cmd.env("DOCKERHUB_USERNAME", USER)
-        .env("DOCKERHUB_TOKEN", SECRET);
-    let output = run(cmd);
+    let output = with_token(cmd, SECRET);
     assert_code(&output, 0, "crawl");
     let err = stderr(&output);
     assert!(err.contains("job attempts repeated 0"), "{err}");
@@ -447,6 +428,89 @@ fn expiring_token_is_renewed_mid_crawl() {
     assert_absent(&output.stderr, &[SECRET], "stderr");
     for token in &tokens {
         assert_absent(&output.stderr, &[token.as_str()], "stderr");
+    }
+}
+
+/// Crawls until Hub turns against the credentials at request `from`, as `change` says; the
+/// crawl must stop with exit 2 and `message` after exactly one more sign-in, and resume to the
+/// truth once the double is healed.
+fn stops_after_one_renewal(name: &str, change: fn(&mut FakeHubConfig, u64), message: &str) {
+    // Request 0 is the sign-in, 1 the repository list: the third request on meets the change.
+    let hub = hub_with_credentials(|c| change(c, 3));
+    let sb = Sandbox::new(name);
+    let output = sb.signed_crawl(&hub, SECRET, &["--workers", "2"]);
+    assert_code(&output, 2, name);
+    let err = stderr(&output);
+    assert!(err.contains(message), "{name}: {err}");
+    assert!(err.contains("crawl --resume"), "{name}: {err}");
+    assert_eq!(
+        sign_ins(&hub),
+        2,
+        "{name}: the first sign-in and one renewal"
+    );
+    let refused = hub
+        .requests()
+        .iter()
+        .filter(|r| r.status == 401 && !is_sign_in(r))
+        .count();
+    assert!(
+        (1..=4).contains(&refused),
+        "{name}: {refused} listings refused: each worker stops at its first refusal or the renewed token's"
+    );
+    assert_absent(&output.stderr, &[SECRET], "stderr");
+
+    // The run is unfinished, and resumes once Hub takes the credentials again.
+    let status = run(sb.command(&["status"]));
+    assert!(
+        stdout(&status).contains("unfinished"),
+        "{name}: {}",
+        stdout(&status)
+    );
+    hub.update(|c| {
+        c.revoke_from = None;
+        c.refuse_tokens_from = None;
+    });
+    hub.clear_requests();
+    let output = sb.signed_crawl(&hub, SECRET, &["--resume"]);
+    assert_code(&output, 0, &format!("{name}: crawl --resume"));
+    assert_eq!(sign_ins(&hub), 1);
+    assert_equals_truth(&sb, &hub);
+}
+
+#[test]
+fn credentials_revoked_mid_crawl_end_it_after_one_sign_in() {
+    stops_after_one_renewal(
+        "revoked",
+        |c, at| c.revoke_from = Some(at),
+        "failed: incorrect username or password",
+    );
+}
+
+#[test]
+fn a_401_to_a_renewed_token_ends_the_crawl() {
+    stops_after_one_renewal(
+        "refused-token",
+        |c, at| c.refuse_tokens_from = Some(at),
+        "answered 401 to a token it had just issued to crawler",
+    );
+}
+
+#[test]
+fn hub_url_userinfo_is_refused_without_repeating_it() {
+    let sb = Sandbox::new("userinfo");
+    for url in [
+        format!("http://{USER}:{SECRET}@127.0.0.1:9"),
+        format!("https://{SECRET}@hub.docker.com"),
+        // Not even a valid URL (the port): the parse error must not repeat it either.
+        format!("http://{USER}:{SECRET}@127.0.0.1:99999"),
+    ] {
+        let output = run(sb.command(&["-vv", "crawl", "--hub-url", &url]));
+        assert_code(&output, 2, "crawl --hub-url with userinfo");
+        let err = stderr(&output);
+        assert!(err.contains("***@"), "{err}");
+        assert!(!err.contains(&format!("{USER}:")), "{err}");
+        assert_absent(&output.stderr, &[SECRET], "stderr");
+        assert!(!sb.db().exists(), "no store was created");
     }
 }
 

@@ -30,6 +30,9 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
     if let Some(ms) = args.request_timeout_ms {
         options.net.request_timeout = std::time::Duration::from_millis(ms);
     }
+    if let Some(ms) = args.max_pause_ms {
+        options.net.max_pause = std::time::Duration::from_millis(ms);
+    }
     if let Err(e) = options.validate() {
         ui.error(&e.to_string());
         return super::USAGE;
@@ -46,8 +49,8 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
             return super::USAGE;
         }
     };
-    options.credentials = match auth::discover(stdin_token, args.username.clone()) {
-        Ok(credentials) => credentials,
+    let explicit = match auth::explicit(stdin_token, args.username.clone()) {
+        Ok(explicit) => explicit,
         Err(e) => {
             ui.error(&e.to_string());
             return super::USAGE;
@@ -66,6 +69,17 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
             return super::store_error_code(&e);
         }
     };
+    // Found credentials are for Docker Hub's own origin only, so the origin comes first. When it
+    // cannot be planned, the crawl below fails for that reason before any request.
+    if let Ok(origin) = crawl::planned_hub_url(&store, &options) {
+        options.credentials = match auth::discover(explicit, &origin) {
+            Ok(credentials) => credentials,
+            Err(e) => {
+                ui.error(&e.to_string());
+                return super::USAGE;
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,5 +1,13 @@
 //! What a worker does with one job: fetch the page, parse it, validate what it holds, and decide
 //! where its `next` link may lead. Nothing here touches the store; the outcome goes to the writer.
+//!
+//! A `next` link is only a hint that a following page exists: Hub's is this page's URL with
+//! `page` one higher, and nothing else is accepted. A link that leaves the `--hub-url` origin is
+//! never followed; the following page is read from the origin instead (this URL, `page` + 1), so
+//! a hostile or misconfigured link loses nothing. Such a link is named in a warning once per
+//! process, not on every page, retry and resume.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use url::Url;
 
@@ -123,15 +131,28 @@ async fn attempt(
     };
     let next = match next {
         None => Ok(None),
+        Some(_) if empty => Err(format!(
+            "{url}: the page holds no entries yet links a next page"
+        )),
         Some(link) => match api.same_origin(&link) {
-            Err(err) => Err(format!("{url}: {err}")),
+            Err(err) => match following_page(&url) {
+                Some(next) => {
+                    if OFF_HOST_NAMED.swap(true, Ordering::Relaxed) {
+                        tracing::debug!("{url}: {err}; reading {next} instead");
+                    } else {
+                        tracing::warn!(
+                            "{url}: {err}; reading the following pages from {} instead (further such links are logged with -vv)",
+                            api.origin()
+                        );
+                    }
+                    Ok(Some(next))
+                }
+                None => Err(format!("{url}: {err}")),
+            },
             // Hub's next link is this page's URL with `page` one higher. Anything else (a link
             // back to an earlier page, a jump far ahead) could make the crawl go round forever.
             Ok(next) if page_number(&next) != page_number(&url).map(|p| p + 1) => Err(format!(
                 "{url}: refused the next link {next}: it does not lead to the following page"
-            )),
-            Ok(_) if empty => Err(format!(
-                "{url}: the page holds no entries yet links a next page"
             )),
             Ok(next) => Ok(Some(next)),
         },
@@ -144,6 +165,23 @@ async fn attempt(
         skips,
         skipped_names,
     }))
+}
+
+/// Whether an off-host `next` link was named in a warning already.
+static OFF_HOST_NAMED: AtomicBool = AtomicBool::new(false);
+
+/// `url` with its `page` one higher (the rest of the query as it was): the page Hub's own `next`
+/// link names. `None` when the page number is not one.
+fn following_page(url: &Url) -> Option<Url> {
+    let page = page_number(url)?.checked_add(1)?.to_string();
+    let mut pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    match pairs.iter_mut().find(|(k, _)| k == "page") {
+        Some((_, v)) => *v = page,
+        None => pairs.push(("page".to_owned(), page)),
+    }
+    let mut next = url.clone();
+    next.query_pairs_mut().clear().extend_pairs(pairs);
+    Some(next)
 }
 
 /// The `page` query parameter of a listing URL (1 when absent, as Hub assumes).
@@ -201,4 +239,40 @@ fn parse_tags(body: &[u8], repo: &RepoName) -> Result<Parsed, hub::PageError> {
         skips,
         skipped_names,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_following_page_keeps_the_rest_of_the_query() {
+        for (url, want) in [
+            (
+                "https://hub.docker.com/v2/namespaces/library/repositories/python/tags?page=1&page_size=100&ordering=-last_updated&name=3.1+x%26y",
+                Some(
+                    "https://hub.docker.com/v2/namespaces/library/repositories/python/tags?page=2&page_size=100&ordering=-last_updated&name=3.1+x%26y",
+                ),
+            ),
+            (
+                "http://127.0.0.1:1/v2/x?page_size=100",
+                Some("http://127.0.0.1:1/v2/x?page_size=100&page=2"),
+            ),
+            (
+                "http://127.0.0.1:1/v2/x?page=41",
+                Some("http://127.0.0.1:1/v2/x?page=42"),
+            ),
+            ("http://127.0.0.1:1/v2/x?page=18446744073709551615", None),
+            ("http://127.0.0.1:1/v2/x?page=two", None),
+        ] {
+            let got = following_page(&Url::parse(url).unwrap());
+            assert_eq!(got.as_ref().map(Url::as_str), want, "{url}");
+            if let Some(next) = got {
+                assert_eq!(
+                    page_number(&next),
+                    page_number(&Url::parse(url).unwrap()).map(|p| p + 1)
+                );
+            }
+        }
+    }
 }

@@ -5,7 +5,9 @@
 //! A repository-list page spawns the next repository page and one tag-list job per repository new
 //! to this run; a tag-list page stores its tags and spawns the next tag page. A transient failure
 //! puts the job back with a growing delay; after [`MAX_ATTEMPTS`] it moves to `failed`, where
-//! `crawl --resume` finds it again. A 429 puts the job back without counting an attempt.
+//! `crawl --resume` finds it again. A 429 puts the job back without counting an attempt. When
+//! Hub refuses the credentials mid-crawl (see `net::auth`), no job can succeed: every worker
+//! stops, the jobs in flight stay in the store, and the crawl ends in [`CrawlError::Auth`].
 //!
 //! Nothing here knows about the terminal: progress is a set of counters ([`Progress`]) that the
 //! binary may draw.
@@ -25,6 +27,7 @@ use crate::clock;
 use crate::hub::{HubApi, Skips};
 use crate::model::RepoName;
 use crate::net::auth::{Credentials, SignInError};
+use crate::net::pace::StoredPause;
 use crate::net::{HttpClient, NetConfig, Pacer};
 use crate::store::{
     Counts, CrawlRun, FailedJob, Job, JobId, JobKind, RepoState, RunMode, RunState, RunStats,
@@ -181,7 +184,8 @@ pub enum CrawlError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
-    /// Hub refused the credentials: nothing was crawled.
+    /// Hub refused the credentials at sign-in (nothing was crawled), or mid-crawl (the run
+    /// stays resumable).
     #[error("{0}")]
     Auth(String),
     /// Hub could not be reached to sign in, after the retries: nothing was crawled.
@@ -198,16 +202,24 @@ pub async fn crawl(
 ) -> Result<CrawlReport, CrawlError> {
     let started = Instant::now();
     options.validate()?;
-    let pacer = Arc::new(Pacer::new(options.rps).map_err(|e| CrawlError::Usage(e.to_string()))?);
+    let pacer = Arc::new(
+        Pacer::new(options.rps)
+            .map_err(|e| CrawlError::Usage(e.to_string()))?
+            .with_max_pause(options.net.max_pause),
+    );
     let plan = prepare_run(&store, &options)?;
     let api = HubApi::new(&plan.run().hub_url).map_err(|e| CrawlError::Usage(e.to_string()))?;
     if let Some(until) = store.pause_until()? {
-        pacer.restore_pause(until);
-        if let Some(wait) = pacer.pause_remaining() {
-            tracing::warn!(
+        match pacer.restore_pause(until) {
+            StoredPause::Over => {}
+            StoredPause::Wait(wait) => tracing::warn!(
                 "Hub asked the last run to pause; waiting {:.0}s before the first request",
                 wait.as_secs_f64()
-            );
+            ),
+            StoredPause::Absurd(secs) => tracing::warn!(
+                "the store asks to pause {secs}s, longer than any pause digestmap keeps ({}s); ignoring it",
+                options.net.max_pause.as_secs()
+            ),
         }
     }
     let client = HttpClient::new(
@@ -221,7 +233,7 @@ pub async fn crawl(
     tokio::select! {
         () = cancel.cancelled() => {}
         signed = client.sign_in() => signed.map_err(|e| match e {
-            SignInError::Rejected { .. } => CrawlError::Auth(e.to_string()),
+            SignInError::Rejected { .. } | SignInError::Refused(_) => CrawlError::Auth(e.to_string()),
             SignInError::Unreachable { .. } => CrawlError::SignInUnavailable(e.to_string()),
         })?,
     }
@@ -267,6 +279,9 @@ pub async fn crawl(
             })?
     };
 
+    // Stops the workers like Ctrl-C does, but without counting as an interruption: fired when
+    // Hub refuses the credentials mid-crawl, which no other job can get past.
+    let halt = cancel.child_token();
     let mut workers = Vec::with_capacity(options.workers);
     for _ in 0..options.workers {
         let (queue, client, api, tx, cancel) = (
@@ -274,7 +289,7 @@ pub async fn crawl(
             client.clone(),
             api.clone(),
             tx.clone(),
-            cancel.clone(),
+            halt.clone(),
         );
         let progress = progress.clone();
         workers.push(tokio::spawn(async move {
@@ -294,6 +309,11 @@ pub async fn crawl(
                     client.stats().requests.load(Ordering::Relaxed),
                     Ordering::Relaxed,
                 );
+                if matches!(outcome, Outcome::Failed { .. }) && client.sign_in_refused().is_some() {
+                    // Signed out for good: the job stays in the store for `--resume`.
+                    cancel.cancel();
+                    break;
+                }
                 // Wait for the commit before taking another job: a worker then holds at most one
                 // uncommitted page, which bounds what a crash can make us fetch again.
                 let (ack, committed) = oneshot::channel();
@@ -312,7 +332,7 @@ pub async fn crawl(
     }
     drop(tx);
     let cancel_watch = {
-        let (queue, cancel) = (queue.clone(), cancel.clone());
+        let (queue, cancel) = (queue.clone(), halt.clone());
         tokio::spawn(async move {
             cancel.cancelled().await;
             queue.close();
@@ -338,6 +358,10 @@ pub async fn crawl(
     match writer_result {
         Ok(result) => result?,
         Err(panic) => std::panic::resume_unwind(panic),
+    }
+    if let Some(why) = client.sign_in_refused() {
+        // Everything fetched is committed; the unfinished jobs wait for `--resume`.
+        return Err(CrawlError::Auth(why));
     }
 
     let interrupted = cancel.is_cancelled();
@@ -388,6 +412,12 @@ pub(crate) fn injected_panic(site: &str) {
     if std::env::var_os("DIGESTMAP_TEST_PANIC").is_some_and(|v| v == site) {
         panic!("injected {site} panic (DIGESTMAP_TEST_PANIC, a test-only hook)");
     }
+}
+
+/// The Hub origin [`crawl`] will talk to with these options (on resume, the stored run's), as
+/// it will decide it; writes nothing. Which credentials apply depends on it.
+pub fn planned_hub_url(store: &Store, options: &CrawlOptions) -> Result<String, CrawlError> {
+    Ok(prepare_run(store, options)?.run().hub_url.clone())
 }
 
 /// What `crawl` is about to do, decided before anything is written.

@@ -4,6 +4,9 @@
 //! page, and a `next` link is only followed after [`HubApi::same_origin`] has checked that it stays
 //! on the scheme, host and port of `--hub-url`: a page must never be able to send the crawler (and,
 //! later, its credentials) to another host.
+//!
+//! A URL's userinfo (`user:password@`) is a secret: `--hub-url` refuses it without repeating it,
+//! and every URL these errors quote passes through [`redact_userinfo`] first.
 
 use std::net::IpAddr;
 
@@ -18,9 +21,16 @@ pub struct HubApi {
     base: Url,
 }
 
-/// Why `--hub-url` was refused.
+/// Why `--hub-url` was refused. Every variant quotes the URL with its userinfo replaced by
+/// `***`.
 #[derive(Debug, thiserror::Error)]
 pub enum HubUrlError {
+    /// A user name or password in the URL: credentials never go in a flag's value (others can
+    /// read it in `ps`), and the message must not repeat them.
+    #[error(
+        "--hub-url {0:?} holds a user name or password, which digestmap never sends; give the bare origin, and sign in with --token-stdin"
+    )]
+    Userinfo(String),
     /// Not a URL at all.
     #[error("--hub-url {url:?} is not a valid URL: {source}")]
     Parse {
@@ -54,23 +64,25 @@ pub struct OffHostError {
 impl HubApi {
     /// Validates the API base: https anywhere, plain http only on loopback (for local doubles).
     pub fn new(base: &str) -> Result<Self, HubUrlError> {
+        let shown = redact_userinfo(base);
         let url = Url::parse(base).map_err(|source| HubUrlError::Parse {
-            url: base.to_owned(),
+            url: shown.clone(),
             source,
         })?;
-        if !url.username().is_empty()
-            || url.password().is_some()
-            || url.query().is_some()
+        if !url.username().is_empty() || url.password().is_some() || shown != base {
+            return Err(HubUrlError::Userinfo(shown));
+        }
+        if url.query().is_some()
             || url.fragment().is_some()
             || url.host_str().is_none()
             || !matches!(url.path(), "" | "/")
         {
-            return Err(HubUrlError::NotAnOrigin(base.to_owned()));
+            return Err(HubUrlError::NotAnOrigin(shown));
         }
         match url.scheme() {
             "https" => {}
             "http" if is_loopback(&url) => {}
-            _ => return Err(HubUrlError::Insecure(base.to_owned())),
+            _ => return Err(HubUrlError::Insecure(shown)),
         }
         Ok(Self { base: url })
     }
@@ -160,8 +172,22 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// A link as an error may quote it: without userinfo, at most 200 characters.
 fn shorten(text: &str) -> String {
-    text.chars().take(200).collect()
+    redact_userinfo(text).chars().take(200).collect()
+}
+
+/// `text` with the userinfo of the URL it holds (`user:password@` before the host) replaced by
+/// `***`, so no message repeats it. Works on text that does not parse as a URL too, since a
+/// parse error must not echo the secret either.
+pub fn redact_userinfo(text: &str) -> String {
+    let start = text.find("://").map_or(0, |i| i + 3);
+    let rest = &text[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{}***{}", &text[..start], &rest[at..]),
+        None => text.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -184,9 +210,56 @@ mod tests {
         ));
         assert!(matches!(
             HubApi::new("https://u:p@hub.docker.com"),
-            Err(HubUrlError::NotAnOrigin(_))
+            Err(HubUrlError::Userinfo(_))
         ));
         assert!(HubApi::new("not a url").is_err());
+    }
+
+    #[test]
+    fn userinfo_is_refused_and_never_repeated() {
+        for (given, shown) in [
+            (
+                "http://user:s3cret@127.0.0.1:8080",
+                "http://***@127.0.0.1:8080",
+            ),
+            ("https://tok@hub.docker.com/", "https://***@hub.docker.com/"),
+            (
+                "https://:s3cret@hub.docker.com",
+                "https://***@hub.docker.com",
+            ),
+            (
+                "https://a@b:c@hub.docker.com/x@y",
+                "https://***@hub.docker.com/x@y",
+            ),
+            // Unparsable (a port too large), yet the secret must not be echoed.
+            (
+                "http://user:s3cret@127.0.0.1:99999",
+                "http://***@127.0.0.1:99999",
+            ),
+            ("user:s3cret@host", "***@host"),
+        ] {
+            assert_eq!(redact_userinfo(given), shown);
+            let err = HubApi::new(given).unwrap_err().to_string();
+            assert!(
+                !["s3cret", "user:", "tok@", "a@b"]
+                    .iter()
+                    .any(|s| err.contains(s)),
+                "{err}"
+            );
+            assert!(err.contains(shown), "{err}");
+        }
+        assert!(matches!(
+            HubApi::new("http://user:s3cret@127.0.0.1:8080"),
+            Err(HubUrlError::Userinfo(_))
+        ));
+        for plain in ["https://hub.docker.com/v2/x?a=b@c", "no url at all", ""] {
+            assert_eq!(redact_userinfo(plain), plain);
+        }
+        let api = HubApi::new("http://127.0.0.1:8080").unwrap();
+        let err = api
+            .same_origin("http://me:s3cret@127.0.0.1:8080/v2/x?page=2")
+            .unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -3,14 +3,20 @@
 //!
 //! Signed-in listings are not capped the way anonymous ones are (see the crate README), so a crawl
 //! that can sign in should. Credentials are found the way docker and other registry tools find
-//! them ([`discover`]): a token piped to `--token-stdin`, then `DOCKERHUB_USERNAME` +
-//! `DOCKERHUB_TOKEN`, then the user's docker `config.json` (its credential helpers, then its
-//! inline `auth`). Never from a flag value, which any user could read in `ps`.
+//! them ([`explicit`], [`discover`]): a token piped to `--token-stdin`, then
+//! `DOCKERHUB_USERNAME` and `DOCKERHUB_TOKEN`, then the user's docker `config.json` (its
+//! credential helpers, then its inline `auth`). Never from a flag value, which any user could read in `ps`. docker keys stored
+//! credentials by host, so the found ones (environment, `config.json`) go to Docker Hub's own
+//! origin only ([`DOCKER_HUB_ORIGIN`]); any other `--hub-url` gets only the explicit
+//! `--token-stdin`, so a mirror or a typo'd host never receives the user's token.
 //!
 //! [`HubAuth`] exchanges them for a short-lived token (`POST /v2/auth/token`, or the older
 //! `/v2/users/login` where that endpoint is missing), renews it a minute before it expires (or
 //! when Hub answers 401 to it), and [`AuthMiddleware`] adds `Authorization: Bearer` to every
-//! request for the Hub origin, and only for it. The middleware sits between the retry and the
+//! request for the Hub origin, and only for it. Hub's refusal of the credentials is final: a
+//! sign-in answered 401/403 is not retried (repeated wrong sign-ins can lock an account), and once
+//! Hub refused the credentials or a token it had just issued after a 401, no request is sent and
+//! no sign-in tried again ([`HubAuth::refused`]); the crawl stops on it. The middleware sits between the retry and the
 //! pacing middleware, so each retry attempt carries the current token and every attempt, the
 //! sign-in requests included, is paced.
 //!
@@ -23,8 +29,8 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -164,38 +170,97 @@ pub fn read_token(input: impl Read) -> Result<Secret, CredentialError> {
     Ok(Secret::new(token))
 }
 
-/// Finds the credentials to sign in with, in this order: `stdin_token` (from `--token-stdin`,
-/// its user name from `username` or `DOCKERHUB_USERNAME`), then `DOCKERHUB_USERNAME` +
-/// `DOCKERHUB_TOKEN`, then docker's `config.json` (in `$DOCKER_CONFIG`, else `~/.docker`).
-/// `None` means anonymous. Logs at info which source it used, never the secret.
-pub fn discover(
+/// Docker Hub's own API origin: the only one that found credentials (the environment's, docker's
+/// `config.json`) are sent to, since docker keys them by host.
+pub const DOCKER_HUB_ORIGIN: &str = "https://hub.docker.com";
+
+/// Whether credentials found in the environment or docker's `config.json` may go to `origin`:
+/// only to Docker Hub's own. A mirror, a double or a typo'd host gets only an explicit
+/// `--token-stdin`.
+pub fn found_credentials_apply(origin: &str) -> bool {
+    match (Url::parse(origin), Url::parse(DOCKER_HUB_ORIGIN)) {
+        (Ok(origin), Ok(hub)) => origin.origin() == hub.origin(),
+        _ => false,
+    }
+}
+
+/// The credentials given explicitly: the token read for `--token-stdin`, with its user name from
+/// `username` (`--username`) or `DOCKERHUB_USERNAME`. Checked before anything else happens, so
+/// a half-given sign-in is a usage error that touches nothing.
+pub fn explicit(
     stdin_token: Option<Secret>,
     username: Option<String>,
 ) -> Result<Option<Credentials>, CredentialError> {
-    discover_in(&|name| std::env::var_os(name), stdin_token, username)
+    explicit_in(&|name| std::env::var_os(name), stdin_token, username)
+}
+
+/// [`explicit`] with the environment given as a lookup function.
+fn explicit_in(
+    env: &dyn Fn(&str) -> Option<OsString>,
+    stdin_token: Option<Secret>,
+    username: Option<String>,
+) -> Result<Option<Credentials>, CredentialError> {
+    let Some(secret) = stdin_token else {
+        return Ok(None);
+    };
+    let username = username
+        .filter(|u| !u.trim().is_empty())
+        .or_else(|| env_var(env, "DOCKERHUB_USERNAME"))
+        .ok_or(CredentialError::MissingUsername)?;
+    Ok(Some(Credentials {
+        username: username.trim().to_owned(),
+        secret,
+        source: CredentialSource::TokenStdin,
+    }))
+}
+
+/// A set, non-blank environment variable, trimmed.
+fn env_var(env: &dyn Fn(&str) -> Option<OsString>, name: &str) -> Option<String> {
+    env(name)
+        .map(|v| v.to_string_lossy().trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The credentials to sign in to `origin` with: the `explicit` ones (see [`explicit`]) if
+/// given, else, for Docker Hub's own origin only ([`found_credentials_apply`]),
+/// `DOCKERHUB_USERNAME` + `DOCKERHUB_TOKEN`, then docker's `config.json` (in `$DOCKER_CONFIG`,
+/// else `~/.docker`). `None` means anonymous. Logs at info which source it used, or which found
+/// credentials it leaves unused; never the secret.
+pub fn discover(
+    explicit: Option<Credentials>,
+    origin: &str,
+) -> Result<Option<Credentials>, CredentialError> {
+    discover_in(&|name| std::env::var_os(name), explicit, origin)
 }
 
 /// [`discover`] with the environment given as a lookup function.
 fn discover_in(
     env: &dyn Fn(&str) -> Option<OsString>,
-    stdin_token: Option<Secret>,
-    username: Option<String>,
+    explicit: Option<Credentials>,
+    origin: &str,
 ) -> Result<Option<Credentials>, CredentialError> {
-    let var = |name: &str| {
-        env(name)
-            .map(|v| v.to_string_lossy().trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    let found = if let Some(secret) = stdin_token {
-        let username = username
-            .filter(|u| !u.trim().is_empty())
-            .or_else(|| var("DOCKERHUB_USERNAME"))
-            .ok_or(CredentialError::MissingUsername)?;
-        Some(Credentials {
-            username: username.trim().to_owned(),
-            secret,
-            source: CredentialSource::TokenStdin,
-        })
+    let var = |name: &str| env_var(env, name);
+    let found = if explicit.is_some() {
+        explicit
+    } else if !found_credentials_apply(origin) {
+        // Nothing is read from a helper or decoded: these are not for this host.
+        let mut unused = Vec::new();
+        if var("DOCKERHUB_TOKEN").is_some() {
+            unused.push("DOCKERHUB_USERNAME/DOCKERHUB_TOKEN".to_owned());
+        }
+        if let Some(path) = docker_config_dir(env)
+            .map(|dir| dir.join("config.json"))
+            .filter(|path| mentions_hub(path))
+        {
+            unused.push(path.display().to_string());
+        }
+        if !unused.is_empty() {
+            tracing::info!(
+                "not signing in to {origin} with the credentials in {}: they are for Docker Hub ({DOCKER_HUB_ORIGIN}) only; pipe a token to --token-stdin to sign in to {origin}",
+                unused.join(" and ")
+            );
+        }
+        None
     } else if let Some(token) = var("DOCKERHUB_TOKEN") {
         let username = var("DOCKERHUB_USERNAME").ok_or(CredentialError::TokenWithoutUsername)?;
         Some(Credentials {
@@ -208,15 +273,29 @@ fn discover_in(
     };
     match &found {
         Some(c) => tracing::info!(
-            "signing in to Docker Hub as {} with credentials from {}",
+            "signing in to {origin} as {} with credentials from {}",
             c.username,
             c.source
         ),
-        None => tracing::info!(
+        None if found_credentials_apply(origin) => tracing::info!(
             "no Docker Hub credentials found (--token-stdin, DOCKERHUB_USERNAME/DOCKERHUB_TOKEN, docker config.json); crawling anonymously"
         ),
+        None => tracing::info!("crawling {origin} anonymously (only --token-stdin signs in to it)"),
     }
     Ok(found)
+}
+
+/// Whether the docker `config.json` at `path` holds (or names a helper for) Docker Hub
+/// credentials; read without running any helper, for the log line that says they are unused.
+fn mentions_hub(path: &Path) -> bool {
+    let Ok(text) = std::fs::read(path) else {
+        return false;
+    };
+    let Ok(config) = serde_json::from_slice::<DockerConfig>(&text) else {
+        return false;
+    };
+    hub_entries(&config).next().is_some()
+        || config.cred_helpers.keys().any(|k| hub_key(k).is_some())
 }
 
 /// docker's configuration folder: `$DOCKER_CONFIG`, else `~/.docker`.
@@ -521,6 +600,9 @@ pub enum SignInError {
         /// Hub's message, or the status.
         message: String,
     },
+    /// Hub refused the credentials or a token earlier in this process; nothing was sent.
+    #[error("{0}")]
+    Refused(String),
     /// Hub could not be reached, or kept failing, after the retries.
     #[error("sign-in to {hub} as {user} failed: {message}")]
     Unreachable {
@@ -561,6 +643,13 @@ pub struct HubAuth {
     /// Held while a token is fetched, so concurrent requests wait for one sign-in, not start many.
     state: tokio::sync::Mutex<TokenState>,
     signed_in: AtomicBool,
+    /// Set once Hub refused the credentials or a freshly renewed token: why the crawl stops.
+    /// From then on no request is sent and no sign-in is tried.
+    refused: OnceLock<String>,
+    /// The token signed in for after Hub answered 401 to the one before, until Hub accepts it
+    /// once. A 401 to it means a renewal does not help: the crawl stops instead of signing in
+    /// again (a token that expires after working is renewed as usual).
+    probation: std::sync::Mutex<Option<HeaderValue>>,
 }
 
 impl fmt::Debug for HubAuth {
@@ -599,6 +688,8 @@ impl HubAuth {
             stats,
             state: tokio::sync::Mutex::new(TokenState::default()),
             signed_in: AtomicBool::new(false),
+            refused: OnceLock::new(),
+            probation: std::sync::Mutex::new(None),
         }
     }
 
@@ -615,6 +706,17 @@ impl HubAuth {
         let mut state = self.state.lock().await;
         self.renew(credentials, &mut state).await?;
         Ok(())
+    }
+
+    /// Why signing in is over for this process (Hub refused the credentials, or a token it had
+    /// just issued after a 401), if it is.
+    pub fn refused(&self) -> Option<String> {
+        self.refused.get().cloned()
+    }
+
+    /// Records that Hub refused what we signed in with; the first reason given stays.
+    fn refuse(&self, why: String) -> String {
+        self.refused.get_or_init(|| why).clone()
     }
 
     /// Whether `url` is on the Hub origin: the only place a token may go.
@@ -640,6 +742,8 @@ impl HubAuth {
         }
         match self.renew(credentials, &mut state).await {
             Ok(header) => Ok(Some(header)),
+            // Refused credentials are final: no token, old or new, is worth sending.
+            Err(err @ SignInError::Rejected { .. }) => Err(err),
             Err(err) => match state.token.as_mut() {
                 // Renewal is early on purpose: the old token still works for a while.
                 Some(token) if now < token.expires_at => {
@@ -663,17 +767,59 @@ impl HubAuth {
             .as_ref()
             .expect("only requests that carried a token are renewed");
         let mut state = self.state.lock().await;
+        if let Some(why) = self.refused() {
+            return Err(SignInError::Refused(why));
+        }
         if let Some(token) = &state.token
             && token.header != *rejected
         {
             return Ok((token.header.clone(), false));
         }
+        if self.probation().as_ref() == Some(rejected) {
+            return Err(SignInError::Refused(self.refuse(format!(
+                "{} answered 401 to a token it had just issued to {}, after a 401 to the one before: it no longer accepts this user's tokens",
+                self.api.origin(),
+                credentials.username
+            ))));
+        }
         tracing::info!("Docker Hub no longer accepts the token (expired early?); signing in again");
-        Ok((self.renew(credentials, &mut state).await?, true))
+        let header = self.renew(credentials, &mut state).await?;
+        *self.probation() = Some(header.clone());
+        Ok((header, true))
     }
 
-    /// Signs in and stores the new token; the caller holds the state lock.
+    /// Hub answered `header` with something other than 401: it is not on probation any more.
+    fn accepted(&self, header: &HeaderValue) {
+        let mut probation = self.probation();
+        if probation.as_ref() == Some(header) {
+            *probation = None;
+        }
+    }
+
+    fn probation(&self) -> std::sync::MutexGuard<'_, Option<HeaderValue>> {
+        // Plain data: a panic elsewhere cannot leave it half-written.
+        self.probation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Signs in and stores the new token; the caller holds the state lock. Hub's refusal is
+    /// final: it is recorded ([`HubAuth::refused`]) and no sign-in is tried after it.
     async fn renew(
+        &self,
+        credentials: &Credentials,
+        state: &mut TokenState,
+    ) -> Result<HeaderValue, SignInError> {
+        if let Some(why) = self.refused() {
+            return Err(SignInError::Refused(why));
+        }
+        let result = self.sign_in_once(credentials, state).await;
+        if let Err(err @ SignInError::Rejected { .. }) = &result {
+            self.refuse(err.to_string());
+        }
+        result
+    }
+
+    /// One sign-in (the legacy endpoint after a 404/405 of the modern one).
+    async fn sign_in_once(
         &self,
         credentials: &Credentials,
         state: &mut TokenState,
@@ -827,7 +973,10 @@ async fn read_capped(mut response: Response) -> Result<Vec<u8>, reqwest::Error> 
 
 /// Adds `Authorization: Bearer` to each request for the Hub origin. When Hub answers 401 to the
 /// token (it expired early, or while the request waited for the pacer), the request goes again
-/// with a renewed token: one sign-in at most per request, shared with concurrent requests.
+/// with a renewed token: one sign-in at most per refused token, shared with concurrent requests.
+/// A sign-in Hub refuses, or a 401 to the renewed token before Hub accepted it once, is final:
+/// the request fails, and so does every later one, without another sign-in
+/// ([`HubAuth::refused`] says why).
 pub struct AuthMiddleware {
     auth: Arc<HubAuth>,
 }
@@ -844,6 +993,11 @@ impl AuthMiddleware {
         extensions: &'a mut Extensions,
         next: Next<'a>,
     ) -> reqwest_middleware::Result<Response> {
+        if let Some(why) = self.auth.refused()
+            && self.auth.applies_to(req.url())
+        {
+            return Err(reqwest_middleware::Error::Middleware(anyhow::anyhow!(why)));
+        }
         let header = match self.auth.header_for(req.url()).await {
             Ok(Some(header)) => header,
             Ok(None) => return next.run(req, extensions).await,
@@ -851,17 +1005,25 @@ impl AuthMiddleware {
         };
         req.headers_mut().insert(AUTHORIZATION, header.clone());
         let response = next.run(req, extensions).await?;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            // Renew the token (or take the one another request got meanwhile); the retry
-            // middleware classifies the 401 as transient and sends the request again, through
-            // the pacer and this middleware, with the new token. Its retries are bounded, so a
-            // token Hub keeps refusing ends as the job's error.
-            tracing::debug!("{} answered 401 to the Docker Hub token", response.url());
-            if let Err(err) = self.auth.renew_rejected(&header).await {
+        if response.status() != StatusCode::UNAUTHORIZED {
+            self.auth.accepted(&header);
+            return Ok(response);
+        }
+        // Renew the token (or take the one another request got meanwhile); the retry
+        // middleware classifies the 401 as transient and sends the request again, through the
+        // pacer and this middleware, with the new token.
+        tracing::debug!("{} answered 401 to the Docker Hub token", response.url());
+        match self.auth.renew_rejected(&header).await {
+            Ok(_) => Ok(response),
+            Err(err @ (SignInError::Rejected { .. } | SignInError::Refused(_))) => {
+                Err(reqwest_middleware::Error::Middleware(err.into()))
+            }
+            Err(err) => {
+                // Hub could not be reached for it: the retries may find it back.
                 tracing::warn!("{err}");
+                Ok(response)
             }
         }
-        Ok(response)
     }
 }
 
@@ -960,7 +1122,7 @@ mod tests {
             ("DOCKERHUB_TOKEN", "envtoken"),
             ("DOCKER_CONFIG", dir_text),
         ]);
-        let stdin = discover_in(&env, Some(Secret::new("piped")), None)
+        let stdin = find(&env, Some(Secret::new("piped")), None, HUB)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -971,17 +1133,22 @@ mod tests {
             ),
             ("envuser", "piped", &CredentialSource::TokenStdin)
         );
-        let flag = discover_in(&env, Some(Secret::new("piped")), Some("flaguser".into()))
-            .unwrap()
-            .unwrap();
+        let flag = find(
+            &env,
+            Some(Secret::new("piped")),
+            Some("flaguser".into()),
+            HUB,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(flag.username, "flaguser");
-        let from_env = discover_in(&env, None, None).unwrap().unwrap();
+        let from_env = find(&env, None, None, HUB).unwrap().unwrap();
         assert_eq!(
             (from_env.username.as_str(), from_env.secret.expose()),
             ("envuser", "envtoken")
         );
         let file_only = env_of(&[("DOCKER_CONFIG", dir_text)]);
-        let from_file = discover_in(&file_only, None, None).unwrap().unwrap();
+        let from_file = find(&file_only, None, None, HUB).unwrap().unwrap();
         assert_eq!(
             (from_file.username.as_str(), from_file.secret.expose()),
             ("fileuser", "filesecret")
@@ -991,7 +1158,63 @@ mod tests {
             CredentialSource::DockerConfig(dir.join("config.json"))
         );
         let home = env_of(&[("HOME", "/nonexistent-digestmap-home")]);
-        assert!(discover_in(&home, None, None).unwrap().is_none());
+        assert!(find(&home, None, None, HUB).unwrap().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    const HUB: &str = DOCKER_HUB_ORIGIN;
+
+    /// [`explicit_in`] then [`discover_in`], as `crawl` calls them.
+    fn find(
+        env: &dyn Fn(&str) -> Option<OsString>,
+        stdin_token: Option<Secret>,
+        username: Option<String>,
+        origin: &str,
+    ) -> Result<Option<Credentials>, CredentialError> {
+        let explicit = explicit_in(env, stdin_token, username)?;
+        discover_in(env, explicit, origin)
+    }
+
+    #[test]
+    fn found_credentials_are_for_docker_hub_only() {
+        for (origin, applies) in [
+            ("https://hub.docker.com", true),
+            ("https://hub.docker.com:443", true),
+            ("https://HUB.Docker.com/", true),
+            ("http://hub.docker.com", false),
+            ("https://hub.docker.com:8443", false),
+            ("https://hub.docker.com.evil.example", false),
+            ("https://mirror.example", false),
+            ("http://127.0.0.1:8080", false),
+            ("not a url", false),
+        ] {
+            assert_eq!(found_credentials_apply(origin), applies, "{origin}");
+        }
+        assert_eq!(DOCKER_HUB_ORIGIN, crate::crawl::DEFAULT_HUB_URL);
+
+        let dir = temp_dir("elsewhere");
+        std::fs::write(
+            dir.join("config.json"),
+            r#"{"auths":{"docker.io":{"auth":"ZmlsZXVzZXI6ZmlsZXNlY3JldA=="}}}"#,
+        )
+        .unwrap();
+        assert!(mentions_hub(&dir.join("config.json")));
+        let env = env_of(&[
+            ("DOCKERHUB_USERNAME", "envuser"),
+            ("DOCKERHUB_TOKEN", "envtoken"),
+            ("DOCKER_CONFIG", dir.to_str().unwrap()),
+        ]);
+        let mirror = "https://mirror.example";
+        assert!(find(&env, None, None, mirror).unwrap().is_none());
+        assert!(find(&env, None, None, HUB).unwrap().is_some());
+        // Half-given environment credentials do not matter where they are not used.
+        let token_only = env_of(&[("DOCKERHUB_TOKEN", "t")]);
+        assert!(find(&token_only, None, None, mirror).unwrap().is_none());
+        // An explicit token signs in anywhere.
+        let piped = find(&env, Some(Secret::new("piped")), None, mirror)
+            .unwrap()
+            .unwrap();
+        assert_eq!(piped.source, CredentialSource::TokenStdin);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -999,12 +1222,12 @@ mod tests {
     fn half_given_credentials_are_usage_errors() {
         let none = env_of(&[("HOME", "/nonexistent-digestmap-home")]);
         assert!(matches!(
-            discover_in(&none, Some(Secret::new("t")), None),
+            find(&none, Some(Secret::new("t")), None, HUB),
             Err(CredentialError::MissingUsername)
         ));
         let token_only = env_of(&[("DOCKERHUB_TOKEN", "t")]);
         assert!(matches!(
-            discover_in(&token_only, None, None),
+            find(&token_only, None, None, HUB),
             Err(CredentialError::TokenWithoutUsername)
         ));
         assert!(matches!(

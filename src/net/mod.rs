@@ -40,6 +40,9 @@ pub struct NetConfig {
     pub max_retries: u32,
     /// Shortest and longest backoff between retries.
     pub backoff: (Duration, Duration),
+    /// Longest pause a rate-limit header or a stored pause may impose; at most (and by default)
+    /// [`pace::MAX_PAUSE`].
+    pub max_pause: Duration,
 }
 
 impl Default for NetConfig {
@@ -51,6 +54,7 @@ impl Default for NetConfig {
             request_timeout: Duration::from_secs(60),
             max_retries: 4,
             backoff: (Duration::from_millis(250), Duration::from_secs(20)),
+            max_pause: pace::MAX_PAUSE,
         }
     }
 }
@@ -207,13 +211,14 @@ impl HttpClient {
             .retry_bounds(config.backoff.0, config.backoff.1)
             .build_with_max_retries(config.max_retries);
         let stats = Arc::new(NetStats::default());
-        let retrying = || {
-            RetryTransientMiddleware::new_with_policy_and_strategy(policy, retry::HubRetryStrategy)
-        };
         let pacing = || PacingMiddleware::new(pacer.clone(), stats.clone());
-        // Sign-in requests take the same retries and the same pacer, but not the token middleware.
+        // Sign-in requests take the same pacer and retries, except that a 401 is final there,
+        // and not the token middleware.
         let sign_in_client = ClientBuilder::new(inner.clone())
-            .with(retrying())
+            .with(RetryTransientMiddleware::new_with_policy_and_strategy(
+                policy,
+                retry::SignInRetryStrategy,
+            ))
             .with(pacing())
             .build();
         let auth = Arc::new(auth::HubAuth::new(
@@ -226,7 +231,10 @@ impl HttpClient {
         // cannot make it stale in flight; after a 401 the token middleware renews it and the
         // retry middleware sends the request again, paced like any other.
         let client = ClientBuilder::new(inner)
-            .with(retrying())
+            .with(RetryTransientMiddleware::new_with_policy_and_strategy(
+                policy,
+                retry::HubRetryStrategy,
+            ))
             .with(pacing())
             .with(auth::AuthMiddleware::new(auth.clone()))
             .build();
@@ -242,6 +250,12 @@ impl HttpClient {
     /// without credentials it does nothing.
     pub async fn sign_in(&self) -> Result<(), auth::SignInError> {
         self.auth.sign_in().await
+    }
+
+    /// Why the crawl must stop signed out, once Hub has refused the credentials (at a renewal)
+    /// or a token just renewed: every later request fails at once, without signing in again.
+    pub fn sign_in_refused(&self) -> Option<String> {
+        self.auth.refused()
     }
 
     /// The client's counters.

@@ -12,10 +12,18 @@
 //!   429. This is what lets `--rps` be higher than the window allows without getting 429s.
 //!
 //! The pause is wall-clock time so it can be stored and honoured by a resumed crawl.
+//!
+//! Header values are untrusted: a `Retry-After` of a billion seconds, or an `X-RateLimit-Reset`
+//! past what `SystemTime` can hold, must neither panic (`SystemTime + Duration` overflows) nor
+//! stop the crawl for decades. Every pause a header asks for is capped at [`MAX_PAUSE`] (the
+//! window wait at [`MAX_WINDOW_WAIT`]), logged once with the header's value escaped, and all
+//! arithmetic on header values is checked or saturating. A stored pause further ahead than the cap
+//! cannot have come from a capped run (a changed clock, a damaged or older store): a resumed crawl
+//! ignores it instead of waiting.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -29,6 +37,11 @@ pub const BARE_429_BACKOFF: Duration = Duration::from_secs(2);
 pub const MAX_BARE_429_BACKOFF: Duration = Duration::from_secs(300);
 /// A window reset further away than this is taken as a clock problem and capped.
 pub const MAX_WINDOW_WAIT: Duration = Duration::from_secs(900);
+/// Longest pause any answer can impose (a `Retry-After`, a stored pause): Hub's own limits
+/// reset within minutes, so more than this is a broken or hostile header.
+pub const MAX_PAUSE: Duration = Duration::from_secs(3600);
+/// Longest header value quoted in a log line.
+const MAX_QUOTED: usize = 80;
 /// Waiting this much past a window's reset keeps a request from landing in the old window when
 /// the two clocks differ by a little.
 pub const RESET_MARGIN: Duration = Duration::from_millis(50);
@@ -40,6 +53,10 @@ pub struct Pacer {
     state: Mutex<PauseState>,
     rate_limited: AtomicU64,
     window_waits: AtomicU64,
+    /// Longest pause a header may impose.
+    max_pause: Duration,
+    /// Whether a capped `Retry-After` / `X-RateLimit-Reset` was logged: once each is enough.
+    capped_logged: [AtomicBool; 2],
 }
 
 #[derive(Debug, Default)]
@@ -78,15 +95,27 @@ impl Pacer {
             state: Mutex::new(PauseState::default()),
             rate_limited: AtomicU64::new(0),
             window_waits: AtomicU64::new(0),
+            max_pause: MAX_PAUSE,
+            capped_logged: [AtomicBool::new(false), AtomicBool::new(false)],
         })
     }
 
-    /// Restores a pause that a previous run stored, if it still lies ahead.
-    pub fn restore_pause(&self, until_unix: u64) {
-        let until = SystemTime::UNIX_EPOCH + Duration::from_secs(until_unix);
-        if until > SystemTime::now() {
-            self.pause_until(until);
+    /// The same pacer with a shorter cap on pauses (tests use one; the default and the most is
+    /// [`MAX_PAUSE`], which also keeps every `SystemTime` sum below far from overflowing).
+    pub fn with_max_pause(mut self, max_pause: Duration) -> Self {
+        self.max_pause = max_pause.min(MAX_PAUSE);
+        self
+    }
+
+    /// Restores a pause that a previous run stored, if it still lies ahead and within the cap;
+    /// returns what it decided, for the caller to report.
+    pub fn restore_pause(&self, until_unix: u64) -> StoredPause {
+        let now = SystemTime::now();
+        let decision = stored_pause(until_unix, now, self.max_pause);
+        if let StoredPause::Wait(wait) = decision {
+            self.pause_until(now + wait);
         }
+        decision
     }
 
     /// The pause in force, as unix seconds (rounded up), for storing.
@@ -163,7 +192,14 @@ impl Pacer {
                 // Requests still in flight were sent after this answer was counted: they will
                 // spend the window too.
                 let estimate = i64::from(remaining) - i64::from(state.in_flight);
-                let reset = reset.min(now + MAX_WINDOW_WAIT);
+                let cap = MAX_WINDOW_WAIT.min(self.max_pause);
+                let reset = match window_end(reset, now, cap) {
+                    (end, false) => end,
+                    (end, true) => {
+                        self.log_capped(1, headers, "x-ratelimit-reset", cap);
+                        end
+                    }
+                };
                 state.window = match state.window {
                     // Answers arrive out of order: within one window, trust the lowest count.
                     Some(w) if w.reset == reset => Some(Budget {
@@ -183,7 +219,10 @@ impl Pacer {
             let wait = match retry_after(headers, now) {
                 Some(wait) => {
                     self.lock().bare_429s = 0;
-                    wait
+                    if wait > self.max_pause {
+                        self.log_capped(0, headers, "retry-after", self.max_pause);
+                    }
+                    wait.min(self.max_pause)
                 }
                 None => {
                     let mut state = self.lock();
@@ -192,6 +231,7 @@ impl Pacer {
                     BARE_429_BACKOFF
                         .saturating_mul(1 << exp)
                         .min(MAX_BARE_429_BACKOFF)
+                        .min(self.max_pause)
                 }
             };
             tracing::warn!(
@@ -202,6 +242,21 @@ impl Pacer {
             return;
         }
         self.lock().bare_429s = 0;
+    }
+
+    /// Logs, the first time only, that header `name` asked for more than `cap`.
+    fn log_capped(&self, which: usize, headers: &HeaderMap, name: &str, cap: Duration) {
+        if self.capped_logged[which].swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let value = headers
+            .get(name)
+            .map_or(String::new(), |v| quote(v.as_bytes()));
+        tracing::warn!(
+            "Hub's {name} {value} asks for a pause longer than {:.1}s; pausing {:.1}s at most",
+            cap.as_secs_f64(),
+            cap.as_secs_f64()
+        );
     }
 
     fn pause_until(&self, until: SystemTime) {
@@ -217,30 +272,76 @@ impl Pacer {
     }
 }
 
+/// What a resumed crawl does with the pause the store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredPause {
+    /// It lies in the past: nothing to wait for.
+    Over,
+    /// Wait this long before the first request.
+    Wait(Duration),
+    /// It lies further ahead than any capped pause could (this many seconds): ignored.
+    Absurd(u64),
+}
+
+/// Decides what to do with a stored pause ending at `until_unix` (unix seconds), `now`, and the
+/// cap in force. A capped run stores at most the cap, rounded up to the next second.
+pub fn stored_pause(until_unix: u64, now: SystemTime, max_pause: Duration) -> StoredPause {
+    let now_secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let ahead = Duration::from_secs(until_unix).saturating_sub(now_secs);
+    if ahead.is_zero() {
+        StoredPause::Over
+    } else if ahead > max_pause.saturating_add(Duration::from_secs(1)) {
+        StoredPause::Absurd(ahead.as_secs())
+    } else {
+        StoredPause::Wait(ahead.min(max_pause))
+    }
+}
+
 /// `Retry-After` as a duration from `now`: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
+/// Numbers too large for a `u64` saturate; the caller caps the result.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers
         .get(http::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
     }
     let date = httpdate::parse_http_date(value).ok()?;
     Some(date.duration_since(now).unwrap_or_default())
 }
 
-/// `X-RateLimit-Remaining` and the window's end from `X-RateLimit-Reset` (unix seconds).
-fn window(headers: &HeaderMap) -> Option<(u32, SystemTime)> {
+/// `X-RateLimit-Remaining` and `X-RateLimit-Reset` (unix seconds, unchecked: see [`window_end`]).
+fn window(headers: &HeaderMap) -> Option<(u32, u64)> {
     let number =
         |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
     let remaining = u32::try_from(number("x-ratelimit-remaining")?).unwrap_or(u32::MAX);
     let reset = number("x-ratelimit-reset")?;
-    Some((
-        remaining,
-        SystemTime::UNIX_EPOCH + Duration::from_secs(reset),
-    ))
+    Some((remaining, reset))
+}
+
+/// The end of a rate-limit window resetting at `reset_unix`, at most `cap` from `now`; `true`
+/// when it had to be capped (a reset beyond what `SystemTime` holds is capped, not a panic).
+fn window_end(reset_unix: u64, now: SystemTime, cap: Duration) -> (SystemTime, bool) {
+    let latest = now + cap;
+    match SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(reset_unix)) {
+        Some(reset) if reset <= latest => (reset, false),
+        _ => (latest, true),
+    }
+}
+
+/// A header value for a log line: escaped, quoted and shortened, so hostile bytes cannot reach
+/// the terminal.
+fn quote(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut quoted: String = text.chars().take(MAX_QUOTED).collect();
+    if text.chars().count() > MAX_QUOTED {
+        quoted.push('…');
+    }
+    format!("{quoted:?}")
 }
 
 #[cfg(test)]
@@ -305,6 +406,99 @@ mod tests {
         );
         assert!(pacer.pause_remaining().unwrap() > Duration::from_millis(500));
         assert_eq!(pacer.window_waits(), 1);
+    }
+
+    #[test]
+    fn retry_after_never_overflows() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let mut h = HeaderMap::new();
+        for (value, want) in [
+            ("1000000000", Some(Duration::from_secs(1_000_000_000))),
+            ("18446744073709551615", Some(Duration::from_secs(u64::MAX))),
+            (
+                "99999999999999999999999999",
+                Some(Duration::from_secs(u64::MAX)),
+            ),
+            ("Fri, 31 Dec 9999 23:59:59 GMT", None),
+            ("-5", None),
+            ("", None),
+        ] {
+            h.insert("retry-after", HeaderValue::from_str(value).unwrap());
+            let got = retry_after(&h, now);
+            match want {
+                Some(want) => assert_eq!(got, Some(want), "{value}"),
+                // An HTTP date far ahead is a long (finite) wait; garbage is no answer.
+                None if value.starts_with("Fri") => {
+                    assert!(got.unwrap() > Duration::from_secs(200_000_000_000));
+                }
+                None => assert_eq!(got, None, "{value}"),
+            }
+        }
+    }
+
+    #[test]
+    fn window_ends_are_capped() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let cap = Duration::from_secs(900);
+        for (reset, want, capped) in [
+            (1_000_000_010, now + Duration::from_secs(10), false),
+            (1_000_000_900, now + cap, false),
+            (1_000_000_901, now + cap, true),
+            (i64::MAX as u64, now + cap, true),
+            (i64::MAX as u64 + 1, now + cap, true),
+            (u64::MAX, now + cap, true),
+            (5, SystemTime::UNIX_EPOCH + Duration::from_secs(5), false),
+        ] {
+            assert_eq!(window_end(reset, now, cap), (want, capped), "{reset}");
+        }
+    }
+
+    #[test]
+    fn stored_pauses() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000_000_500);
+        let hour = MAX_PAUSE;
+        for (until, want) in [
+            (0, StoredPause::Over),
+            (1_000_000_000, StoredPause::Over),
+            (
+                1_000_000_030,
+                StoredPause::Wait(Duration::from_millis(29_500)),
+            ),
+            // What a capped run stores: the cap rounded up to the next second.
+            (1_000_003_601, StoredPause::Wait(hour)),
+            (1_000_003_602, StoredPause::Absurd(3601)),
+            (2_000_000_000, StoredPause::Absurd(999_999_999)),
+            (u64::MAX, StoredPause::Absurd(u64::MAX - 1_000_000_001)),
+        ] {
+            assert_eq!(stored_pause(until, now, hour), want, "{until}");
+        }
+    }
+
+    #[test]
+    fn hostile_headers_pause_at_most_the_cap() {
+        let pacer = Pacer::new(100.0)
+            .unwrap()
+            .with_max_pause(Duration::from_secs(5));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        h.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        pacer.observe(StatusCode::TOO_MANY_REQUESTS, &h);
+        assert!(pacer.pause_remaining().unwrap() <= Duration::from_secs(5));
+        assert!(pacer.paused_until_unix().unwrap() <= clock::now_unix() + 6);
+        pacer.observe(StatusCode::OK, &h);
+        let window = pacer.lock().window.unwrap();
+        assert!(window.reset <= SystemTime::now() + Duration::from_secs(5));
+        assert!(matches!(
+            pacer.restore_pause(u64::MAX),
+            StoredPause::Absurd(_)
+        ));
     }
 
     #[test]

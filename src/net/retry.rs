@@ -9,6 +9,10 @@
 //! - other 4xx: the request itself is wrong (a page past the end, a removed repository); asking
 //!   again gives the same answer.
 //! - redirect refusals and request-building errors: they come from our own rules.
+//!
+//! Sign-in requests ([`SignInRetryStrategy`]) differ in one point: a 401 (like a 403) is Hub's
+//! answer to the credentials, final. Sending a refused token again cannot change it and can lock
+//! the account, so only 5xx, 408 and network failures are retried there.
 
 use std::error::Error as StdError;
 
@@ -27,6 +31,28 @@ impl RetryableStrategy for HubRetryStrategy {
             Err(Error::Reqwest(err)) => Some(classify_error(err)),
             Err(Error::Middleware(_)) => Some(Retryable::Fatal),
         }
+    }
+}
+
+/// The retry classification of sign-in requests: a 401 is final (see the module docs).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SignInRetryStrategy;
+
+impl RetryableStrategy for SignInRetryStrategy {
+    fn handle(&self, res: &Result<reqwest::Response, Error>) -> Option<Retryable> {
+        match res {
+            Ok(response) => classify_sign_in_status(response.status()),
+            other => HubRetryStrategy.handle(other),
+        }
+    }
+}
+
+/// [`classify_status`] for a sign-in answer: 401 is the credentials' refusal, not retried.
+pub fn classify_sign_in_status(status: StatusCode) -> Option<Retryable> {
+    if status == StatusCode::UNAUTHORIZED {
+        Some(Retryable::Fatal)
+    } else {
+        classify_status(status)
     }
 }
 
@@ -86,6 +112,21 @@ mod tests {
 
     #[test]
     fn statuses() {
+        // (status, listing, sign-in)
+        let table = [
+            (200, None, None),
+            (401, Some(Retryable::Transient), Some(Retryable::Fatal)),
+            (403, Some(Retryable::Fatal), Some(Retryable::Fatal)),
+            (404, Some(Retryable::Fatal), Some(Retryable::Fatal)),
+            (429, Some(Retryable::Fatal), Some(Retryable::Fatal)),
+            (500, Some(Retryable::Transient), Some(Retryable::Transient)),
+            (503, Some(Retryable::Transient), Some(Retryable::Transient)),
+        ];
+        for (code, listing, sign_in) in table {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert!(classify_status(status) == listing, "listing {code}");
+            assert!(classify_sign_in_status(status) == sign_in, "sign-in {code}");
+        }
         let table = [
             (200, None),
             (404, Some(Retryable::Fatal)),

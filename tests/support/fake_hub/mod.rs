@@ -116,6 +116,15 @@ pub struct FakeHubConfig {
     /// Tokens this double issued stop working this long after they were issued: a request
     /// carrying one then gets `401 {"detail":"token expired"}`. `None`: they never expire.
     pub token_ttl: Option<Duration>,
+    /// From this request sequence number on, the credentials are revoked: sign-in answers 401,
+    /// and every token this double issued gets `401 {"detail":"token revoked"}`.
+    pub revoke_from: Option<u64>,
+    /// From this request sequence number on, every token gets `401`, even one issued after it;
+    /// sign-in still works (a Hub that accepts the credentials but none of its tokens).
+    pub refuse_tokens_from: Option<u64>,
+    /// `(name, value)`: set on every answer, replacing the double's own header of that name;
+    /// for hostile headers (`Retry-After`, `X-RateLimit-Reset`) no real Hub sends.
+    pub header_overrides: Vec<(&'static str, String)>,
 }
 
 impl Default for FakeHubConfig {
@@ -148,6 +157,9 @@ impl Default for FakeHubConfig {
             credentials: None,
             no_auth_token_endpoint: false,
             token_ttl: None,
+            revoke_from: None,
+            refuse_tokens_from: None,
+            header_overrides: Vec::new(),
         }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Every API request gets a sequence number in arrival order; faults are decided from the seed
 //! and that number alone, so a run is reproducible and a retried request (a new number) can
-//! succeed. The order of checks is: forced 429, rate window, expired token, per-path faults,
-//! random faults, then the real answer.
+//! succeed. The order of checks is: forced 429, rate window, revoked credentials and refused
+//! tokens, expired token, per-path faults, random faults, then the real answer; header overrides
+//! apply to whatever was answered.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -263,7 +264,15 @@ async fn handle(shared: &Shared, request: &Request) -> Action {
         .as_deref()
         .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
     let rate = shared.tick(&config, request.arrived);
-    let (action, fault) = decide(shared, &config, request, seq, &rate, authorized).await;
+    let (mut action, fault) = decide(shared, &config, request, seq, &rate, authorized).await;
+    if let Action::Respond(r) | Action::Truncate(r) | Action::Huge(r) | Action::Trickle(r, _) =
+        &mut action
+    {
+        for (name, value) in &config.header_overrides {
+            r.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            r.headers.push((*name, value.clone()));
+        }
+    }
     let status = match &action {
         Action::Respond(r) | Action::Truncate(r) | Action::Huge(r) | Action::Trickle(r, _) => {
             r.status
@@ -314,6 +323,19 @@ async fn decide(
             .push(("Retry-After", rate.retry_after.to_string()));
         r.headers.extend(rate.headers(0));
         return (Action::Respond(r), Some("rate_limit"));
+    }
+    let sign_in = matches!(endpoint(request.path()), Some(Endpoint::SignIn { .. }));
+    let from = |at: Option<u64>| at.is_some_and(|at| seq >= at);
+    if sign_in && from(config.revoke_from) {
+        let body = json!({"detail": "Incorrect authentication credentials", "message": "incorrect username or password"});
+        let mut r = Response::json(401, body.to_string());
+        r.headers.extend(rate.headers(rate.remaining));
+        return (Action::Respond(r), Some("revoked"));
+    }
+    if authorized && !sign_in && (from(config.revoke_from) || from(config.refuse_tokens_from)) {
+        let mut r = Response::json(401, r#"{"detail":"token revoked"}"#);
+        r.headers.extend(rate.headers(rate.remaining));
+        return (Action::Respond(r), Some("token_refused"));
     }
     if authorized && token_expired(shared, config, request) {
         let mut r = Response::json(401, r#"{"detail":"token expired"}"#);
