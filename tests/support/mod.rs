@@ -4,4 +4,5 @@
 #![allow(dead_code)]
 
 pub mod fake_hub;
+pub mod measured;
 pub mod sandbox;
