@@ -46,3 +46,4 @@ pub mod model;
 pub mod net;
 pub mod status;
 pub mod store;
+pub mod text;

@@ -1,15 +1,25 @@
 //! Everything the binary shows a person: logs through tracing, the progress display, messages.
 //! Human output goes to stderr; only data (`finalize --out -`, `status`) goes to stdout.
+//!
+//! Messages and log fields carry text from Docker Hub (its error messages, names it sent) and
+//! from dataset files, so every message and every log field goes through
+//! [`digestmap::text::printable_lines`]: no control character reaches the terminal raw. (The
+//! colours of the log's levels are written by the log formatter itself, outside the fields.)
 
+use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing::field::Field;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{self, FieldFn, Writer};
 
 use digestmap::crawl::Progress;
+use digestmap::text::printable_lines;
 
 /// The binary's output channel.
 pub struct Ui {
@@ -58,6 +68,7 @@ impl Ui {
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
         tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .fmt_fields(fields().delimited(" "))
             .with_writer(LogWriter { bar: bar.clone() })
             .with_target(verbose > 0)
             .with_ansi(std::io::stderr().is_terminal())
@@ -89,7 +100,7 @@ impl Ui {
         let mut writer = LogWriter {
             bar: self.bar.clone(),
         };
-        let _ = writeln!(writer, "{message}");
+        let _ = writeln!(writer, "{}", printable_lines(message));
     }
 
     /// Starts the live crawl display, when stderr is a terminal and not `-q`. Returns a guard that
@@ -138,6 +149,22 @@ impl Ui {
             ticker: Some(ticker),
         })
     }
+}
+
+/// How a log event's fields are written: the message as it is, the others as `name=value`, each
+/// with its control characters escaped. (tracing-subscriber's own formatter escapes ESC, BEL and
+/// a few others, but not CR, ENQ or the bidirectional controls.)
+fn fields() -> FieldFn<impl Fn(&mut Writer<'_>, &Field, &dyn fmt::Debug) -> fmt::Result + Clone> {
+    format::debug_fn(
+        |writer: &mut Writer<'_>, field: &Field, value: &dyn fmt::Debug| {
+            let text = format!("{value:?}");
+            if field.name() == "message" {
+                write!(writer, "{}", printable_lines(&text))
+            } else {
+                write!(writer, "{}={}", field.name(), printable_lines(&text))
+            }
+        },
+    )
 }
 
 /// Removes the progress display when dropped.

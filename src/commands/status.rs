@@ -21,7 +21,8 @@ pub fn run(cli: &Cli, ui: &Ui) -> u8 {
     };
     match digestmap::status::report(&store, running) {
         Ok(report) => {
-            print!("{report}");
+            // Failed jobs' reasons hold Hub's messages: no control character reaches the terminal.
+            print!("{}", digestmap::text::printable_lines(&report.to_string()));
             super::OK
         }
         Err(e) => {

@@ -14,6 +14,7 @@
 //!
 //! [`TagState::is_current_pair`]: crate::store::TagState::is_current_pair
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, BufRead, Read};
 
@@ -24,6 +25,7 @@ use super::write_line;
 use crate::clock;
 use crate::model::{Digest, ObjectKind};
 use crate::store::{DigestEntry, DigestInfo, ReadBatch, TxError};
+use crate::text::printable;
 
 /// Longest dataset line read, newline included. A line is a few hundred bytes, a few KB for a
 /// digest under many tags (about 40 bytes a `repo:tag`, 73 an index); 1 MiB holds some 15,000
@@ -466,21 +468,23 @@ fn dataset_answer(line: &str) -> Result<Answer, String> {
     })
 }
 
-/// The human answer: the digest, then one field a line, tags current first.
+/// The human answer: the digest, then one field a line, tags current first. Every string from the
+/// store or the dataset is shown through [`printable`], so no control character reaches the
+/// terminal raw.
 impl fmt::Display for Answer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.digest)?;
-        writeln!(f, "  kind        {}", self.kind)?;
+        writeln!(f, "  kind        {}", printable(&self.kind))?;
         writeln!(
             f,
             "  platform    {}",
-            self.platform.as_deref().unwrap_or("none")
+            printable(self.platform.as_deref().unwrap_or("none"))
         )?;
         if let Some(v) = &self.os_version {
-            writeln!(f, "  os_version  {v}")?;
+            writeln!(f, "  os_version  {}", printable(v))?;
         }
-        writeln!(f, "  first seen  {}", self.first_seen)?;
-        writeln!(f, "  last seen   {}", self.last_seen)?;
+        writeln!(f, "  first seen  {}", printable(&self.first_seen))?;
+        writeln!(f, "  last seen   {}", printable(&self.last_seen))?;
         let now = self.tags.iter().filter(|t| t.current == Some(true)).count();
         let known = self.tags.iter().any(|t| t.current.is_some());
         if known {
@@ -492,19 +496,21 @@ impl fmt::Display for Answer {
                 self.tags.len()
             )?;
         }
-        let width = self
-            .tags
-            .iter()
-            .map(|t| t.repo_tag.len())
-            .max()
-            .unwrap_or(0);
+        let names: Vec<Cow<'_, str>> = self.tags.iter().map(|t| printable(&t.repo_tag)).collect();
+        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
         // Current tags first: they answer "which image is this" today.
         let ordered = self
             .tags
             .iter()
-            .filter(|t| t.current == Some(true))
-            .chain(self.tags.iter().filter(|t| t.current != Some(true)));
-        for tag in ordered {
+            .zip(&names)
+            .filter(|(t, _)| t.current == Some(true))
+            .chain(
+                self.tags
+                    .iter()
+                    .zip(&names)
+                    .filter(|(t, _)| t.current != Some(true)),
+            );
+        for (tag, name) in ordered {
             let label = match tag.current {
                 Some(true) => "current",
                 Some(false) => "past",
@@ -513,18 +519,17 @@ impl fmt::Display for Answer {
             match tag.seen {
                 Some((first, last)) => writeln!(
                     f,
-                    "    {label:<7}  {:<width$}  first seen {}, last seen {}",
-                    tag.repo_tag,
+                    "    {label:<7}  {name:<width$}  first seen {}, last seen {}",
                     clock::rfc3339(first),
                     clock::rfc3339(last)
                 )?,
-                None => writeln!(f, "    {label:<7}  {}", tag.repo_tag)?,
+                None => writeln!(f, "    {label:<7}  {name}")?,
             }
         }
         if let Some(indexes) = &self.indexes {
             writeln!(f, "  indexes     {}", indexes.len())?;
             for index in indexes {
-                writeln!(f, "    {index}")?;
+                writeln!(f, "    {}", printable(index))?;
             }
         }
         Ok(())
