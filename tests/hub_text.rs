@@ -81,3 +81,72 @@ fn hubs_error_messages_never_reach_the_terminal_raw() {
         stdout(&status)
     );
 }
+
+#[test]
+fn fields_breaking_their_rules_are_dropped_and_counted_and_the_digests_kept() {
+    let hub = small_hub();
+    let repo = hub.repo_names()[0].clone();
+    let tags = json!([
+        {"name": "good", "digest": digest('1'), "media_type": "application/vnd.oci.image.index.v1+json",
+         "tag_last_pushed": "2026-07-31T10:00:00.000000Z",
+         "images": [
+            {"digest": digest('2'), "os": "linux\u{1b}[2J", "architecture": "amd64"},
+            {"digest": digest('3'), "os": "windows", "architecture": "amd64",
+             "os_version": "10.0.20348\u{7}"},
+            {"digest": digest('4'), "os": "linux", "architecture": "arm64", "variant": "v8"}]},
+        {"name": "old", "digest": digest('5'), "media_type": "application/vnd.oci.image.index.v1+json",
+         "tag_last_pushed": "yesterday\u{1b}]0;owned\u{7}", "images": []}
+    ]);
+    let body = json!({"count": 2, "next": null, "previous": null, "results": tags})
+        .to_string()
+        .into_bytes();
+    hub.update(|c| c.override_paths = vec![(first_page(&repo), 200, body)]);
+    let sb = Sandbox::new("bad-fields");
+    let output = sb.fast_crawl(&hub.url(), &[]).output().unwrap();
+    assert_success(&output, "crawl");
+    assert_no_raw_controls(&output, "crawl");
+    let err = stderr(&output);
+    assert!(
+        err.contains("invalid platforms 1, invalid os versions 1, invalid push times 1"),
+        "{err}"
+    );
+
+    // Every digest is in the dataset, without the field that was wrong.
+    let out = sb.path("d.ndjson");
+    let output = sb
+        .command(&["finalize", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_success(&output, "finalize");
+    let lines: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let line = |c: char| {
+        lines
+            .iter()
+            .find(|l| l["digest"] == digest(c))
+            .unwrap_or_else(|| panic!("{} missing", digest(c)))
+    };
+    assert_eq!(line('2')["platform"], Value::Null);
+    assert_eq!(line('3')["platform"], "windows/amd64");
+    assert!(line('3').get("os_version").is_none(), "{}", line('3'));
+    assert_eq!(line('4')["platform"], "linux/arm64/v8");
+    assert!(
+        line('5')["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(format!("{repo}:old")))
+    );
+
+    // The store keeps the valid push time and none for the invalid one.
+    let store = digestmap::store::Store::open_read(&sb.db()).unwrap();
+    let key = format!("library/{repo}");
+    let state = |tag: &str| store.read(|r| r.tag_state(&key, tag)).unwrap().unwrap();
+    assert_eq!(
+        state("good").pushed.as_deref(),
+        Some("2026-07-31T10:00:00.000000Z")
+    );
+    assert_eq!(state("old").pushed, None);
+}

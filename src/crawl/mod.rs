@@ -493,5 +493,8 @@ pub fn skip_reasons(skips: &Skips) -> Vec<(&'static str, u64)> {
         ("invalid digests", skips.invalid_digests),
         ("invalid tag names", skips.invalid_tags),
         ("invalid repository names", skips.invalid_repos),
+        ("invalid platforms", skips.invalid_platforms),
+        ("invalid os versions", skips.invalid_os_versions),
+        ("invalid push times", skips.invalid_push_times),
     ]
 }

@@ -87,7 +87,8 @@ pub struct RunStats {
 }
 
 impl Record for RunStats {
-    const VERSION: u8 = 1;
+    // 2: `skips` counts invalid platforms, os versions and push times.
+    const VERSION: u8 = 2;
     const WHAT: &'static str = "run statistics";
 }
 
