@@ -150,3 +150,83 @@ fn fields_breaking_their_rules_are_dropped_and_counted_and_the_digests_kept() {
     );
     assert_eq!(state("old").pushed, None);
 }
+
+/// Lines of `stderr` that log one skipped record of the kind `message` names.
+fn skip_lines(stderr: &str, message: &str) -> usize {
+    stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains(message))
+        .count()
+}
+
+#[test]
+fn a_crawl_shows_a_few_skipped_records_of_each_kind_and_counts_the_rest() {
+    let hub = FakeHub::bind(FakeHubConfig {
+        repos: 6,
+        max_tags: 150,
+        big_repo_tags: 300,
+        ..FakeHubConfig::default()
+    })
+    .unwrap();
+    // One repository's page holds 7 images with invalid platforms and 6 invalid digests, beside
+    // the double's own invalid digests elsewhere.
+    let repo = hub.repo_names()[0].clone();
+    let images: Vec<Value> = (0..7)
+        .map(|i| {
+            json!({"digest": format!("sha256:{i:064x}"), "os": format!("linux\u{1b}{i}"),
+                        "architecture": "amd64"})
+        })
+        .chain((0..6).map(|i| {
+            json!({"digest": format!("sha256:{i}"), "os": "linux",
+                                     "architecture": "amd64"})
+        }))
+        .collect();
+    let tag = json!({"name": "many", "digest": digest('f'),
+                     "media_type": "application/vnd.oci.image.index.v1+json", "images": images});
+    let body = json!({"count": 1, "next": null, "previous": null, "results": [tag]})
+        .to_string()
+        .into_bytes();
+    hub.update(|c| c.override_paths = vec![(first_page(&repo), 200, body)]);
+
+    let sb = Sandbox::new("skip-lines");
+    let output = sb.fast_crawl(&hub.url(), &[]).output().unwrap();
+    assert_success(&output, "crawl");
+    let err = stderr(&output);
+    let digests: usize = err
+        .split("invalid digests ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of invalid digests in the summary: {err}"));
+    assert!(digests >= 6, "{err}");
+    assert_eq!(skip_lines(&err, "skipped an invalid digest"), 3, "{err}");
+    assert_eq!(skip_lines(&err, "left out an invalid platform"), 3, "{err}");
+    assert!(
+        err.contains(&format!(
+            "not shown above: {} more invalid digests (-v shows each)",
+            digests - 3
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("not shown above: 4 more invalid platforms (-v shows each)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("invalid platforms 7"),
+        "the summary counts them all: {err}"
+    );
+
+    // With -v, every one of them.
+    let sb = Sandbox::new("skip-lines-v");
+    let output = sb.fast_crawl(&hub.url(), &["-v"]).output().unwrap();
+    assert_success(&output, "crawl -v");
+    let err = stderr(&output);
+    assert_eq!(
+        skip_lines(&err, "skipped an invalid digest"),
+        digests,
+        "{err}"
+    );
+    assert_eq!(skip_lines(&err, "left out an invalid platform"), 7, "{err}");
+    assert!(!err.contains("not shown above"), "{err}");
+}
