@@ -15,6 +15,13 @@ pub trait Record: Serialize + DeserializeOwned {
     const VERSION: u8;
     /// What the record is, for error messages.
     const WHAT: &'static str;
+
+    /// Reads a record of an older format `version`, when this release can convert it; `None`
+    /// when it cannot.
+    fn upgrade(version: u8, bytes: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        let _ = (version, bytes);
+        None
+    }
 }
 
 /// Whether a crawl run is under way or finished.
@@ -90,6 +97,57 @@ impl Record for RunStats {
     // 2: `skips` counts invalid platforms, os versions and push times.
     const VERSION: u8 = 2;
     const WHAT: &'static str = "run statistics";
+
+    fn upgrade(version: u8, bytes: &[u8]) -> Option<Result<Self, postcard::Error>> {
+        (version == 1).then(|| postcard::from_bytes::<RunStatsV1>(bytes).map(Self::from))
+    }
+}
+
+/// [`RunStats`] as format version 1 wrote it: [`Skips`] without the counters of invalid
+/// platforms, os versions and push times, which a version 1 store has none of.
+#[derive(Deserialize)]
+struct RunStatsV1 {
+    repo_pages: u64,
+    tag_pages: u64,
+    tags: u64,
+    requests: u64,
+    retries: u64,
+    rate_limited: u64,
+    job_retries: u64,
+    skips: [u64; 5],
+    repo_count: Option<u64>,
+    repo_list_capped: bool,
+}
+
+impl From<RunStatsV1> for RunStats {
+    fn from(v1: RunStatsV1) -> Self {
+        let [
+            attestations,
+            null_digests,
+            invalid_digests,
+            invalid_tags,
+            invalid_repos,
+        ] = v1.skips;
+        Self {
+            repo_pages: v1.repo_pages,
+            tag_pages: v1.tag_pages,
+            tags: v1.tags,
+            requests: v1.requests,
+            retries: v1.retries,
+            rate_limited: v1.rate_limited,
+            job_retries: v1.job_retries,
+            skips: Skips {
+                attestations,
+                null_digests,
+                invalid_digests,
+                invalid_tags,
+                invalid_repos,
+                ..Skips::default()
+            },
+            repo_count: v1.repo_count,
+            repo_list_capped: v1.repo_list_capped,
+        }
+    }
 }
 
 /// Which view of a repository's tag list a job reads.
@@ -368,14 +426,78 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, DecodeError> {
                 source,
             })
         }
-        Some((&v, _)) => Err(DecodeError::Version {
-            what: T::WHAT,
-            found: v,
-            supported: T::VERSION,
-        }),
+        Some((&v, rest)) => match T::upgrade(v, rest) {
+            Some(upgraded) => upgraded.map_err(|source| DecodeError::Damaged {
+                what: T::WHAT,
+                source,
+            }),
+            None => Err(DecodeError::Version {
+                what: T::WHAT,
+                found: v,
+                supported: T::VERSION,
+            }),
+        },
         None => Err(DecodeError::Damaged {
             what: T::WHAT,
             source: postcard::Error::DeserializeUnexpectedEnd,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_statistics_of_format_version_1_are_read() {
+        // Version 1 as its fields in order; the skips were five counters.
+        let fields = (
+            1u64,
+            2u64,
+            3u64,
+            4u64,
+            5u64,
+            6u64,
+            7u64,
+            (8u64, 9u64, 10u64, 11u64, 12u64),
+        );
+        let mut bytes = vec![1];
+        bytes.extend(postcard::to_stdvec(&(fields, Some(13u64), true)).unwrap());
+        let stats: RunStats = decode(&bytes).unwrap();
+        assert_eq!(
+            stats,
+            RunStats {
+                repo_pages: 1,
+                tag_pages: 2,
+                tags: 3,
+                requests: 4,
+                retries: 5,
+                rate_limited: 6,
+                job_retries: 7,
+                skips: Skips {
+                    attestations: 8,
+                    null_digests: 9,
+                    invalid_digests: 10,
+                    invalid_tags: 11,
+                    invalid_repos: 12,
+                    ..Skips::default()
+                },
+                repo_count: Some(13),
+                repo_list_capped: true,
+            }
+        );
+        // Written again, it is version 2, and reads back the same.
+        assert_eq!(encode(&stats)[0], 2);
+        assert_eq!(decode::<RunStats>(&encode(&stats)).unwrap(), stats);
+        // A version 1 record cut short is damaged; an unknown version is refused.
+        assert!(matches!(
+            decode::<RunStats>(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::Damaged { .. })
+        ));
+        bytes[0] = 3;
+        assert!(matches!(
+            decode::<RunStats>(&bytes),
+            Err(DecodeError::Version { found: 3, .. })
+        ));
     }
 }
