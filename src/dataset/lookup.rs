@@ -319,10 +319,11 @@ pub fn lookup_dataset(
     let mut found: Vec<Matches> = queries.iter().map(|_| Matches::default()).collect();
     let mut buf = Vec::with_capacity(1024);
     let mut number = 0u64;
+    // At most MAX_LINE bytes a line, newline included: a line that fills them without ending is
+    // too long, and the buffer never grows past them.
+    let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
     loop {
         buf.clear();
-        // At most one byte past the longest line: enough to tell a line that is too long.
-        let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
         if (&mut reader).take(limit).read_until(b'\n', &mut buf)? == 0 {
             break;
         }

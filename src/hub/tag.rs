@@ -139,8 +139,9 @@ fn parse_digest(text: &str, skips: &mut Skips, context: &dyn Fn() -> String) -> 
 /// A platform image entry: its digest, its platform and `os_version` when valid.
 type Image = (Digest, Option<Platform>, Option<String>);
 
-/// The entry's platform, or `None` (counted and logged) when a part breaks the rule.
-fn parse_platform(
+/// The platform of a kept manifest: `None` when Hub gave none, or (counted and logged) when a
+/// part breaks the rule of [`Platform::parse`].
+fn kept_platform(
     image: &ImageEntry,
     skips: &mut Skips,
     context: &dyn Fn() -> String,
@@ -236,6 +237,8 @@ pub fn observe_tag(entry: &TagEntry, repo: &str, skips: &mut Skips) -> Option<Ta
     // Platform images, attestations and broken entries removed.
     let mut images: Vec<Image> = Vec::with_capacity(entry.images.len());
     for image in &entry.images {
+        // By `os` and `architecture` alone, whatever else the entry holds: an attestation with
+        // a broken variant is still not an image.
         let is_attestation = image.os.as_deref() == Some("unknown")
             && image.architecture.as_deref() == Some("unknown");
         if is_attestation {
@@ -249,7 +252,7 @@ pub fn observe_tag(entry: &TagEntry, repo: &str, skips: &mut Skips) -> Option<Ta
         let Some(digest) = parse_digest(text, skips, &context) else {
             continue;
         };
-        let platform = parse_platform(image, skips, &context);
+        let platform = kept_platform(image, skips, &context);
         let os_version = parse_os_version(image, skips, &context);
         images.push((digest, platform, os_version));
     }
