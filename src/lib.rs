@@ -48,3 +48,4 @@ pub mod net;
 pub mod registry;
 pub mod status;
 pub mod store;
+pub mod text;

@@ -154,6 +154,42 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+/// Longest `os`, `architecture` or `variant` accepted: real ones are a few characters (`linux`,
+/// `ppc64le`, `v8`).
+pub const MAX_PLATFORM_PART: usize = 32;
+/// Longest `os_version` accepted: Windows build numbers such as `10.0.20348.2849`.
+pub const MAX_OS_VERSION: usize = 64;
+/// Longest push time accepted: `2020-06-09T20:45:50.400981Z` with nanoseconds and an offset.
+pub const MAX_TIME: usize = 35;
+
+/// Why a field Hub sent beside a digest (a platform, an `os_version`, a push time) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} {value:?} {rule}")]
+pub struct FieldError {
+    what: &'static str,
+    value: String,
+    rule: &'static str,
+}
+
+impl FieldError {
+    fn new(what: &'static str, value: &str, rule: &'static str) -> Self {
+        Self {
+            what,
+            value: shorten(value),
+            rule,
+        }
+    }
+}
+
+/// A platform part: ASCII letters, digits, `.`, `_`, `-`, at most [`MAX_PLATFORM_PART`]; empty
+/// means absent.
+fn platform_part_ok(part: &str) -> bool {
+    part.len() <= MAX_PLATFORM_PART
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 impl Platform {
     /// Builds a platform from Hub's fields; empty strings count as absent.
     pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Self {
@@ -162,6 +198,26 @@ impl Platform {
             architecture: architecture.to_owned(),
             variant: variant.filter(|v| !v.is_empty()).map(str::to_owned),
         }
+    }
+
+    /// Validates Hub's fields and builds the platform: each part ASCII letters, digits, `.`, `_`
+    /// and `-`, at most [`MAX_PLATFORM_PART`] long, or empty (absent). Anything else (control
+    /// characters, separators, a megabyte) is refused, so it never reaches the store, the dataset
+    /// or a terminal.
+    pub fn parse(os: &str, architecture: &str, variant: Option<&str>) -> Result<Self, FieldError> {
+        let variant = variant.unwrap_or("");
+        if [os, architecture, variant]
+            .iter()
+            .all(|p| platform_part_ok(p))
+        {
+            return Ok(Self::new(os, architecture, Some(variant)));
+        }
+        let shown = format!("{os}/{architecture}/{variant}");
+        Err(FieldError::new(
+            "platform",
+            &shown,
+            "is not os/architecture/variant of ASCII letters, digits, '.', '_' and '-' (at most 32 each)",
+        ))
     }
 
     /// Attestation manifests are listed by Hub as images of platform `unknown/unknown`; they are
@@ -267,6 +323,88 @@ pub fn validate_tag(tag: &str) -> Result<(), NameError> {
     }
 }
 
+/// Validates a non-empty `os_version`: ASCII letters, digits, `.`, `_`, `-` and `+`, at most
+/// [`MAX_OS_VERSION`] long.
+pub fn validate_os_version(text: &str) -> Result<(), FieldError> {
+    let ok = !text.is_empty()
+        && text.len() <= MAX_OS_VERSION
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'));
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "os_version",
+            text,
+            "is not ASCII letters, digits, '.', '_', '-' and '+' (at most 64)",
+        ))
+    }
+}
+
+/// Validates a push time as Hub writes them, RFC 3339: `YYYY-MM-DDTHH:MM:SS`, an optional
+/// fraction of 1 to 9 digits, then `Z` or `±HH:MM`; at most [`MAX_TIME`] long. Push times are
+/// compared and sorted as text (refresh stops, the anonymous-cap cover), so only this one shape
+/// is let in.
+pub fn validate_push_time(text: &str) -> Result<(), FieldError> {
+    if rfc3339_ok(text.as_bytes()) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            "push time",
+            text,
+            "is not an RFC 3339 time such as 2020-06-09T20:45:50.400981Z",
+        ))
+    }
+}
+
+fn rfc3339_ok(b: &[u8]) -> bool {
+    let number = |range: std::ops::Range<usize>, low: u32, high: u32| {
+        b.get(range).is_some_and(|digits| {
+            digits.iter().all(u8::is_ascii_digit)
+                && (low..=high).contains(
+                    &digits
+                        .iter()
+                        .fold(0u32, |n, d| n * 10 + u32::from(d - b'0')),
+                )
+        })
+    };
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    let date_time = b.len() <= MAX_TIME
+        && number(0..4, 0, 9999)
+        && at(4, b'-')
+        && number(5..7, 1, 12)
+        && at(7, b'-')
+        && number(8..10, 1, 31)
+        && (at(10, b'T') || at(10, b't'))
+        && number(11..13, 0, 23)
+        && at(13, b':')
+        && number(14..16, 0, 59)
+        && at(16, b':')
+        && number(17..19, 0, 60);
+    if !date_time {
+        return false;
+    }
+    let mut i = 19;
+    if at(i, b'.') {
+        let digits = b[i + 1..].iter().take_while(|d| d.is_ascii_digit()).count();
+        if !(1..=9).contains(&digits) {
+            return false;
+        }
+        i += 1 + digits;
+    }
+    match b.get(i) {
+        Some(b'Z' | b'z') => b.len() == i + 1,
+        Some(b'+' | b'-') => {
+            b.len() == i + 6
+                && number(i + 1..i + 3, 0, 23)
+                && at(i + 3, b':')
+                && number(i + 4..i + 6, 0, 59)
+        }
+        _ => false,
+    }
+}
+
 /// A `repo:tag` reference as the dataset writes it (`ubuntu:22.04`, `arm64v8/ubuntu:22.04`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RepoTag {
@@ -352,5 +490,92 @@ mod tests {
             "linux/amd64"
         );
         assert!(Platform::new("unknown", "unknown", None).is_attestation());
+    }
+
+    #[test]
+    fn platform_rules() {
+        let part = "a".repeat(MAX_PLATFORM_PART);
+        for (os, arch, variant) in [
+            ("linux", "amd64", None),
+            ("linux", "arm64", Some("v8")),
+            ("windows", "amd64", Some("")),
+            ("", "", None),
+            ("unknown", "unknown", None),
+            ("Linux", "ppc64le", Some("v1.2_3-x")),
+            (part.as_str(), part.as_str(), Some(part.as_str())),
+        ] {
+            let p = Platform::parse(os, arch, variant).unwrap();
+            assert_eq!(p, Platform::new(os, arch, variant));
+        }
+        let long = "a".repeat(MAX_PLATFORM_PART + 1);
+        for (os, arch, variant) in [
+            ("linux\u{1b}[2J", "amd64", None),
+            ("linux", "amd 64", None),
+            ("linux", "amd64", Some("v8/x")),
+            ("linux", "amd64", Some("\u{7}")),
+            ("linux", long.as_str(), None),
+            ("naïve", "amd64", None),
+            ("linux\n", "amd64", None),
+        ] {
+            let err = Platform::parse(os, arch, variant).unwrap_err();
+            assert!(
+                !err.to_string().contains(['\u{1b}', '\u{7}', '\n']),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn os_version_rules() {
+        for ok in [
+            "10.0.20348.2849",
+            "1",
+            "6.3+build_7-x",
+            &"9".repeat(MAX_OS_VERSION),
+        ] {
+            assert_eq!(validate_os_version(ok), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            "",
+            " 10.0",
+            "10.0\u{1b}",
+            "10/0",
+            &"9".repeat(MAX_OS_VERSION + 1),
+        ] {
+            assert!(validate_os_version(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn push_time_rules() {
+        for ok in [
+            "2020-06-09T20:45:50.400981Z",
+            "2020-06-09T20:22:13Z",
+            "2026-07-31T10:05:00.123456789Z",
+            "2016-12-31T23:59:60z",
+            "2020-06-09T20:45:50+02:00",
+            "2020-06-09t20:45:50.1-11:30",
+        ] {
+            assert_eq!(validate_push_time(ok), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "2020-06-09",
+            "2020-06-09 20:45:50Z",
+            "2020-13-09T20:45:50Z",
+            "2020-06-00T20:45:50Z",
+            "2020-06-09T24:45:50Z",
+            "2020-06-09T20:45:50",
+            "2020-06-09T20:45:50.Z",
+            "2020-06-09T20:45:50.1234567890Z",
+            "2020-06-09T20:45:50Zjunk",
+            "2020-06-09T20:45:50+0200",
+            "2020-06-09T20:45:50Z\u{1b}[2J",
+            "+020-06-09T20:45:50Z",
+            "２020-06-09T20:45:50Z",
+            "yesterday",
+        ] {
+            assert!(validate_push_time(bad).is_err(), "{bad:?}");
+        }
     }
 }

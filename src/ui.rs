@@ -1,30 +1,92 @@
 //! Everything the binary shows a person: logs through tracing, the progress display, messages.
 //! Human output goes to stderr; only data (`finalize --out -`, `status`) goes to stdout.
+//!
+//! Messages and log fields carry text from Docker Hub (its error messages, names it sent) and
+//! from dataset files, so every message and every log field goes through
+//! [`digestmap::text::printable_lines`]: no control character reaches the terminal raw. (The
+//! colours of the log's levels are written by the log formatter itself, outside the fields.)
+//!
+//! Each record a crawl skips is logged with the target `digestmap::skipped::<kind>` (see
+//! `digestmap::hub::tag`). A first run meets dozens of them before anything useful, so by
+//! default only the first [`SKIP_EXAMPLES`] of each kind are shown and the rest are counted, for
+//! one line at the end of the crawl ([`Ui::unshown_skips`]); `-v` (or `RUST_LOG`) shows each.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing::Metadata;
+use tracing::field::Field;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{self, FieldFn, Writer};
 
 use digestmap::crawl::Progress;
+use digestmap::text::printable_lines;
 
 /// The binary's output channel.
 pub struct Ui {
     quiet: bool,
     bar: Arc<Mutex<Option<ProgressBar>>>,
+    skips: SkipLines,
 }
 
-/// Writes log lines above the progress bar instead of through it.
+/// Log lines shown of each kind of skipped record, by default, before the rest are only counted.
+pub const SKIP_EXAMPLES: u64 = 3;
+
+/// The log target prefix of skipped records; the rest of the target names the kind.
+const SKIP_TARGET: &str = "digestmap::skipped::";
+
+/// How many log lines of each kind of skipped record were written or held back.
+#[derive(Clone)]
+struct SkipLines {
+    /// Most lines shown of a kind; `None` shows them all.
+    limit: Option<u64>,
+    /// Lines logged so far, by kind (the target's last part).
+    seen: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl SkipLines {
+    /// Counts one more line of `kind`, and says whether it is shown.
+    fn admit(&self, kind: &str) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let n = seen.entry(kind.to_owned()).or_default();
+        *n += 1;
+        self.limit.is_none_or(|limit| *n <= limit)
+    }
+
+    /// The kinds with lines held back, and how many, in the summary's words.
+    fn held_back(&self) -> Vec<(String, u64)> {
+        let Some(limit) = self.limit else {
+            return Vec::new();
+        };
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter()
+            .filter(|(_, n)| **n > limit)
+            .map(|(kind, n)| (kind.replace('_', " "), n - limit))
+            .collect()
+    }
+}
+
+/// Writes log lines above the progress bar instead of through it, and holds back the log lines
+/// of skipped records past [`SKIP_EXAMPLES`] of a kind.
 #[derive(Clone)]
 struct LogWriter {
     bar: Arc<Mutex<Option<ProgressBar>>>,
+    skips: SkipLines,
+    /// This line is held back: it is counted, not written.
+    held: bool,
 }
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.held {
+            return Ok(buf.len());
+        }
         let bar = self.bar.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match bar {
             Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
@@ -42,6 +104,15 @@ impl<'a> MakeWriter<'a> for LogWriter {
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
     }
+
+    /// Called once for each event written, so it is where skipped records are counted.
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
+        let mut writer = self.clone();
+        if let Some(kind) = meta.target().strip_prefix(SKIP_TARGET) {
+            writer.held = !self.skips.admit(kind);
+        }
+        writer
+    }
 }
 
 impl Ui {
@@ -55,15 +126,32 @@ impl Ui {
             (false, 1) => "info,digestmap=debug",
             _ => "debug,digestmap=trace",
         };
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+        let (filter, chosen) = match EnvFilter::try_from_default_env() {
+            Ok(filter) => (filter, true),
+            Err(_) => (EnvFilter::new(default), false),
+        };
+        let skips = SkipLines {
+            limit: (verbose == 0 && !chosen).then_some(SKIP_EXAMPLES),
+            seen: Arc::default(),
+        };
         tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(LogWriter { bar: bar.clone() })
+            .fmt_fields(fields().delimited(" "))
+            .with_writer(LogWriter {
+                bar: bar.clone(),
+                skips: skips.clone(),
+                held: false,
+            })
             .with_target(verbose > 0)
             .with_ansi(std::io::stderr().is_terminal())
             .without_time()
             .init();
-        Self { quiet, bar }
+        Self { quiet, bar, skips }
+    }
+
+    /// The skipped records logged but not shown, by kind (`invalid digests`) and count.
+    pub fn unshown_skips(&self) -> Vec<(String, u64)> {
+        self.skips.held_back()
     }
 
     /// A plain message on stderr, unless `-q`.
@@ -88,8 +176,10 @@ impl Ui {
     fn line(&self, message: &str) {
         let mut writer = LogWriter {
             bar: self.bar.clone(),
+            skips: self.skips.clone(),
+            held: false,
         };
-        let _ = writeln!(writer, "{message}");
+        let _ = writeln!(writer, "{}", printable_lines(message));
     }
 
     /// Starts the live crawl display, when stderr is a terminal and not `-q`. Returns a guard that
@@ -138,6 +228,22 @@ impl Ui {
             ticker: Some(ticker),
         })
     }
+}
+
+/// How a log event's fields are written: the message as it is, the others as `name=value`, each
+/// with its control characters escaped. (tracing-subscriber's own formatter escapes ESC, BEL and
+/// a few others, but not CR, ENQ or the bidirectional controls.)
+fn fields() -> FieldFn<impl Fn(&mut Writer<'_>, &Field, &dyn fmt::Debug) -> fmt::Result + Clone> {
+    format::debug_fn(
+        |writer: &mut Writer<'_>, field: &Field, value: &dyn fmt::Debug| {
+            let text = format!("{value:?}");
+            if field.name() == "message" {
+                write!(writer, "{}", printable_lines(&text))
+            } else {
+                write!(writer, "{}={}", field.name(), printable_lines(&text))
+            }
+        },
+    )
 }
 
 /// Removes the progress display when dropped.

@@ -54,6 +54,68 @@ fn valid_tag(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
+/// A platform part: empty (absent), or at most 32 of ASCII letters, digits, `.`, `_`, `-`.
+fn valid_platform_part(part: &str) -> bool {
+    part.len() <= 32
+        && part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-')
+}
+
+/// An `os_version`: at most 64 of ASCII letters, digits, `.`, `_`, `-`, `+`.
+fn valid_os_version(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_+".contains(c))
+}
+
+/// A push time: RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`), restated with a
+/// hand-rolled matcher of its own: split at the fixed separators, then check each number's range.
+fn valid_push_time(text: &str) -> bool {
+    let digits = |s: &str, n: usize, max: u32, min: u32| {
+        s.len() == n
+            && s.chars().all(|c| c.is_ascii_digit())
+            && s.parse::<u32>().is_ok_and(|v| (min..=max).contains(&v))
+    };
+    if text.len() > 35 || !text.is_ascii() || text.len() < 20 {
+        return false;
+    }
+    let (date, rest) = text.split_at(10);
+    let parts: Vec<&str> = date.split('-').collect();
+    let date_ok = parts.len() == 3
+        && digits(parts[0], 4, 9999, 0)
+        && digits(parts[1], 2, 12, 1)
+        && digits(parts[2], 2, 31, 1);
+    let Some(rest) = rest.strip_prefix(['T', 't']) else {
+        return false;
+    };
+    let (clock, zone) = rest.split_at(8);
+    let hms: Vec<&str> = clock.split(':').collect();
+    let clock_ok = hms.len() == 3
+        && digits(hms[0], 2, 23, 0)
+        && digits(hms[1], 2, 59, 0)
+        && digits(hms[2], 2, 60, 0);
+    let zone = match zone.strip_prefix('.') {
+        Some(fraction) => {
+            let n = fraction.chars().take_while(char::is_ascii_digit).count();
+            if !(1..=9).contains(&n) {
+                return false;
+            }
+            &fraction[n..]
+        }
+        None => zone,
+    };
+    let zone_ok = zone == "Z"
+        || zone == "z"
+        || (zone.len() == 6
+            && zone.starts_with(['+', '-'])
+            && digits(&zone[1..3], 2, 23, 0)
+            && &zone[3..4] == ":"
+            && digits(&zone[4..6], 2, 59, 0));
+    date_ok && clock_ok && zone_ok
+}
+
 /// Whether a body of this shape is a page: an object whose `results` is a list of objects.
 /// Every field is read leniently; a tag whose `images` is malformed ([`images_malformed`]) is
 /// kept in the page, marked.
@@ -137,17 +199,25 @@ fn check_tag(entry: &TagEntry) {
     );
     assert!(name_ok, "a tag named {:?} was accepted", entry.name);
     assert_eq!(Some(&obs.tag), entry.name.as_ref());
-    assert_eq!(
-        obs.pushed,
-        entry
-            .tag_last_pushed
-            .clone()
-            .or_else(|| entry.last_updated.clone())
-    );
+    // The push time: the first of `tag_last_pushed` and `last_updated` that is RFC 3339; each
+    // present one tried before it and refused counts.
+    let mut want = Skips::default();
+    let mut pushed = None;
+    for time in [&entry.tag_last_pushed, &entry.last_updated]
+        .into_iter()
+        .flatten()
+    {
+        if valid_push_time(time) {
+            pushed = Some(time.clone());
+            break;
+        }
+        want.invalid_push_times += 1;
+    }
+    assert_eq!(obs.pushed, pushed);
 
     // Every image entry is an attestation, a null digest, an invalid digest, or a platform
-    // manifest (whose first entry gives its platform); nothing else.
-    let mut want = Skips::default();
+    // manifest (whose first entry gives its platform, when valid); nothing else. An invalid
+    // platform or os_version is counted and left out, the manifest kept.
     let mut manifests: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for image in &entry.images {
@@ -161,17 +231,27 @@ fn check_tag(entry: &TagEntry) {
             None => want.null_digests += 1,
             Some(d) if !valid_digest(d) => want.invalid_digests += 1,
             Some(d) => {
+                let variant = image.variant.as_deref().unwrap_or("");
+                let platform_ok = [os, arch, variant].into_iter().all(valid_platform_part);
+                if !platform_ok {
+                    want.invalid_platforms += 1;
+                }
+                let version = image.os_version.clone().filter(|v| !v.trim().is_empty());
+                let version_ok = version.as_deref().is_none_or(valid_os_version);
+                if !version_ok {
+                    want.invalid_os_versions += 1;
+                }
                 if !manifests.contains_key(d) {
                     let mut platform = format!("{os}/{arch}");
-                    if let Some(v) = image.variant.as_deref().filter(|v| !v.is_empty()) {
-                        platform = format!("{platform}/{v}");
+                    if !variant.is_empty() {
+                        platform = format!("{platform}/{variant}");
                     }
-                    let version = image.os_version.clone().filter(|v| !v.trim().is_empty());
-                    let platform = if os.is_empty() && arch.is_empty() {
+                    let platform = if !platform_ok || (os.is_empty() && arch.is_empty()) {
                         String::new()
                     } else {
                         platform
                     };
+                    let version = version.filter(|_| version_ok);
                     manifests.insert(d.to_owned(), (platform, version));
                     order.push(d.to_owned());
                 }
@@ -202,6 +282,23 @@ fn check_tag(entry: &TagEntry) {
         })
         .filter(|i| i.digest.as_ref().is_some_and(|d| got.contains(d)))
         .count() as u64;
+    // Whatever was left out of a kept manifest or tag is never stored: every kept platform and
+    // os_version obeys its rule.
+    for fact in &obs.facts {
+        if let Some(p) = &fact.platform {
+            let variant = p.variant.as_deref().unwrap_or("");
+            assert!(
+                [&p.os[..], &p.architecture[..], variant]
+                    .into_iter()
+                    .all(valid_platform_part),
+                "{fact:?}"
+            );
+        }
+        assert!(
+            fact.os_version.as_deref().is_none_or(valid_os_version),
+            "{fact:?}"
+        );
+    }
     assert_eq!(
         skips.attestations + skips.null_digests + skips.invalid_digests - top_skipped + as_facts,
         entry.images.len() as u64,
@@ -458,13 +555,19 @@ fn object(fields: Vec<(&'static str, BoxedStrategy<Value>)>) -> impl Strategy<Va
 fn image() -> impl Strategy<Value = Value> {
     let entry = object(vec![
         ("digest", digest_value().boxed()),
-        ("os", field(&["linux", "windows", "unknown", ""]).boxed()),
+        (
+            "os",
+            field(&["linux", "windows", "unknown", "", "linux\u{1b}[2J"]).boxed(),
+        ),
         (
             "architecture",
-            field(&["amd64", "arm64", "arm", "unknown", "s390x", ""]).boxed(),
+            field(&["amd64", "arm64", "arm", "unknown", "s390x", "", "amd 64"]).boxed(),
         ),
-        ("variant", field(&["v7", "v8", ""]).boxed()),
-        ("os_version", field(&["10.0.20348.2849", "", " "]).boxed()),
+        ("variant", field(&["v7", "v8", "", "v8/x"]).boxed()),
+        (
+            "os_version",
+            field(&["10.0.20348.2849", "", " ", "10.0\u{7}", "6.3+b_1-x"]).boxed(),
+        ),
         ("last_pushed", field(&["2026-07-31T10:00:00Z"]).boxed()),
         ("size", field(&["0", "207268936"]).boxed()),
     ]);
@@ -498,10 +601,20 @@ fn tag() -> impl Strategy<Value = Value> {
             .boxed(),
         ),
         ("images", images.boxed()),
-        ("tag_last_pushed", field(&["2026-07-31T10:05:00Z"]).boxed()),
+        (
+            "tag_last_pushed",
+            field(&[
+                "2026-07-31T10:05:00Z",
+                "2026-07-31T10:05:00.123456789+02:00",
+                "2026-07-31 10:05:00Z",
+                "2026-13-31T10:05:00Z",
+                "yesterday\u{1b}[2J",
+            ])
+            .boxed(),
+        ),
         (
             "last_updated",
-            field(&["2020-06-09T20:45:50.400981Z"]).boxed(),
+            field(&["2020-06-09T20:45:50.400981Z", "2020-06-09T20:45:50.Z"]).boxed(),
         ),
         ("full_size", field(&["0", "29000000"]).boxed()),
     ]);

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use support::fake_hub::{FakeHub, FakeHubConfig};
+use support::measured::{Measured, run_measured};
 use support::sandbox::{Sandbox, assert_code, assert_success, stderr, stdout};
 
 impl Sandbox {
@@ -485,4 +486,198 @@ fn current_follows_tags_that_moved() {
             "{second}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile and damaged dataset files
+
+/// Most memory `lookup --dataset` may hold at its peak, whatever the file: one line of at most
+/// 1 MiB plus the read buffer, far below this.
+const LOOKUP_MAX_RSS: u64 = 48 << 20;
+
+/// A hand-written dataset line for `digest` (64 hex characters), keys in `finalize`'s order.
+fn crafted_line(hex: &str, platform: &str, tags: &[&str]) -> String {
+    let (platform, tags) = (Value::from(platform), Value::from(tags));
+    format!(
+        "{{\"digest\":\"sha256:{hex}\",\"kind\":\"manifest\",\"platform\":{platform},\"tags\":{tags},\
+         \"current\":{tags},\"indexes\":[],\"first_seen\":\"2026-01-01T00:00:00Z\",\
+         \"last_seen\":\"2026-01-02T00:00:00Z\"}}"
+    )
+}
+
+/// `lookup --dataset PATH QUERIES...` measured: exit code, output, peak memory.
+fn measured_lookup(sb: &Sandbox, dataset: &Path, queries: &[&str]) -> Measured {
+    let mut args = vec!["lookup", "--dataset", dataset.to_str().unwrap()];
+    args.extend_from_slice(queries);
+    let run = run_measured(sb.command(&args), Duration::from_secs(90));
+    assert!(
+        run.code.is_some(),
+        "lookup was killed after {:?} (a hang or an allocation failure)\nstderr:\n{}",
+        run.elapsed,
+        run.stderr_text()
+    );
+    assert!(
+        run.max_rss < LOOKUP_MAX_RSS,
+        "lookup peaked at {} MiB\nstderr:\n{}",
+        run.max_rss >> 20,
+        run.stderr_text()
+    );
+    run
+}
+
+#[test]
+fn a_dataset_line_without_end_is_refused_with_bounded_memory() {
+    let sb = Sandbox::new("long-line");
+    let query = "ab".repeat(32);
+
+    // /dev/zero: an endless line of NUL bytes.
+    let run = measured_lookup(&sb, Path::new("/dev/zero"), &[&query]);
+    let err = run.stderr_text();
+    assert_eq!(run.code, Some(1), "{err}");
+    assert!(
+        err.contains("the dataset /dev/zero: line 1 is longer than 1 MiB"),
+        "{err}"
+    );
+    assert!(run.stdout.is_empty());
+
+    // A file whose third line is 64 MiB long: a valid beginning, then no newline for ever.
+    let file = sb.path("huge.ndjson");
+    {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        writeln!(
+            out,
+            "{}",
+            crafted_line(&"11".repeat(32), "linux/amd64", &["a:1"])
+        )
+        .unwrap();
+        writeln!(
+            out,
+            "{}",
+            crafted_line(&"22".repeat(32), "linux/amd64", &["a:2"])
+        )
+        .unwrap();
+        write!(out, "{{\"digest\":\"sha256:{query}\",\"tags\":[\"").unwrap();
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..64 {
+            out.write_all(&chunk).unwrap();
+        }
+    }
+    let run = measured_lookup(&sb, &file, &[&query]);
+    let err = run.stderr_text();
+    assert_eq!(run.code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the dataset {}: line 3 is longer than 1 MiB",
+            file.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_cut_off_or_damaged_dataset_is_an_error_naming_the_line() {
+    let sb = Sandbox::new("cut-off");
+    let (a, b, c) = ("11".repeat(32), "22".repeat(32), "33".repeat(32));
+    let whole = [
+        crafted_line(&a, "linux/amd64", &["a:1"]),
+        crafted_line(&b, "linux/arm64/v8", &["a:2"]),
+        crafted_line(&c, "linux/386", &["a:3"]),
+    ]
+    .map(|l| l + "\n")
+    .concat();
+    let file = sb.path("d.ndjson");
+    std::fs::write(&file, &whole).unwrap();
+    assert_success(
+        &sb.lookup(Some(&file), &[&a, &c]),
+        "lookup in the whole file",
+    );
+
+    // Cut in the middle of the last line, or just before its newline: the digest asked for
+    // is in the first line, and still the answer is that the file is cut off.
+    for cut in [whole.len() - 40, whole.len() - 1] {
+        std::fs::write(&file, &whole[..cut]).unwrap();
+        let output = sb.lookup(Some(&file), &[&a]);
+        assert_code(&output, 1, "lookup in a cut-off dataset");
+        let err = stderr(&output);
+        assert!(
+            err.contains(&format!("the dataset {}: line 3", file.display()))
+                && err.contains("cut off"),
+            "{err}"
+        );
+    }
+
+    // A damaged line in the middle, not the one asked for.
+    let damaged = whole.replacen("\"a:2\"]", "\"a:2\"", 1);
+    std::fs::write(&file, damaged).unwrap();
+    let output = sb.lookup(Some(&file), &[&a]);
+    assert_code(&output, 1, "lookup in a damaged dataset");
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!(
+            "the dataset {}: line 2 is not a dataset line",
+            file.display()
+        )),
+        "{err}"
+    );
+
+    // From standard input, the same.
+    let mut cmd = sb.command(&["lookup", "--dataset", "-", &a]);
+    let child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.as_ref().unwrap();
+        stdin
+            .write_all(&whole.as_bytes()[..whole.len() - 1])
+            .unwrap();
+    }
+    let output = {
+        let mut child = child;
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    };
+    assert_code(&output, 1, "lookup in a cut-off standard input");
+    assert!(
+        stderr(&output).contains("the dataset on standard input: line 3"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn dataset_strings_never_reach_the_terminal_raw() {
+    let sb = Sandbox::new("raw-text");
+    let hex = "44".repeat(32);
+    let file = sb.path("d.ndjson");
+    let line = crafted_line(
+        &hex,
+        "linux\u{1b}[2J/amd64\u{7}",
+        &["evil\u{1b}]0;owned\u{7}:1", "x:\u{9b}31m"],
+    );
+    std::fs::write(&file, line + "\n").unwrap();
+    let output = sb.lookup(Some(&file), &[&hex]);
+    assert_success(&output, "lookup of a line with control characters");
+    let (out, err) = (stdout(&output), stderr(&output));
+    for text in [&out, &err] {
+        assert!(
+            !text.contains(['\u{1b}', '\u{7}', '\u{9b}']),
+            "raw control characters:\n{text:?}"
+        );
+    }
+    assert!(out.contains("linux\\u{1b}[2J/amd64\\u{7}"), "{out}");
+    assert!(out.contains("evil\\u{1b}]0;owned\\u{7}:1"), "{out}");
+    // JSON output escapes them by its own rules.
+    let output = sb.lookup(Some(&file), &["--json", &hex]);
+    assert_success(&output, "lookup --json");
+    assert!(
+        stdout(&output).contains("\\u001b[2J"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!stdout(&output).contains('\u{1b}'));
 }

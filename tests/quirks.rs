@@ -504,6 +504,56 @@ fn hostile_tag_names_are_skipped_and_counted() {
     }
 }
 
+#[test]
+fn invalid_platforms_os_versions_and_push_times_are_left_out_and_counted() {
+    let long = "a".repeat(33);
+    let tag = json!({"name": "t", "digest": d('1'), "media_type": INDEX_TYPE,
+    "tag_last_pushed": "2026-07-31T10:05:00Z\u{1b}[2J",
+    "last_updated": "2026-07-31T10:00:00.5+02:00",
+    "images": [
+        image(json!(d('2')), "linux\u{1b}[2J", "amd64", None),
+        image(json!(d('3')), "linux", &long, None),
+        image(json!(d('4')), "linux", "arm", Some("v7/x")),
+        {"digest": d('5'), "os": "windows", "architecture": "amd64",
+         "os_version": "10.0.20348\u{7}"},
+        {"digest": d('6'), "os": "windows", "architecture": "amd64",
+         "os_version": "10.0.20348.2849"},
+    ]});
+    let (obs, skips) = observe(&tag);
+    let obs = obs.unwrap();
+    assert_eq!(
+        skips,
+        Skips {
+            invalid_platforms: 3,
+            invalid_os_versions: 1,
+            invalid_push_times: 1,
+            ..Skips::default()
+        }
+    );
+    // Every digest is kept, without what was wrong with it.
+    assert_eq!(obs.facts.len(), 6);
+    assert_eq!(
+        platforms(&obs),
+        [
+            None,
+            None,
+            None,
+            None,
+            Some("windows/amd64".to_owned()),
+            Some("windows/amd64".to_owned())
+        ]
+    );
+    assert_eq!(obs.facts[4].os_version, None);
+    assert_eq!(obs.facts[5].os_version.as_deref(), Some("10.0.20348.2849"));
+    // The refused `tag_last_pushed` gives way to a valid `last_updated`.
+    assert_eq!(obs.pushed.as_deref(), Some("2026-07-31T10:00:00.5+02:00"));
+
+    let (obs, skips) = observe(&json!({"name": "u", "digest": d('1'),
+        "tag_last_pushed": "yesterday", "last_updated": "2026-07-31"}));
+    assert_eq!(obs.unwrap().pushed, None);
+    assert_eq!(skips.invalid_push_times, 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Page-level rules
 

@@ -208,6 +208,11 @@ fn summarize(ui: &Ui, report: &CrawlReport) {
         .map(|(why, n)| format!("{why} {n}"))
         .collect();
     ui.info(&format!("  skipped: {}", skipped.join(", ")));
+    for (kind, n) in ui.unshown_skips() {
+        ui.info(&format!(
+            "  not shown above: {n} more {kind} (-v shows each)"
+        ));
+    }
     ui.info(&format!(
         "  store: {} repositories, {} tags, {} digests, {} digest-tag pairs",
         c.repos, c.tags, c.digests, c.pairs

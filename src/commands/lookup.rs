@@ -31,8 +31,13 @@ pub fn run(cli: &Cli, args: &LookupArgs, ui: &Ui) -> u8 {
 
     let (resolutions, source) = match &args.dataset {
         Some(path) => {
-            let shown = path.display().to_string();
-            let result = if shown == "-" {
+            let stdin = path.as_os_str() == "-";
+            let shown = if stdin {
+                "on standard input".to_owned()
+            } else {
+                path.display().to_string()
+            };
+            let result = if stdin {
                 lookup::lookup_dataset(io::stdin().lock(), &queries)
             } else {
                 let file = match File::open(path) {
@@ -54,7 +59,9 @@ pub fn run(cli: &Cli, args: &LookupArgs, ui: &Ui) -> u8 {
                 Err(e) => {
                     let what = match e {
                         ReadError::Io(_) => "cannot read the dataset",
-                        ReadError::Malformed { .. } => "the dataset",
+                        ReadError::Malformed { .. }
+                        | ReadError::TooLong { .. }
+                        | ReadError::CutOff { .. } => "the dataset",
                     };
                     ui.error(&format!("{what} {shown}: {e}"));
                     return super::ERROR;

@@ -203,11 +203,17 @@ fn parse_repos(body: &[u8], namespace: &str) -> Result<Parsed, hub::PageError> {
             Some(Ok(repo)) => repos.push(repo),
             Some(Err(err)) => {
                 skips.invalid_repos += 1;
-                tracing::warn!("skipped a repository of {namespace}: {err}");
+                tracing::warn!(
+                    target: "digestmap::skipped::invalid_repository_names",
+                    "skipped a repository of {namespace}: {err}"
+                );
             }
             None => {
                 skips.invalid_repos += 1;
-                tracing::warn!("skipped a repository entry of {namespace} without a name");
+                tracing::warn!(
+                    target: "digestmap::skipped::invalid_repository_names",
+                    "skipped a repository entry of {namespace} without a name"
+                );
             }
         }
     }

@@ -584,5 +584,8 @@ pub fn skip_reasons(skips: &Skips) -> Vec<(&'static str, u64)> {
         ("invalid tag names", skips.invalid_tags),
         ("invalid repository names", skips.invalid_repos),
         ("malformed tag objects", skips.malformed_tags),
+        ("invalid platforms", skips.invalid_platforms),
+        ("invalid os versions", skips.invalid_os_versions),
+        ("invalid push times", skips.invalid_push_times),
     ]
 }

@@ -6,17 +6,32 @@
 //! knows only the digest's own times and its `current` list, and is streamed once for all
 //! queries, so its size does not matter.
 //!
+//! A dataset file is untrusted input (it may be damaged, cut off, or not a dataset at all, such as
+//! `/dev/zero`), so it is read with bounded memory and checked whole: a line longer than
+//! [`MAX_LINE`], a last line without the newline `finalize` ends every line with (a file cut off
+//! mid-write), and a line that is not a JSON object with a `digest` are each an error naming the
+//! line, whether or not a query matched it.
+//!
 //! [`TagState::is_current_pair`]: crate::store::TagState::is_current_pair
 
+use std::borrow::Cow;
 use std::fmt;
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Read};
 
+use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use super::write_line;
 use crate::clock;
 use crate::model::{Digest, ObjectKind};
 use crate::store::{DigestEntry, DigestInfo, ReadBatch, TxError};
+use crate::text::printable;
+
+/// Longest dataset line read, newline included. A line is a few hundred bytes, a few KB for a
+/// digest under many tags (about 40 bytes a `repo:tag`, 73 an index); 1 MiB holds some 15,000
+/// tags, far more than any digest of Docker Hub has, and bounds the memory a file that is not a
+/// dataset can take.
+pub const MAX_LINE: usize = 1 << 20;
 
 /// Fewest hex characters a prefix query may have: shorter ones match too often to be useful and
 /// make "ambiguous" the usual answer.
@@ -268,6 +283,23 @@ pub enum ReadError {
         /// What is wrong.
         reason: String,
     },
+    /// A line longer than [`MAX_LINE`]: not a dataset file, or a damaged one.
+    #[error(
+        "line {line} is longer than {} MiB without a newline: this is not a dataset file, or it is damaged",
+        MAX_LINE >> 20
+    )]
+    TooLong {
+        /// 1-based line number.
+        line: u64,
+    },
+    /// A last line without its newline: the file was cut off.
+    #[error(
+        "line {line}, the last, has no newline at its end: the file is cut off (finalize ends every line with one); write it again"
+    )]
+    CutOff {
+        /// 1-based line number.
+        line: u64,
+    },
 }
 
 /// What the scan found for one query: the first matching line, and a second matching digest
@@ -287,12 +319,22 @@ pub fn lookup_dataset(
     let mut found: Vec<Matches> = queries.iter().map(|_| Matches::default()).collect();
     let mut buf = Vec::with_capacity(1024);
     let mut number = 0u64;
+    // At most MAX_LINE bytes a line, newline included: a line that fills them without ending is
+    // too long, and the buffer never grows past them.
+    let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
     loop {
         buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
+        if (&mut reader).take(limit).read_until(b'\n', &mut buf)? == 0 {
             break;
         }
         number += 1;
+        if buf.last() != Some(&b'\n') {
+            return Err(if buf.len() >= MAX_LINE {
+                ReadError::TooLong { line: number }
+            } else {
+                ReadError::CutOff { line: number }
+            });
+        }
         let line = buf.trim_ascii();
         if line.is_empty() {
             continue;
@@ -345,8 +387,9 @@ pub fn lookup_dataset(
         .collect()
 }
 
-/// The 64 hex characters of a line's digest. `finalize` writes the digest first, so that is read
-/// without parsing the line; any other line is parsed to find it.
+/// The 64 hex characters of a line's digest, checking that the line is a JSON object with one.
+/// `finalize` writes the digest first, so that is read without building the line's values (only
+/// its syntax is checked); any other line is parsed to find it.
 fn line_hex(line: &[u8]) -> Result<[u8; 64], String> {
     let mut hex = [0u8; 64];
     let fast = line
@@ -354,7 +397,16 @@ fn line_hex(line: &[u8]) -> Result<[u8; 64], String> {
         .filter(|rest| rest.len() > 64 && rest[64] == b'"')
         .map(|rest| &rest[..64]);
     match fast {
-        Some(h) => hex.copy_from_slice(h),
+        Some(h) => {
+            if !h
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+            {
+                return Err("its digest is not 64 lowercase hex characters".into());
+            }
+            serde_json::from_slice::<IgnoredAny>(line).map_err(|e| e.to_string())?;
+            hex.copy_from_slice(h);
+        }
         None => {
             let value: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
             let text = value
@@ -417,21 +469,23 @@ fn dataset_answer(line: &str) -> Result<Answer, String> {
     })
 }
 
-/// The human answer: the digest, then one field a line, tags current first.
+/// The human answer: the digest, then one field a line, tags current first. Every string from the
+/// store or the dataset is shown through [`printable`], so no control character reaches the
+/// terminal raw.
 impl fmt::Display for Answer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.digest)?;
-        writeln!(f, "  kind        {}", self.kind)?;
+        writeln!(f, "  kind        {}", printable(&self.kind))?;
         writeln!(
             f,
             "  platform    {}",
-            self.platform.as_deref().unwrap_or("none")
+            printable(self.platform.as_deref().unwrap_or("none"))
         )?;
         if let Some(v) = &self.os_version {
-            writeln!(f, "  os_version  {v}")?;
+            writeln!(f, "  os_version  {}", printable(v))?;
         }
-        writeln!(f, "  first seen  {}", self.first_seen)?;
-        writeln!(f, "  last seen   {}", self.last_seen)?;
+        writeln!(f, "  first seen  {}", printable(&self.first_seen))?;
+        writeln!(f, "  last seen   {}", printable(&self.last_seen))?;
         let now = self.tags.iter().filter(|t| t.current == Some(true)).count();
         let known = self.tags.iter().any(|t| t.current.is_some());
         if known {
@@ -443,19 +497,21 @@ impl fmt::Display for Answer {
                 self.tags.len()
             )?;
         }
-        let width = self
-            .tags
-            .iter()
-            .map(|t| t.repo_tag.len())
-            .max()
-            .unwrap_or(0);
+        let names: Vec<Cow<'_, str>> = self.tags.iter().map(|t| printable(&t.repo_tag)).collect();
+        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
         // Current tags first: they answer "which image is this" today.
         let ordered = self
             .tags
             .iter()
-            .filter(|t| t.current == Some(true))
-            .chain(self.tags.iter().filter(|t| t.current != Some(true)));
-        for tag in ordered {
+            .zip(&names)
+            .filter(|(t, _)| t.current == Some(true))
+            .chain(
+                self.tags
+                    .iter()
+                    .zip(&names)
+                    .filter(|(t, _)| t.current != Some(true)),
+            );
+        for (tag, name) in ordered {
             let label = match tag.current {
                 Some(true) => "current",
                 Some(false) => "past",
@@ -464,18 +520,17 @@ impl fmt::Display for Answer {
             match tag.seen {
                 Some((first, last)) => writeln!(
                     f,
-                    "    {label:<7}  {:<width$}  first seen {}, last seen {}",
-                    tag.repo_tag,
+                    "    {label:<7}  {name:<width$}  first seen {}, last seen {}",
                     clock::rfc3339(first),
                     clock::rfc3339(last)
                 )?,
-                None => writeln!(f, "    {label:<7}  {}", tag.repo_tag)?,
+                None => writeln!(f, "    {label:<7}  {name}")?,
             }
         }
         if let Some(indexes) = &self.indexes {
             writeln!(f, "  indexes     {}", indexes.len())?;
             for index in indexes {
-                writeln!(f, "    {index}")?;
+                writeln!(f, "    {}", printable(index))?;
             }
         }
         Ok(())
@@ -694,6 +749,51 @@ mod tests {
                 assert!(reason.contains("tags"), "{reason}");
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_line_is_checked_whether_asked_for_or_not() {
+        let queries = [Query::parse(&hex_of(0x11)).unwrap()];
+        let good = |b: u8| {
+            format!(
+                "{{\"digest\":\"sha256:{}\",\"kind\":\"index\",\"platform\":null,\"tags\":[],\"first_seen\":\"x\",\"last_seen\":\"y\"}}\n",
+                hex_of(b)
+            )
+        };
+        let (a, b) = (good(0x11), good(0x22));
+        let huge = format!("{a}{}", "x".repeat(MAX_LINE + 10));
+        let just_fits = format!(
+            "{a}{{\"digest\":\"sha256:{}\"{}}}\n",
+            hex_of(0x22),
+            " ".repeat(MAX_LINE - 85)
+        );
+        assert_eq!(just_fits.len() - a.len(), MAX_LINE);
+        let cases: [(String, Option<&str>); 7] = [
+            (format!("{a}{b}"), None),
+            (just_fits, None),
+            (
+                format!("{a}{}", &b[..b.len() - 1]),
+                Some("line 2, the last, has no newline"),
+            ),
+            (format!("{a}{}", &b[..40]), Some("line 2, the last")),
+            (huge, Some("line 2 is longer than 1 MiB")),
+            (
+                format!("{a}{}", b.replace("\"tags\"", "\"tags")),
+                Some("line 2 is not a dataset line"),
+            ),
+            (
+                format!("{a}{}", b.replace(&hex_of(0x22)[..2], "ZZ")),
+                Some("line 2 is not a dataset line: its digest"),
+            ),
+        ];
+        for (file, want) in cases {
+            let got = lookup_dataset(file.as_bytes(), &queries);
+            match (want, got) {
+                (None, Ok(answers)) => assert!(matches!(answers[0], Resolution::Found(_))),
+                (Some(want), Err(e)) => assert!(e.to_string().starts_with(want), "{e}"),
+                (want, got) => panic!("{want:?}: {got:?}"),
+            }
         }
     }
 }

@@ -7,14 +7,24 @@
 //! - every `images[].digest` is a platform manifest, listed under the tag's index when there is one;
 //! - tags pushed before ~2021 have no top-level digest but do have image digests;
 //! - attestation entries (`unknown/unknown`), null digests and malformed digests are left out and
-//!   counted, so the summary can say what was skipped and why.
+//!   counted, so the summary can say what was skipped and why;
+//! - a platform, `os_version` or push time that breaks its rule ([`Platform::parse`],
+//!   [`validate_os_version`], [`validate_push_time`]) is left out and counted, and the digest is
+//!   kept without it: the digest is the fact that matters, and a hostile field must never reach the
+//!   store, the dataset or a terminal.
+//!
+//! Each skipped record except attestations and null digests (which real pages hold by the
+//! thousand) is logged as a warning whose target is `digestmap::skipped::<kind>`, the kind as in
+//! [`Skips`]; the binary shows a few of each kind and counts the rest.
 
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::page::TagEntry;
-use crate::model::{Digest, ObjectKind, Platform, validate_tag};
+use super::page::{ImageEntry, TagEntry};
+use crate::model::{
+    Digest, ObjectKind, Platform, validate_os_version, validate_push_time, validate_tag,
+};
 
 /// What a crawl skipped, by reason. Counted per occurrence in a tag object.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +42,12 @@ pub struct Skips {
     /// Tag objects of the wrong shape (say an `images` that is not a list of objects): the
     /// tag is left out, the rest of its page is kept.
     pub malformed_tags: u64,
+    /// Platforms (os, architecture, variant) that break their rule; the digest was kept.
+    pub invalid_platforms: u64,
+    /// `os_version`s that break their rule; the digest was kept.
+    pub invalid_os_versions: u64,
+    /// Push times that are not RFC 3339; the tag was kept.
+    pub invalid_push_times: u64,
 }
 
 impl Skips {
@@ -43,6 +59,9 @@ impl Skips {
         self.invalid_tags += other.invalid_tags;
         self.invalid_repos += other.invalid_repos;
         self.malformed_tags += other.malformed_tags;
+        self.invalid_platforms += other.invalid_platforms;
+        self.invalid_os_versions += other.invalid_os_versions;
+        self.invalid_push_times += other.invalid_push_times;
     }
 
     /// The total of all reasons.
@@ -53,6 +72,9 @@ impl Skips {
             + self.invalid_tags
             + self.invalid_repos
             + self.malformed_tags
+            + self.invalid_platforms
+            + self.invalid_os_versions
+            + self.invalid_push_times
     }
 }
 
@@ -91,14 +113,14 @@ const CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json"
 
 /// Classifies what the tag's own digest names, from its media type, or from the shape of
 /// `images` when the media type is missing.
-fn top_level_kind(entry: &TagEntry, digest: &Digest, images: &[(Digest, Platform)]) -> ObjectKind {
+fn top_level_kind(entry: &TagEntry, digest: &Digest, images: &[Image]) -> ObjectKind {
     match entry.media_type.as_deref().map(str::to_ascii_lowercase) {
         Some(m) if m.contains("manifest.list") || m.contains("image.index") => ObjectKind::Index,
         Some(m) if m == CONFIG_MEDIA_TYPE => ObjectKind::Config,
         Some(m) if m.contains("manifest") => ObjectKind::Manifest,
         _ => {
             // No (known) media type: an index lists platform manifests other than itself.
-            if images.iter().all(|(d, _)| d == digest) {
+            if images.iter().all(|(d, _, _)| d == digest) {
                 ObjectKind::Manifest
             } else {
                 ObjectKind::Index
@@ -112,10 +134,93 @@ fn parse_digest(text: &str, skips: &mut Skips, context: &dyn Fn() -> String) -> 
         Ok(d) => Some(d),
         Err(err) => {
             skips.invalid_digests += 1;
-            tracing::warn!("skipped an invalid digest in {}: {err}", context());
+            tracing::warn!(
+                target: "digestmap::skipped::invalid_digests",
+                "skipped an invalid digest in {}: {err}",
+                context()
+            );
             None
         }
     }
+}
+
+/// A platform image entry: its digest, its platform and `os_version` when valid.
+type Image = (Digest, Option<Platform>, Option<String>);
+
+/// The platform of a kept manifest: `None` when Hub gave none, or (counted and logged) when a
+/// part breaks the rule of [`Platform::parse`].
+fn kept_platform(
+    image: &ImageEntry,
+    skips: &mut Skips,
+    context: &dyn Fn() -> String,
+) -> Option<Platform> {
+    match Platform::parse(
+        image.os.as_deref().unwrap_or(""),
+        image.architecture.as_deref().unwrap_or(""),
+        image.variant.as_deref(),
+    ) {
+        Ok(p) => Some(p).filter(|p| !p.os.is_empty() || !p.architecture.is_empty()),
+        Err(err) => {
+            skips.invalid_platforms += 1;
+            tracing::warn!(
+                target: "digestmap::skipped::invalid_platforms",
+                "left out an invalid platform in {}: {err}",
+                context()
+            );
+            None
+        }
+    }
+}
+
+/// The entry's non-blank `os_version`, or `None` (counted and logged when it breaks the rule).
+fn parse_os_version(
+    image: &ImageEntry,
+    skips: &mut Skips,
+    context: &dyn Fn() -> String,
+) -> Option<String> {
+    let text = image
+        .os_version
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())?;
+    match validate_os_version(text) {
+        Ok(()) => Some(text.to_owned()),
+        Err(err) => {
+            skips.invalid_os_versions += 1;
+            tracing::warn!(
+                target: "digestmap::skipped::invalid_os_versions",
+                "left out an invalid os_version in {}: {err}",
+                context()
+            );
+            None
+        }
+    }
+}
+
+/// The tag's `tag_last_pushed` and `last_updated`, each passed over (counted and logged) when
+/// present but not RFC 3339.
+fn push_times(
+    entry: &TagEntry,
+    skips: &mut Skips,
+    context: &dyn Fn() -> String,
+) -> (Option<String>, Option<String>) {
+    let mut valid = |field: &Option<String>| {
+        field
+            .as_ref()
+            .filter(|text| match validate_push_time(text) {
+                Ok(()) => true,
+                Err(err) => {
+                    skips.invalid_push_times += 1;
+                    tracing::warn!(
+                        target: "digestmap::skipped::invalid_push_times",
+                        "left out an invalid push time of {}: {err}",
+                        context()
+                    );
+                    false
+                }
+            })
+            .cloned()
+    };
+    (valid(&entry.tag_last_pushed), valid(&entry.last_updated))
 }
 
 /// Turns one tag object into an observation, counting what it leaves out in `skips`.
@@ -123,12 +228,18 @@ fn parse_digest(text: &str, skips: &mut Skips, context: &dyn Fn() -> String) -> 
 pub fn observe_tag(entry: &TagEntry, repo: &str, skips: &mut Skips) -> Option<TagObservation> {
     let Some(name) = entry.name.as_deref() else {
         skips.invalid_tags += 1;
-        tracing::warn!("skipped a tag object without a name in {repo}");
+        tracing::warn!(
+            target: "digestmap::skipped::invalid_tag_names",
+            "skipped a tag object without a name in {repo}"
+        );
         return None;
     };
     if let Err(err) = validate_tag(name) {
         skips.invalid_tags += 1;
-        tracing::warn!("skipped a tag of {repo}: {err}");
+        tracing::warn!(
+            target: "digestmap::skipped::invalid_tag_names",
+            "skipped a tag of {repo}: {err}"
+        );
         return None;
     }
     if entry.malformed {
@@ -139,15 +250,13 @@ pub fn observe_tag(entry: &TagEntry, repo: &str, skips: &mut Skips) -> Option<Ta
     let context = || format!("{repo}:{name}");
 
     // Platform images, attestations and broken entries removed.
-    let mut images: Vec<(Digest, Platform, Option<String>)> =
-        Vec::with_capacity(entry.images.len());
+    let mut images: Vec<Image> = Vec::with_capacity(entry.images.len());
     for image in &entry.images {
-        let platform = Platform::new(
-            image.os.as_deref().unwrap_or(""),
-            image.architecture.as_deref().unwrap_or(""),
-            image.variant.as_deref(),
-        );
-        if platform.is_attestation() {
+        // By `os` and `architecture` alone, whatever else the entry holds: an attestation with
+        // a broken variant is still not an image.
+        let is_attestation = image.os.as_deref() == Some("unknown")
+            && image.architecture.as_deref() == Some("unknown");
+        if is_attestation {
             skips.attestations += 1;
             continue;
         }
@@ -158,7 +267,8 @@ pub fn observe_tag(entry: &TagEntry, repo: &str, skips: &mut Skips) -> Option<Ta
         let Some(digest) = parse_digest(text, skips, &context) else {
             continue;
         };
-        let os_version = image.os_version.clone().filter(|v| !v.trim().is_empty());
+        let platform = kept_platform(image, skips, &context);
+        let os_version = parse_os_version(image, skips, &context);
         images.push((digest, platform, os_version));
     }
 
@@ -170,9 +280,7 @@ pub fn observe_tag(entry: &TagEntry, repo: &str, skips: &mut Skips) -> Option<Ta
     let mut facts = Vec::with_capacity(images.len() + 1);
     let mut index = None;
     if let Some(digest) = top {
-        let platforms: Vec<(Digest, Platform)> =
-            images.iter().map(|(d, p, _)| (*d, p.clone())).collect();
-        let kind = top_level_kind(entry, &digest, &platforms);
+        let kind = top_level_kind(entry, &digest, &images);
         let (platform, os_version) = match kind {
             ObjectKind::Index => {
                 index = Some(digest);
@@ -188,13 +296,13 @@ pub fn observe_tag(entry: &TagEntry, repo: &str, skips: &mut Skips) -> Option<Ta
                 } else {
                     None
                 })
-                .map(|(_, p, v)| (Some(p.clone()), v.clone()))
+                .map(|(_, p, v)| (p.clone(), v.clone()))
                 .unwrap_or((None, None)),
         };
         facts.push(DigestFact {
             digest,
             kind,
-            platform: platform.filter(|p| !p.os.is_empty() || !p.architecture.is_empty()),
+            platform,
             os_version,
             index: None,
         });
@@ -209,23 +317,20 @@ pub fn observe_tag(entry: &TagEntry, repo: &str, skips: &mut Skips) -> Option<Ta
         facts.push(DigestFact {
             digest,
             kind: ObjectKind::Manifest,
-            platform: Some(platform).filter(|p| !p.os.is_empty() || !p.architecture.is_empty()),
+            platform,
             os_version,
             index,
         });
     }
 
+    // Each time stands in for the other when only one is valid, as Hub sorts by `last_updated`
+    // and the push time is what tags are grouped by.
+    let (pushed, updated) = push_times(entry, skips, &context);
     Some(TagObservation {
         tag: name.to_owned(),
         digest: top,
-        pushed: entry
-            .tag_last_pushed
-            .clone()
-            .or_else(|| entry.last_updated.clone()),
-        updated: entry
-            .last_updated
-            .clone()
-            .or_else(|| entry.tag_last_pushed.clone()),
+        pushed: pushed.clone().or_else(|| updated.clone()),
+        updated: updated.or(pushed),
         facts,
     })
 }

@@ -160,7 +160,7 @@ impl From<RunStatsV1> for RunStats {
                 invalid_digests: v.skips.invalid_digests,
                 invalid_tags: v.skips.invalid_tags,
                 invalid_repos: v.skips.invalid_repos,
-                malformed_tags: 0,
+                ..Skips::default()
             },
             repo_count: v.repo_count,
             repo_list_capped: v.repo_list_capped,
@@ -559,14 +559,78 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, DecodeError> {
         {
             old.map_err(damaged)
         }
-        Some((&v, _)) => Err(DecodeError::Version {
-            what: T::WHAT,
-            found: v,
-            supported: T::VERSION,
-        }),
+        Some((&v, rest)) => match T::upgrade(v, rest) {
+            Some(upgraded) => upgraded.map_err(|source| DecodeError::Damaged {
+                what: T::WHAT,
+                source,
+            }),
+            None => Err(DecodeError::Version {
+                what: T::WHAT,
+                found: v,
+                supported: T::VERSION,
+            }),
+        },
         None => Err(DecodeError::Damaged {
             what: T::WHAT,
             source: postcard::Error::DeserializeUnexpectedEnd,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_statistics_of_format_version_1_are_read() {
+        // Version 1 as its fields in order; the skips were five counters.
+        let fields = (
+            1u64,
+            2u64,
+            3u64,
+            4u64,
+            5u64,
+            6u64,
+            7u64,
+            (8u64, 9u64, 10u64, 11u64, 12u64),
+        );
+        let mut bytes = vec![1];
+        bytes.extend(postcard::to_stdvec(&(fields, Some(13u64), true)).unwrap());
+        let stats: RunStats = decode(&bytes).unwrap();
+        assert_eq!(
+            stats,
+            RunStats {
+                repo_pages: 1,
+                tag_pages: 2,
+                tags: 3,
+                requests: 4,
+                retries: 5,
+                rate_limited: 6,
+                job_retries: 7,
+                skips: Skips {
+                    attestations: 8,
+                    null_digests: 9,
+                    invalid_digests: 10,
+                    invalid_tags: 11,
+                    invalid_repos: 12,
+                    ..Skips::default()
+                },
+                repo_count: Some(13),
+                repo_list_capped: true,
+            }
+        );
+        // Written again, it is version 2, and reads back the same.
+        assert_eq!(encode(&stats)[0], 2);
+        assert_eq!(decode::<RunStats>(&encode(&stats)).unwrap(), stats);
+        // A version 1 record cut short is damaged; an unknown version is refused.
+        assert!(matches!(
+            decode::<RunStats>(&bytes[..bytes.len() - 1]),
+            Err(DecodeError::Damaged { .. })
+        ));
+        bytes[0] = 3;
+        assert!(matches!(
+            decode::<RunStats>(&bytes),
+            Err(DecodeError::Version { found: 3, .. })
+        ));
     }
 }

@@ -5,4 +5,5 @@
 
 pub mod fake_hub;
 pub mod registry;
+pub mod measured;
 pub mod sandbox;
