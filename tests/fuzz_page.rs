@@ -199,21 +199,21 @@ fn check_tag(entry: &TagEntry) {
     );
     assert!(name_ok, "a tag named {:?} was accepted", entry.name);
     assert_eq!(Some(&obs.tag), entry.name.as_ref());
-    // The push time: the first of `tag_last_pushed` and `last_updated` that is RFC 3339; each
-    // present one tried before it and refused counts.
+    // The push times: each of `tag_last_pushed` and `last_updated` that is present but not
+    // RFC 3339 counts and is left out; each valid one stands in for the other when that one is
+    // missing or refused.
     let mut want = Skips::default();
-    let mut pushed = None;
-    for time in [&entry.tag_last_pushed, &entry.last_updated]
-        .into_iter()
-        .flatten()
-    {
-        if valid_push_time(time) {
-            pushed = Some(time.clone());
-            break;
+    let mut valid = |time: &Option<String>| match time {
+        Some(t) if valid_push_time(t) => Some(t.clone()),
+        Some(_) => {
+            want.invalid_push_times += 1;
+            None
         }
-        want.invalid_push_times += 1;
-    }
-    assert_eq!(obs.pushed, pushed);
+        None => None,
+    };
+    let (pushed, updated) = (valid(&entry.tag_last_pushed), valid(&entry.last_updated));
+    assert_eq!(obs.pushed, pushed.clone().or_else(|| updated.clone()));
+    assert_eq!(obs.updated, updated.or(pushed));
 
     // Every image entry is an attestation, a null digest, an invalid digest, or a platform
     // manifest (whose first entry gives its platform, when valid); nothing else. An invalid
