@@ -27,8 +27,8 @@ use crate::model::RepoName;
 use crate::net::auth::{Credentials, SignInError};
 use crate::net::{HttpClient, NetConfig, Pacer};
 use crate::store::{
-    Counts, CrawlRun, FailedJob, Job, JobId, JobKind, RepoState, RunMode, RunState, RunStats,
-    Store, StoreError,
+    Counts, CrawlRun, FailedJob, Job, JobId, JobKind, RepoState, RunGaps, RunMode, RunState,
+    RunStats, Store, StoreError, TxError, WriteBatch,
 };
 pub use handler::{Listing, Outcome, PageData};
 use queue::JobQueue;
@@ -69,6 +69,9 @@ pub struct CrawlOptions {
     pub resume: bool,
     /// Re-list everything even when the store holds a finished crawl (else that is a refresh).
     pub full: bool,
+    /// With `resume`: give up the failed jobs instead of trying them again, so the run can
+    /// finish; they are recorded as skipped ([`RunGaps`]).
+    pub skip_failed: bool,
     /// Client limits.
     pub net: NetConfig,
     /// Delay before a failed job's second attempt; doubled for each further one.
@@ -88,6 +91,12 @@ impl CrawlOptions {
             )));
         }
         Pacer::new(self.rps).map_err(|e| CrawlError::Usage(e.to_string()))?;
+        if self.skip_failed && !self.resume {
+            return Err(CrawlError::Usage(
+                "--skip-failed gives up the failed jobs of an unfinished crawl and needs --resume"
+                    .into(),
+            ));
+        }
         if self.full && self.resume {
             return Err(CrawlError::Usage(
                 "--full starts a new crawl and cannot be combined with --resume".into(),
@@ -120,6 +129,7 @@ impl Default for CrawlOptions {
             rps: DEFAULT_RPS,
             resume: false,
             full: false,
+            skip_failed: false,
             net: NetConfig::default(),
             job_retry_base: JOB_RETRY_BASE,
             credentials: None,
@@ -157,6 +167,8 @@ pub struct CrawlReport {
     pub failed: Vec<(JobId, FailedJob)>,
     /// The repositories of this run with their coverage.
     pub repos: Vec<(String, RepoState)>,
+    /// What the run left out: repositories Hub does not have, failed jobs skipped.
+    pub gaps: RunGaps,
     /// Time this process spent.
     pub elapsed: Duration,
     /// Whether Ctrl-C stopped it.
@@ -223,7 +235,7 @@ pub async fn crawl(
         })?,
     }
     // Only now, signed in (or anonymous), is the run written.
-    let run = start_run(&store, plan)?;
+    let run = start_run(&store, plan, options.skip_failed)?;
 
     let (jobs, repos) = store.read(|r| Ok((r.jobs()?, r.repos()?)))?;
     let this_run: Vec<&RepoState> = repos
@@ -325,7 +337,9 @@ pub async fn crawl(
     }
 
     let interrupted = cancel.is_cancelled();
-    let (failed, counts, repos) = store.read(|r| Ok((r.failed()?, r.counts()?, r.repos()?)))?;
+    let (failed, counts, repos, gaps) = store.read(|r| {
+        Ok((r.failed()?, r.counts()?, r.repos()?, r.gaps(run.id)?))
+    })?;
     let jobs_left = counts.jobs;
     let mut run = store.run()?.unwrap_or(run);
     if !interrupted && jobs_left == 0 && failed.is_empty() {
@@ -340,6 +354,7 @@ pub async fn crawl(
         counts,
         failed,
         repos,
+        gaps,
         elapsed: started.elapsed(),
         interrupted,
     })
@@ -451,9 +466,19 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<Plan, CrawlError
     Ok(Plan::Start(run, repos))
 }
 
-/// Writes the planned run: a new run with its first jobs, or failed jobs queued again.
-fn start_run(store: &Store, plan: Plan) -> Result<CrawlRun, CrawlError> {
+/// Writes the planned run: a new run with its first jobs, or failed jobs queued again (or,
+/// with `skip_failed`, given up).
+fn start_run(store: &Store, plan: Plan, skip_failed: bool) -> Result<CrawlRun, CrawlError> {
     match plan {
+        Plan::Resume(run) if skip_failed => {
+            let skipped = store.write(|w| skip_failed_jobs(w, &run))?;
+            if skipped > 0 {
+                tracing::warn!(
+                    "{skipped} failed job(s) skipped: the result may be incomplete (the summary and `digestmap status` list them)"
+                );
+            }
+            Ok(run)
+        }
         Plan::Resume(run) => {
             let moved = store.write(|w| w.retry_failed())?;
             if moved > 0 {
@@ -483,6 +508,35 @@ fn start_run(store: &Store, plan: Plan) -> Result<CrawlRun, CrawlError> {
             Ok(run)
         }
     }
+}
+
+/// Gives up every failed job of `run` and records them as skipped. A repository whose tag
+/// listing was skipped cannot be read to its end in this run: it is done, and incomplete.
+fn skip_failed_jobs(w: &mut WriteBatch<'_>, run: &CrawlRun) -> Result<usize, TxError> {
+    let failed = w.take_failed()?;
+    let now = clock::now_unix();
+    for (id, f) in &failed {
+        tracing::warn!("skipping failed job #{id} {}: {}", f.job.kind.url(), f.reason);
+        if let JobKind::Tags { repo, .. } = &f.job.kind
+            && let Some(mut state) = w
+                .repo(repo)?
+                .filter(|s| s.run == run.id && s.done_at.is_none())
+        {
+            state.distinct = w
+                .repo_tags(repo)?
+                .iter()
+                .filter(|(_, t)| t.run == run.id)
+                .count() as u64;
+            state.done_at = Some(now);
+            state.complete = Some(false);
+            w.put_repo(repo, &state)?;
+        }
+    }
+    let mut gaps = w.gaps(run.id)?;
+    let skipped = failed.len();
+    gaps.skipped.extend(failed.into_iter().map(|(_, f)| f));
+    w.set_gaps(&gaps)?;
+    Ok(skipped)
 }
 
 /// The skip counters as `reason: n` pairs, for summaries.

@@ -27,8 +27,8 @@ use redb::{
 };
 
 pub use records::{
-    CrawlRun, DigestRecord, FailedJob, Job, JobKind, ListingWindow, Record, RepoState, RunMode,
-    RunState, RunStats, TagState,
+    CrawlRun, DigestRecord, FailedJob, Job, JobKind, ListingWindow, MissingRepo, Record, RepoState,
+    RunGaps, RunMode, RunState, RunStats, TagState,
 };
 use records::{DecodeError, decode, encode};
 
@@ -52,6 +52,7 @@ const META_RUN: &str = "run";
 const META_STATS: &str = "stats";
 const META_NEXT_JOB: &str = "next_job_id";
 const META_PAUSE: &str = "pause_until";
+const META_GAPS: &str = "gaps";
 
 /// redb's page cache; bounded so that memory use does not grow with the store.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
@@ -480,6 +481,31 @@ impl<'t> WriteBatch<'t> {
         Ok(moved)
     }
 
+    /// Removes every failed job and returns them (`crawl --resume --skip-failed`).
+    pub fn take_failed(&mut self) -> Result<Vec<(JobId, FailedJob)>, TxError> {
+        let mut out = Vec::new();
+        while let Some((id, value)) = self.failed.pop_first()? {
+            out.push((id.value(), decode(value.value())?));
+        }
+        Ok(out)
+    }
+
+    /// What run `run` left out so far (nothing when the stored gaps are an earlier run's).
+    pub fn gaps(&self, run: u64) -> Result<RunGaps, TxError> {
+        Ok(self
+            .meta::<RunGaps>(META_GAPS)?
+            .filter(|g| g.run == run)
+            .unwrap_or(RunGaps {
+                run,
+                ..RunGaps::default()
+            }))
+    }
+
+    /// Replaces what the run left out.
+    pub fn set_gaps(&mut self, gaps: &RunGaps) -> Result<(), TxError> {
+        self.set_meta(META_GAPS, gaps)
+    }
+
     /// How far the current run got with a repository.
     pub fn repo(&self, repo: &RepoName) -> Result<Option<RepoState>, TxError> {
         match self.repos.get(repo.to_string().as_str())? {
@@ -719,6 +745,17 @@ impl ReadBatch {
     /// Reads a `meta` record.
     pub fn meta<T: Record>(&self, key: &str) -> Result<Option<T>, TxError> {
         meta_get(&self.txn.open_table(META)?, key)
+    }
+
+    /// What run `run` left out (nothing when the stored gaps are an earlier run's).
+    pub fn gaps(&self, run: u64) -> Result<RunGaps, TxError> {
+        Ok(self
+            .meta::<RunGaps>(META_GAPS)?
+            .filter(|g| g.run == run)
+            .unwrap_or(RunGaps {
+                run,
+                ..RunGaps::default()
+            }))
     }
 
     /// Every pending job, by id.
