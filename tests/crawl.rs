@@ -824,3 +824,273 @@ fn a_full_disk_ends_in_one_clear_error_and_the_crawl_resumes() {
     assert_success(&output, "finalize");
     assert_same_dataset(&dataset(&out), &hub.truth());
 }
+
+/// The `current` tags of every dataset line, as `repo:tag` strings.
+fn current_tags(path: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .flat_map(|line| {
+            let value: Value = serde_json::from_str(line).unwrap();
+            value["current"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Every tag of every dataset line, as `repo:tag` strings.
+fn all_tags(path: &Path) -> BTreeSet<String> {
+    dataset(path)
+        .into_values()
+        .flat_map(|v| {
+            v["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Hub's 404 for a repository it does not have.
+fn not_found_body(repo: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "message": "httperror 404: object not found",
+        "errinfo": {"namespace": "library", "repository": repo}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_repository_hub_does_not_have_does_not_lock_the_store() {
+    let hub = small_hub(small());
+    let sb = Sandbox::new("typo");
+    let real = hub.repo_names()[0].clone();
+    let typo = "no-such-repo";
+    let output = sb.crawl(&hub, &["--repo", &real, "--repo", typo]);
+    assert_code(&output, 0, "crawl with a --repo Hub does not have");
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!("library/{typo} is not on Hub")),
+        "{err}"
+    );
+    assert!(err.contains("not on Hub: 1 repositories"), "{err}");
+    assert!(err.contains("failed jobs: 0"), "{err}");
+    // One request: a 404 on page 1 is an answer, not a fault to try again.
+    let asked = hub
+        .requests()
+        .iter()
+        .filter(|r| r.path_and_query.contains(typo))
+        .count();
+    assert_eq!(asked, 1, "requests for the missing repository");
+    // The real repository was crawled whole.
+    let out = sb.finalize("t.ndjson");
+    let tags = all_tags(&out);
+    assert!(!tags.is_empty());
+    assert!(tags.iter().all(|t| t.starts_with(&format!("{real}:"))));
+
+    let status = sb.run(&["status"]);
+    assert_success(&status, "status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains(": finished"), "{text}");
+    assert!(
+        text.contains(&format!("library/{typo}: never seen on Hub")),
+        "{text}"
+    );
+    assert!(text.contains("0 failed"), "{text}");
+
+    // The run is finished: nothing to resume, and a new crawl starts (a refresh) and finishes.
+    let resume = sb.run(&["crawl", "--resume"]);
+    assert_code(&resume, 2, "crawl --resume after a finished run");
+    assert!(stderr(&resume).contains("no unfinished crawl"));
+    let again = sb.crawl(&hub, &["--repo", &real, "--repo", typo]);
+    assert_code(&again, 0, "a second crawl");
+}
+
+#[test]
+fn a_repository_removed_from_hub_is_marked_vanished() {
+    let hub = small_hub(small());
+    let sb = Sandbox::new("vanish");
+    assert_success(&sb.crawl(&hub, &[]), "first crawl");
+    let gone = hub.repo_names()[1].clone();
+    let before = sb.finalize("before.ndjson");
+    let gone_tags: BTreeSet<String> = current_tags(&before)
+        .into_iter()
+        .filter(|t| t.starts_with(&format!("{gone}:")))
+        .collect();
+    assert!(!gone_tags.is_empty(), "{gone} has current tags at first");
+
+    // Hub still lists the repository but no longer has it: removed between the two reads.
+    hub.update(|c| {
+        c.override_paths = vec![(
+            format!("/repositories/{gone}/tags?page=1&"),
+            404,
+            not_found_body(&gone),
+        )]
+    });
+    let output = sb.crawl(&hub, &[]);
+    assert_code(&output, 0, "refresh with a repository removed");
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!("library/{gone} is no longer on Hub")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("library/{gone}: vanished at"))
+            && err.contains(&format!(
+                "{} of its {} stored tags are no longer current",
+                gone_tags.len(),
+                gone_tags.len()
+            )),
+        "{err}"
+    );
+
+    let after = sb.finalize("after.ndjson");
+    let current = current_tags(&after);
+    assert!(
+        current.iter().all(|t| !t.starts_with(&format!("{gone}:"))),
+        "tags of a vanished repository stay current"
+    );
+    // Nothing is forgotten: its digests keep their tags, and the other repositories stay current.
+    let tags = all_tags(&after);
+    assert!(gone_tags.is_subset(&tags));
+    let others_before: BTreeSet<String> = current_tags(&before)
+        .into_iter()
+        .filter(|t| !t.starts_with(&format!("{gone}:")))
+        .collect();
+    assert_eq!(
+        others_before, current,
+        "the other repositories' current tags"
+    );
+    let status = sb.run(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains(&format!("library/{gone}: vanished at")),
+        "{text}"
+    );
+    assert!(text.contains("1 not on Hub"), "{text}");
+}
+
+#[test]
+fn a_listing_that_shrinks_while_read_ends_its_view() {
+    let hub = small_hub(small());
+    let sb = Sandbox::new("shrink");
+    // A repository with more than one page of tags.
+    let repo = hub
+        .repo_names()
+        .into_iter()
+        .find(|name| {
+            let page = get_json(
+                &hub,
+                &format!("/v2/namespaces/library/repositories/{name}/tags?page=1&page_size=100"),
+            );
+            page["count"].as_u64().unwrap() > 100
+        })
+        .expect("the small double has a repository with several pages");
+    hub.clear_requests();
+    let page_2 = format!("/repositories/{repo}/tags?page=2&");
+    hub.update(|c| {
+        c.override_paths = vec![(
+            page_2.clone(),
+            404,
+            br#"{"message":"httperror 404: page not found","errinfo":{}}"#.to_vec(),
+        )]
+    });
+    let output = sb.crawl(&hub, &["--repo", &repo]);
+    let err = stderr(&output);
+    assert_code(&output, 0, "crawl of a listing that ends early");
+    assert!(err.contains("failed jobs: 0"), "{err}");
+    assert!(err.contains("the listing shrank"), "{err}");
+    // Planned as at the end of a view: the listing came up short, so it was read again (as
+    // often as a changed listing is), then the repository is reported incomplete.
+    assert!(
+        err.contains(&format!("library/{repo}: INCOMPLETE")),
+        "{err}"
+    );
+    let first_pages = hub
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.path_and_query
+                .contains(&format!("/repositories/{repo}/tags?page=1&"))
+        })
+        .count();
+    assert_eq!(
+        first_pages, 3,
+        "the plain listing read once and re-read twice"
+    );
+}
+
+#[test]
+fn skip_failed_gives_up_failed_jobs_and_the_run_finishes() {
+    let hub = small_hub(small());
+    let repo = hub.repo_names()[2].clone();
+    let broken = format!("/repositories/{repo}/tags?page=1&");
+    hub.update(|c| c.broken_paths = vec![broken.clone()]);
+    let sb = Sandbox::new("skip");
+
+    let without_resume = sb.crawl(&hub, &["--skip-failed"]);
+    assert_code(&without_resume, 2, "--skip-failed without --resume");
+    assert!(!sb.db().exists(), "a usage error creates no store");
+
+    let output = sb.crawl(&hub, &[]);
+    assert_code(&output, 3, "crawl with a broken page");
+    assert!(
+        stderr(&output).contains("--skip-failed"),
+        "{}",
+        stderr(&output)
+    );
+
+    // The page is still broken: --resume alone fails again; --skip-failed gives it up.
+    let again = sb.run(&["crawl", "--resume", "--rps", "500", "--retry-base-ms", "20"]);
+    assert_code(&again, 3, "crawl --resume of a job that still fails");
+    hub.clear_requests();
+    let skipped = sb.run(&[
+        "crawl",
+        "--resume",
+        "--skip-failed",
+        "--rps",
+        "500",
+        "--retry-base-ms",
+        "20",
+    ]);
+    assert_code(&skipped, 0, "crawl --resume --skip-failed");
+    let err = stderr(&skipped);
+    assert!(
+        err.contains(
+            "skipped: 1 failed jobs given up with --skip-failed; the result may be incomplete"
+        ),
+        "{err}"
+    );
+    assert!(err.contains(&broken), "names the skipped page: {err}");
+    assert!(
+        err.contains(&format!("library/{repo}: INCOMPLETE")),
+        "{err}"
+    );
+    assert!(
+        hub.requests()
+            .iter()
+            .all(|r| !r.path_and_query.contains(&broken)),
+        "a skipped job is not fetched again"
+    );
+
+    let status = sb.run(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains(": finished"), "{text}");
+    assert!(text.contains("skipped: 1 failed jobs"), "{text}");
+    assert!(text.contains(&broken), "{text}");
+    assert!(text.contains("0 failed"), "{text}");
+
+    // The store is not locked: a new crawl starts, and once Hub answers, the gap is filled.
+    hub.update(|c| c.broken_paths.clear());
+    let full = sb.crawl(&hub, &["--full"]);
+    assert_success(&full, "a new full crawl");
+    assert!(!stderr(&full).contains("skipped: 1"), "{}", stderr(&full));
+    let out = sb.finalize("s.ndjson");
+    assert_same_dataset(&dataset(&out), &hub.truth());
+}

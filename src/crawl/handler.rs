@@ -274,7 +274,10 @@ mod tests {
     #[test]
     fn page_numbers() {
         let url = |s: &str| Url::parse(s).unwrap();
-        assert_eq!(page_number(&url("https://h/x?page=3&page_size=100")), Some(3));
+        assert_eq!(
+            page_number(&url("https://h/x?page=3&page_size=100")),
+            Some(3)
+        );
         assert_eq!(page_number(&url("https://h/x?page_size=100")), Some(1));
         assert_eq!(page_number(&url("https://h/x?page=two")), None);
     }

@@ -337,9 +337,8 @@ pub async fn crawl(
     }
 
     let interrupted = cancel.is_cancelled();
-    let (failed, counts, repos, gaps) = store.read(|r| {
-        Ok((r.failed()?, r.counts()?, r.repos()?, r.gaps(run.id)?))
-    })?;
+    let (failed, counts, repos, gaps) =
+        store.read(|r| Ok((r.failed()?, r.counts()?, r.repos()?, r.gaps(run.id)?)))?;
     let jobs_left = counts.jobs;
     let mut run = store.run()?.unwrap_or(run);
     if !interrupted && jobs_left == 0 && failed.is_empty() {
@@ -516,7 +515,11 @@ fn skip_failed_jobs(w: &mut WriteBatch<'_>, run: &CrawlRun) -> Result<usize, TxE
     let failed = w.take_failed()?;
     let now = clock::now_unix();
     for (id, f) in &failed {
-        tracing::warn!("skipping failed job #{id} {}: {}", f.job.kind.url(), f.reason);
+        tracing::warn!(
+            "skipping failed job #{id} {}: {}",
+            f.job.kind.url(),
+            f.reason
+        );
         if let JobKind::Tags { repo, .. } = &f.job.kind
             && let Some(mut state) = w
                 .repo(repo)?
