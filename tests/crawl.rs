@@ -118,6 +118,22 @@ fn wait_for_requests(hub: &FakeHub, n: usize) {
     }
 }
 
+/// The seed of a test's random choices: `DIGESTMAP_TEST_SEED` when set (to replay a failure),
+/// else a fresh one. Printed either way, so that a failed run names the seed that replays it.
+fn test_seed() -> u32 {
+    let seed = match std::env::var("DIGESTMAP_TEST_SEED") {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("DIGESTMAP_TEST_SEED={text:?} is not a u32")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    };
+    eprintln!("seeded with {seed}; replay with DIGESTMAP_TEST_SEED={seed}");
+    seed
+}
+
 fn small_hub(config: FakeHubConfig) -> FakeHub {
     FakeHub::bind(config).unwrap()
 }
@@ -236,11 +252,7 @@ fn kill_9_then_resume_equals_truth_with_bounded_refetching() {
     let hub = small_hub(FakeHubConfig::default());
     let sb = Sandbox::new("kill");
     let url = hub.url();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    eprintln!("kill moments seeded with {seed}");
+    let seed = test_seed();
     let workers = 3;
     let mut kills = 0;
     let mut state = seed;
@@ -278,6 +290,10 @@ fn kill_9_then_resume_equals_truth_with_bounded_refetching() {
             break;
         }
     }
+    assert!(
+        kills > 0,
+        "no crawl was killed, so nothing was shown (replay with DIGESTMAP_TEST_SEED={seed})"
+    );
     // Finish whatever is left.
     let output = sb.run(&["crawl", "--resume", "--rps", "500", "--retry-base-ms", "20"]);
     if output.status.code() == Some(2) && stderr(&output).contains("no unfinished crawl") {
@@ -305,11 +321,15 @@ fn kill_9_then_resume_equals_truth_with_bounded_refetching() {
 
 #[test]
 fn request_starts_never_exceed_rps() {
-    let hub = small_hub(small());
+    // python with 12 pages: enough requests for several windows of n + 1 starts.
+    let hub = small_hub(FakeHubConfig {
+        big_repo_tags: 1150,
+        ..small()
+    });
     let sb = Sandbox::new("rps");
     let url = hub.url();
     let rps = 8.0;
-    let repo = hub.repo_names()[1].clone();
+    let repo = "python".to_owned();
     let output = sb.run(&[
         "crawl",
         "--hub-url",
@@ -323,12 +343,13 @@ fn request_starts_never_exceed_rps() {
     ]);
     assert_success(&output, "crawl");
     let times: Vec<Instant> = hub.requests().iter().map(|r| r.at).collect();
+    let n = rps as usize;
+    // Fewer than n + 2 starts would leave the window check below with at most one window.
     assert!(
-        times.len() >= 2,
+        times.len() >= n + 4,
         "too few requests to measure: {}",
         times.len()
     );
-    let n = rps as usize;
     // Any n+1 consecutive starts span at least n/rps seconds (5% for scheduling jitter).
     for window in times.windows(n + 1) {
         let span = window[n].duration_since(window[0]);
@@ -363,6 +384,11 @@ fn after_a_429_nothing_arrives_before_retry_after() {
         stderr(&output)
     );
     let requests = hub.requests();
+    assert_eq!(
+        requests.iter().filter(|r| r.status == 429).count(),
+        2,
+        "the double answered both forced 429s"
+    );
     for limited in requests.iter().filter(|r| r.status == 429) {
         let early: Vec<_> = requests
             .iter()
@@ -575,6 +601,7 @@ fn only_named_repositories() {
             })
             .collect()
     };
+    assert!(!want.is_empty(), "the named repositories have tags");
     assert_same_dataset(&strip(&got), &strip(&want));
     assert!(hub.requests().iter().all(|r| {
         !r.path_and_query
@@ -600,6 +627,12 @@ fn adaptive_pacing_spends_the_window_without_429s() {
     let output = sb.run(&["crawl", "--hub-url", &url, "--rps", "20", "--workers", "4"]);
     assert_success(&output, "crawl");
     let requests = hub.requests();
+    // Only a crawl that needs several windows shows that the window, not luck, set the pace.
+    assert!(
+        requests.len() > 3 * limit as usize,
+        "{} requests do not outlast the first windows",
+        requests.len()
+    );
     let first = requests[0].at;
     let late_429s: Vec<u64> = requests
         .iter()
@@ -800,7 +833,13 @@ fn a_full_disk_ends_in_one_clear_error_and_the_crawl_resumes() {
     let mount = sb.path("small");
     // The store lives on a 3 MB disk; the whole crawl needs about 10 MB.
     let Some(disk) = SmallDisk::mount(&mount, "3m") else {
-        eprintln!("SKIPPED: mounting a tmpfs needs root, which this run does not have");
+        // A test that silently does nothing would pass without showing anything: skipping must
+        // be asked for.
+        assert!(
+            std::env::var_os("DIGESTMAP_TEST_NO_ROOT").is_some(),
+            "mounting a tmpfs needs root; run as root, or set DIGESTMAP_TEST_NO_ROOT=1 to skip this test"
+        );
+        eprintln!("SKIPPED (DIGESTMAP_TEST_NO_ROOT): mounting a tmpfs needs root");
         return;
     };
     let db = mount.join("store.redb");
