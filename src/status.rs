@@ -82,11 +82,11 @@ pub fn gap_lines(gaps: &RunGaps) -> Vec<String> {
             format!("  {}: never seen on Hub; nothing stored for it", m.repo)
         } else {
             format!(
-                "  {}: vanished at {}; {} of its {} stored tags are no longer current",
+                "  {}: vanished at {}; {} stored tags, of which {} were current and no longer are",
                 m.repo,
                 clock::rfc3339(m.at),
-                m.retired_tags,
-                m.known_tags
+                m.known_tags,
+                m.retired_tags
             )
         });
     }

@@ -982,7 +982,7 @@ fn a_repository_removed_from_hub_is_marked_vanished() {
     assert!(
         err.contains(&format!("library/{gone}: vanished at"))
             && err.contains(&format!(
-                "{} of its {} stored tags are no longer current",
+                "{} stored tags, of which {} were current and no longer are",
                 gone_tags.len(),
                 gone_tags.len()
             )),

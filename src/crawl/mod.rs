@@ -5,7 +5,10 @@
 //! A repository-list page spawns the next repository page and one tag-list job per repository new
 //! to this run; a tag-list page stores its tags and spawns the next tag page. A transient failure
 //! puts the job back with a growing delay; after [`MAX_ATTEMPTS`] it moves to `failed`, where
-//! `crawl --resume` finds it again. A 429 puts the job back without counting an attempt.
+//! `crawl --resume` finds it again (or, with `--skip-failed`, gives it up and records it as
+//! skipped, so the run can finish). A 429 puts the job back without counting an attempt. A 404 is
+//! an answer ([`handler::not_found`] decides what it means): a repository Hub does not have is
+//! recorded as missing, and a page past the end of a listing that shrank ends that view.
 //!
 //! Nothing here knows about the terminal: progress is a set of counters ([`Progress`]) that the
 //! binary may draw.

@@ -16,6 +16,10 @@
 //!   filter is left (the repository is then marked incomplete).
 //!
 //! A repository list capped at offset 100 is read again by descending name, for another 100.
+//!
+//! A 404 on page 1 of a tag listing means the repository is not on Hub: it is done, marked
+//! vanished, its stored tags stop being current, and the run's gaps name it. A 404 on a later page
+//! ends that view, planned like any other end of a view.
 
 use std::collections::HashMap;
 use std::sync::Arc;
