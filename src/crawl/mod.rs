@@ -7,8 +7,9 @@
 //! puts the job back with a growing delay; after [`MAX_ATTEMPTS`] it moves to `failed`, where
 //! `crawl --resume` finds it again (or, with `--skip-failed`, gives it up and records it as
 //! skipped, so the run can finish). A 429 puts the job back without counting an attempt. A 404 is
-//! an answer (a pure function, `handler::not_found`, decides what it means): a repository Hub does not have is
-//! recorded as missing, and a page past the end of a listing that shrank ends that view.
+//! an answer (a pure function, `handler::not_found`, decides what it means): a repository Hub
+//! does not have is recorded as missing, and a page past the end of a listing that shrank ends
+//! that view.
 //!
 //! Nothing here knows about the terminal: progress is a set of counters ([`Progress`]) that the
 //! binary may draw.
