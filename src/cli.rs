@@ -65,6 +65,10 @@ pub struct CrawlArgs {
     /// Continue the store's unfinished crawl (failed jobs are tried again).
     #[arg(long)]
     pub resume: bool,
+    /// With --resume: give up the failed jobs instead of trying them again, so the crawl can
+    /// finish (they are listed as skipped; the result may be incomplete).
+    #[arg(long, requires = "resume")]
+    pub skip_failed: bool,
     /// Re-list every page even though the store holds a finished crawl (which is otherwise
     /// refreshed); tags Hub no longer has are marked deleted.
     #[arg(long, conflicts_with = "resume")]

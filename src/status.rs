@@ -4,8 +4,8 @@ use std::fmt;
 
 use crate::clock;
 use crate::store::{
-    Counts, CrawlRun, FailedJob, Job, JobId, RepoState, RunMode, RunState, RunStats, Store,
-    StoreError,
+    Counts, CrawlRun, FailedJob, Job, JobId, RepoState, RunGaps, RunMode, RunState, RunStats,
+    Store, StoreError,
 };
 
 /// Something a run knows it missed.
@@ -75,14 +75,21 @@ pub fn gaps(stats: &RunStats, repos: &[(String, RepoState)]) -> Vec<Gap> {
 /// Lines describing how completely each repository of a run was listed and what it cost:
 /// one summary line, then one line per repository that was capped, re-read or is incomplete.
 pub fn coverage_lines(repos: &[(String, RepoState)]) -> Vec<String> {
+    // A repository of the run with `vanished_at` set is one the run found missing (404).
+    let (gone, repos): (Vec<_>, Vec<_>) = repos.iter().partition(|(_, s)| s.vanished_at.is_some());
     let done: Vec<_> = repos.iter().filter(|(_, s)| s.complete.is_some()).collect();
     let complete = done
         .iter()
         .filter(|(_, s)| s.complete == Some(true))
         .count();
-    let requests: u64 = repos.iter().map(|(_, s)| s.requests).sum();
+    let requests: u64 = repos.iter().chain(&gone).map(|(_, s)| s.requests).sum();
+    let not_on_hub = if gone.is_empty() {
+        String::new()
+    } else {
+        format!(", {} not on Hub", gone.len())
+    };
     let mut lines = vec![format!(
-        "coverage: {complete} of {} repositories complete, {} incomplete, {} still listing; {requests} tag-list requests",
+        "coverage: {complete} of {} repositories complete, {} incomplete, {} still listing{not_on_hub}; {requests} tag-list requests",
         repos.len(),
         done.len() - complete,
         repos.len() - done.len()
@@ -124,6 +131,41 @@ pub fn coverage_lines(repos: &[(String, RepoState)]) -> Vec<String> {
     lines
 }
 
+/// Lines naming what a run left out: repositories Hub answered 404 for, and failed jobs given up
+/// with `--skip-failed` (then the result may be incomplete). None when nothing was left out.
+pub fn gap_lines(gaps: &RunGaps) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !gaps.missing.is_empty() {
+        lines.push(format!(
+            "not on Hub: {} repositories (their first tag page answered 404)",
+            gaps.missing.len()
+        ));
+    }
+    for m in &gaps.missing {
+        lines.push(if m.known_tags == 0 {
+            format!("  {}: never seen on Hub; nothing stored for it", m.repo)
+        } else {
+            format!(
+                "  {}: vanished at {}; {} stored tags, of which {} were current and no longer are",
+                m.repo,
+                clock::rfc3339(m.at),
+                m.known_tags,
+                m.retired_tags
+            )
+        });
+    }
+    if !gaps.skipped.is_empty() {
+        lines.push(format!(
+            "skipped: {} failed jobs given up with --skip-failed; the result may be incomplete",
+            gaps.skipped.len()
+        ));
+    }
+    for f in &gaps.skipped {
+        lines.push(format!("  {}: {}", f.job.kind.url(), f.reason));
+    }
+    lines
+}
+
 /// Everything `status` shows.
 #[derive(Debug)]
 pub struct StatusReport {
@@ -145,6 +187,9 @@ pub struct StatusReport {
     pub failed: Vec<(JobId, FailedJob)>,
     /// The repositories of the current run with their coverage.
     pub repos: Vec<(String, RepoState)>,
+    /// What the current run left out on purpose or found absent (repositories not on Hub,
+    /// failed jobs skipped).
+    pub left_out: RunGaps,
 }
 
 /// Reads the status of `store`. `crawl_running` says whether a writer holds it.
@@ -165,6 +210,7 @@ pub fn report(store: &Store, crawl_running: bool) -> Result<StatusReport, StoreE
             jobs: r.jobs()?,
             failed: r.failed()?,
             repos: in_run,
+            left_out: r.gaps(run_id)?,
             run,
         })
     })
@@ -274,6 +320,9 @@ impl fmt::Display for StatusReport {
                 for gap in &gaps {
                     writeln!(f, "  {gap}")?;
                 }
+            }
+            for line in gap_lines(&self.left_out) {
+                writeln!(f, "{line}")?;
             }
         }
         let c = &self.counts;

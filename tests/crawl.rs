@@ -118,6 +118,22 @@ fn wait_for_requests(hub: &FakeHub, n: usize) {
     }
 }
 
+/// The seed of a test's random choices: `DIGESTMAP_TEST_SEED` when set (to replay a failure),
+/// else a fresh one. Printed either way, so that a failed run names the seed that replays it.
+fn test_seed() -> u32 {
+    let seed = match std::env::var("DIGESTMAP_TEST_SEED") {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("DIGESTMAP_TEST_SEED={text:?} is not a u32")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos(),
+    };
+    eprintln!("seeded with {seed}; replay with DIGESTMAP_TEST_SEED={seed}");
+    seed
+}
+
 fn small_hub(config: FakeHubConfig) -> FakeHub {
     FakeHub::bind(config).unwrap()
 }
@@ -236,11 +252,7 @@ fn kill_9_then_resume_equals_truth_with_bounded_refetching() {
     let hub = small_hub(FakeHubConfig::default());
     let sb = Sandbox::new("kill");
     let url = hub.url();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    eprintln!("kill moments seeded with {seed}");
+    let seed = test_seed();
     let workers = 3;
     let mut kills = 0;
     let mut state = seed;
@@ -278,6 +290,10 @@ fn kill_9_then_resume_equals_truth_with_bounded_refetching() {
             break;
         }
     }
+    assert!(
+        kills > 0,
+        "no crawl was killed, so nothing was shown (replay with DIGESTMAP_TEST_SEED={seed})"
+    );
     // Finish whatever is left.
     let output = sb.run(&["crawl", "--resume", "--rps", "500", "--retry-base-ms", "20"]);
     if output.status.code() == Some(2) && stderr(&output).contains("no unfinished crawl") {
@@ -305,11 +321,15 @@ fn kill_9_then_resume_equals_truth_with_bounded_refetching() {
 
 #[test]
 fn request_starts_never_exceed_rps() {
-    let hub = small_hub(small());
+    // python with 12 pages: enough requests for several windows of n + 1 starts.
+    let hub = small_hub(FakeHubConfig {
+        big_repo_tags: 1150,
+        ..small()
+    });
     let sb = Sandbox::new("rps");
     let url = hub.url();
     let rps = 8.0;
-    let repo = hub.repo_names()[1].clone();
+    let repo = "python".to_owned();
     let output = sb.run(&[
         "crawl",
         "--hub-url",
@@ -323,12 +343,13 @@ fn request_starts_never_exceed_rps() {
     ]);
     assert_success(&output, "crawl");
     let times: Vec<Instant> = hub.requests().iter().map(|r| r.at).collect();
+    let n = rps as usize;
+    // Fewer than n + 2 starts would leave the window check below with at most one window.
     assert!(
-        times.len() >= 2,
+        times.len() >= n + 4,
         "too few requests to measure: {}",
         times.len()
     );
-    let n = rps as usize;
     // Any n+1 consecutive starts span at least n/rps seconds (5% for scheduling jitter).
     for window in times.windows(n + 1) {
         let span = window[n].duration_since(window[0]);
@@ -363,6 +384,11 @@ fn after_a_429_nothing_arrives_before_retry_after() {
         stderr(&output)
     );
     let requests = hub.requests();
+    assert_eq!(
+        requests.iter().filter(|r| r.status == 429).count(),
+        2,
+        "the double answered both forced 429s"
+    );
     for limited in requests.iter().filter(|r| r.status == 429) {
         let early: Vec<_> = requests
             .iter()
@@ -574,6 +600,7 @@ fn only_named_repositories() {
             })
             .collect()
     };
+    assert!(!want.is_empty(), "the named repositories have tags");
     assert_same_dataset(&strip(&got), &strip(&want));
     assert!(hub.requests().iter().all(|r| {
         !r.path_and_query
@@ -599,6 +626,12 @@ fn adaptive_pacing_spends_the_window_without_429s() {
     let output = sb.run(&["crawl", "--hub-url", &url, "--rps", "20", "--workers", "4"]);
     assert_success(&output, "crawl");
     let requests = hub.requests();
+    // Only a crawl that needs several windows shows that the window, not luck, set the pace.
+    assert!(
+        requests.len() > 3 * limit as usize,
+        "{} requests do not outlast the first windows",
+        requests.len()
+    );
     let first = requests[0].at;
     let late_429s: Vec<u64> = requests
         .iter()
@@ -799,7 +832,13 @@ fn a_full_disk_ends_in_one_clear_error_and_the_crawl_resumes() {
     let mount = sb.path("small");
     // The store lives on a 3 MB disk; the whole crawl needs about 10 MB.
     let Some(disk) = SmallDisk::mount(&mount, "3m") else {
-        eprintln!("SKIPPED: mounting a tmpfs needs root, which this run does not have");
+        // A test that silently does nothing would pass without showing anything: skipping must
+        // be asked for.
+        assert!(
+            std::env::var_os("DIGESTMAP_TEST_NO_ROOT").is_some(),
+            "mounting a tmpfs needs root; run as root, or set DIGESTMAP_TEST_NO_ROOT=1 to skip this test"
+        );
+        eprintln!("SKIPPED (DIGESTMAP_TEST_NO_ROOT): mounting a tmpfs needs root");
         return;
     };
     let db = mount.join("store.redb");
@@ -821,5 +860,275 @@ fn a_full_disk_ends_in_one_clear_error_and_the_crawl_resumes() {
     let out = sb.path("disk.ndjson");
     let output = run(&["finalize", "--out", out.to_str().unwrap()]);
     assert_success(&output, "finalize");
+    assert_same_dataset(&dataset(&out), &hub.truth());
+}
+
+/// The `current` tags of every dataset line, as `repo:tag` strings.
+fn current_tags(path: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .flat_map(|line| {
+            let value: Value = serde_json::from_str(line).unwrap();
+            value["current"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Every tag of every dataset line, as `repo:tag` strings.
+fn all_tags(path: &Path) -> BTreeSet<String> {
+    dataset(path)
+        .into_values()
+        .flat_map(|v| {
+            v["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Hub's 404 for a repository it does not have.
+fn not_found_body(repo: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "message": "httperror 404: object not found",
+        "errinfo": {"namespace": "library", "repository": repo}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_repository_hub_does_not_have_does_not_lock_the_store() {
+    let hub = small_hub(small());
+    let sb = Sandbox::new("typo");
+    let real = hub.repo_names()[0].clone();
+    let typo = "no-such-repo";
+    let output = sb.crawl(&hub, &["--repo", &real, "--repo", typo]);
+    assert_code(&output, 0, "crawl with a --repo Hub does not have");
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!("library/{typo} is not on Hub")),
+        "{err}"
+    );
+    assert!(err.contains("not on Hub: 1 repositories"), "{err}");
+    assert!(err.contains("failed jobs: 0"), "{err}");
+    // One request: a 404 on page 1 is an answer, not a fault to try again.
+    let asked = hub
+        .requests()
+        .iter()
+        .filter(|r| r.path_and_query.contains(typo))
+        .count();
+    assert_eq!(asked, 1, "requests for the missing repository");
+    // The real repository was crawled whole.
+    let out = sb.finalize("t.ndjson");
+    let tags = all_tags(&out);
+    assert!(!tags.is_empty());
+    assert!(tags.iter().all(|t| t.starts_with(&format!("{real}:"))));
+
+    let status = sb.run(&["status"]);
+    assert_success(&status, "status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains(": finished"), "{text}");
+    assert!(
+        text.contains(&format!("library/{typo}: never seen on Hub")),
+        "{text}"
+    );
+    assert!(text.contains("0 failed"), "{text}");
+
+    // The run is finished: nothing to resume, and a new crawl starts (a refresh) and finishes.
+    let resume = sb.run(&["crawl", "--resume"]);
+    assert_code(&resume, 2, "crawl --resume after a finished run");
+    assert!(stderr(&resume).contains("no unfinished crawl"));
+    let again = sb.crawl(&hub, &["--repo", &real, "--repo", typo]);
+    assert_code(&again, 0, "a second crawl");
+}
+
+#[test]
+fn a_repository_removed_from_hub_is_marked_vanished() {
+    let hub = small_hub(small());
+    let sb = Sandbox::new("vanish");
+    assert_success(&sb.crawl(&hub, &[]), "first crawl");
+    let gone = hub.repo_names()[1].clone();
+    let before = sb.finalize("before.ndjson");
+    let gone_tags: BTreeSet<String> = current_tags(&before)
+        .into_iter()
+        .filter(|t| t.starts_with(&format!("{gone}:")))
+        .collect();
+    assert!(!gone_tags.is_empty(), "{gone} has current tags at first");
+
+    // Hub still lists the repository but no longer has it: removed between the two reads.
+    hub.update(|c| {
+        c.override_paths = vec![(
+            format!("/repositories/{gone}/tags?page=1&"),
+            404,
+            not_found_body(&gone),
+        )]
+    });
+    let output = sb.crawl(&hub, &[]);
+    assert_code(&output, 0, "refresh with a repository removed");
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!("library/{gone} is no longer on Hub")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("library/{gone}: vanished at"))
+            && err.contains(&format!(
+                "{} stored tags, of which {} were current and no longer are",
+                gone_tags.len(),
+                gone_tags.len()
+            )),
+        "{err}"
+    );
+
+    let after = sb.finalize("after.ndjson");
+    let current = current_tags(&after);
+    assert!(
+        current.iter().all(|t| !t.starts_with(&format!("{gone}:"))),
+        "tags of a vanished repository stay current"
+    );
+    // Nothing is forgotten: its digests keep their tags, and the other repositories stay current.
+    let tags = all_tags(&after);
+    assert!(gone_tags.is_subset(&tags));
+    let others_before: BTreeSet<String> = current_tags(&before)
+        .into_iter()
+        .filter(|t| !t.starts_with(&format!("{gone}:")))
+        .collect();
+    assert_eq!(
+        others_before, current,
+        "the other repositories' current tags"
+    );
+    let status = sb.run(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains(&format!("library/{gone}: vanished at")),
+        "{text}"
+    );
+    assert!(text.contains("1 not on Hub"), "{text}");
+}
+
+#[test]
+fn a_listing_that_shrinks_while_read_ends_its_view() {
+    let hub = small_hub(small());
+    let sb = Sandbox::new("shrink");
+    // A repository with more than one page of tags.
+    let repo = hub
+        .repo_names()
+        .into_iter()
+        .find(|name| {
+            let page = get_json(
+                &hub,
+                &format!("/v2/namespaces/library/repositories/{name}/tags?page=1&page_size=100"),
+            );
+            page["count"].as_u64().unwrap() > 100
+        })
+        .expect("the small double has a repository with several pages");
+    hub.clear_requests();
+    let page_2 = format!("/repositories/{repo}/tags?page=2&");
+    hub.update(|c| {
+        c.override_paths = vec![(
+            page_2.clone(),
+            404,
+            br#"{"message":"httperror 404: page not found","errinfo":{}}"#.to_vec(),
+        )]
+    });
+    let output = sb.crawl(&hub, &["--repo", &repo]);
+    let err = stderr(&output);
+    assert_code(&output, 0, "crawl of a listing that ends early");
+    assert!(err.contains("failed jobs: 0"), "{err}");
+    assert!(err.contains("the listing shrank"), "{err}");
+    // Planned as at the end of a view: the listing came up short, so it was read again (as
+    // often as a changed listing is), then the repository is reported incomplete.
+    assert!(
+        err.contains(&format!("library/{repo}: INCOMPLETE")),
+        "{err}"
+    );
+    let first_pages = hub
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.path_and_query
+                .contains(&format!("/repositories/{repo}/tags?page=1&"))
+        })
+        .count();
+    assert_eq!(
+        first_pages, 3,
+        "the plain listing read once and re-read twice"
+    );
+}
+
+#[test]
+fn skip_failed_gives_up_failed_jobs_and_the_run_finishes() {
+    let hub = small_hub(small());
+    let repo = hub.repo_names()[2].clone();
+    let broken = format!("/repositories/{repo}/tags?page=1&");
+    hub.update(|c| c.broken_paths = vec![broken.clone()]);
+    let sb = Sandbox::new("skip");
+
+    let without_resume = sb.crawl(&hub, &["--skip-failed"]);
+    assert_code(&without_resume, 2, "--skip-failed without --resume");
+    assert!(!sb.db().exists(), "a usage error creates no store");
+
+    let output = sb.crawl(&hub, &[]);
+    assert_code(&output, 3, "crawl with a broken page");
+    assert!(
+        stderr(&output).contains("--skip-failed"),
+        "{}",
+        stderr(&output)
+    );
+
+    // The page is still broken: --resume alone fails again; --skip-failed gives it up.
+    let again = sb.run(&["crawl", "--resume", "--rps", "500", "--retry-base-ms", "20"]);
+    assert_code(&again, 3, "crawl --resume of a job that still fails");
+    hub.clear_requests();
+    let skipped = sb.run(&[
+        "crawl",
+        "--resume",
+        "--skip-failed",
+        "--rps",
+        "500",
+        "--retry-base-ms",
+        "20",
+    ]);
+    assert_code(&skipped, 0, "crawl --resume --skip-failed");
+    let err = stderr(&skipped);
+    assert!(
+        err.contains(
+            "skipped: 1 failed jobs given up with --skip-failed; the result may be incomplete"
+        ),
+        "{err}"
+    );
+    assert!(err.contains(&broken), "names the skipped page: {err}");
+    assert!(
+        err.contains(&format!("library/{repo}: INCOMPLETE")),
+        "{err}"
+    );
+    assert!(
+        hub.requests()
+            .iter()
+            .all(|r| !r.path_and_query.contains(&broken)),
+        "a skipped job is not fetched again"
+    );
+
+    let status = sb.run(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains(": finished"), "{text}");
+    assert!(text.contains("skipped: 1 failed jobs"), "{text}");
+    assert!(text.contains(&broken), "{text}");
+    assert!(text.contains("0 failed"), "{text}");
+
+    // The store is not locked: a new crawl starts, and once Hub answers, the gap is filled.
+    hub.update(|c| c.broken_paths.clear());
+    let full = sb.crawl(&hub, &["--full"]);
+    assert_success(&full, "a new full crawl");
+    assert!(!stderr(&full).contains("skipped: 1"), "{}", stderr(&full));
+    let out = sb.finalize("s.ndjson");
     assert_same_dataset(&dataset(&out), &hub.truth());
 }

@@ -20,6 +20,7 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
         rps: args.rps,
         resume: args.resume,
         full: args.full,
+        skip_failed: args.skip_failed,
         ..CrawlOptions::default()
     };
     if let Some(ms) = args.retry_base_ms {
@@ -122,7 +123,7 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
                 super::INTERRUPTED
             } else if !report.failed.is_empty() {
                 ui.error(&format!(
-                    "{} job(s) failed; try them again with `digestmap crawl --resume --db {db}`",
+                    "{} job(s) failed; try them again with `digestmap crawl --resume --db {db}`, or give them up with `digestmap crawl --resume --skip-failed --db {db}`",
                     report.failed.len()
                 ));
                 super::FAILED_JOBS
@@ -226,6 +227,9 @@ fn summarize(ui: &Ui, report: &CrawlReport) {
         for gap in &report.gaps {
             ui.info(&format!("    {gap}"));
         }
+    }
+    for line in digestmap::status::gap_lines(&report.left_out) {
+        ui.info(&format!("  {line}"));
     }
     ui.info(&format!("  failed jobs: {}", report.failed.len()));
     for (id, failed) in &report.failed {

@@ -53,6 +53,11 @@ pub enum Outcome {
     RateLimited,
     /// Hub refused to page this far without signing in (the anonymous paging cap).
     Capped,
+    /// Hub answered 404 on page 1 of a tag listing: the repository is not on Hub.
+    Gone,
+    /// Hub answered 404 on a later page: the listing shrank while it was read, and this view
+    /// ends here.
+    EndOfView,
     /// The attempt failed.
     Failed {
         /// Why, naming the URL.
@@ -103,6 +108,16 @@ async fn attempt(
         Ok(body) => body,
         Err(FetchError::RateLimited { .. }) => return Outcome::RateLimited,
         Err(err) if is_paging_cap(&err) => return Outcome::Capped,
+        Err(err @ FetchError::Status { status, .. }) if status == http::StatusCode::NOT_FOUND => {
+            return match not_found(kind, page_number(&url)) {
+                NotFound::RepoGone => Outcome::Gone,
+                NotFound::EndOfView => Outcome::EndOfView,
+                NotFound::Fail => Outcome::Failed {
+                    error: err.to_string(),
+                    transient: false,
+                },
+            };
+        }
         Err(err) => {
             return Outcome::Failed {
                 transient: err.is_transient(),
@@ -184,6 +199,36 @@ fn following_page(url: &Url) -> Option<Url> {
     Some(next)
 }
 
+/// What a 404 answer to a job means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotFound {
+    /// The repository is not on Hub: it never was (a typo in `--repo`), or it was removed.
+    RepoGone,
+    /// The view ends here: Hub answers 404 for a page past the end, so the listing shrank
+    /// between reading the previous page and this one.
+    EndOfView,
+    /// Nothing to conclude: the job fails (with its URL and Hub's message).
+    Fail,
+}
+
+/// Decides what a 404 means for a job reading page `page` of its listing (`None`: the URL's
+/// page number does not parse).
+///
+/// Page 1 of a listing exists even when it is empty (`count: 0`), so a 404 there means the
+/// thing listed is not on Hub. For a repository's tags that is a fact worth recording (the
+/// repository is gone, its tags are no longer current), and not a reason to keep the run
+/// unfinished. For the namespace's repository list, it means the namespace is missing: that
+/// says nothing about which repositories exist, so the job fails and the user decides (fix
+/// `--namespace`, or `--resume --skip-failed`). A later page is simply past the end.
+pub fn not_found(kind: &JobKind, page: Option<u64>) -> NotFound {
+    match (kind, page) {
+        (JobKind::Tags { .. }, Some(1)) => NotFound::RepoGone,
+        (JobKind::Repos { .. }, Some(1)) => NotFound::Fail,
+        (_, Some(p)) if p > 1 => NotFound::EndOfView,
+        _ => NotFound::Fail,
+    }
+}
+
 /// The `page` query parameter of a listing URL (1 when absent, as Hub assumes).
 fn page_number(url: &Url) -> Option<u64> {
     match url.query_pairs().find(|(k, _)| k == "page") {
@@ -250,6 +295,7 @@ fn parse_tags(body: &[u8], repo: &RepoName) -> Result<Parsed, hub::PageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ListingWindow;
 
     #[test]
     fn the_following_page_keeps_the_rest_of_the_query() {
@@ -280,5 +326,54 @@ mod tests {
                 );
             }
         }
+    }
+
+
+    #[test]
+    fn what_a_404_means() {
+        let repo = RepoName::new("library", "ubuntu").unwrap();
+        let tags = |window: ListingWindow| JobKind::Tags {
+            repo: repo.clone(),
+            url: String::new(),
+            window,
+        };
+        let repos = |descending| JobKind::Repos {
+            namespace: "library".into(),
+            url: String::new(),
+            descending,
+        };
+        let filter = ListingWindow::Filter {
+            name: "3.12".into(),
+            oldest: true,
+        };
+        let table = [
+            (tags(ListingWindow::Plain), Some(1), NotFound::RepoGone),
+            (tags(ListingWindow::Oldest), Some(1), NotFound::RepoGone),
+            (tags(filter.clone()), Some(1), NotFound::RepoGone),
+            (tags(ListingWindow::Plain), Some(2), NotFound::EndOfView),
+            (tags(ListingWindow::Oldest), Some(7), NotFound::EndOfView),
+            (tags(filter), Some(3), NotFound::EndOfView),
+            (tags(ListingWindow::Plain), Some(0), NotFound::Fail),
+            (tags(ListingWindow::Plain), None, NotFound::Fail),
+            (repos(false), Some(1), NotFound::Fail),
+            (repos(true), Some(1), NotFound::Fail),
+            (repos(false), Some(2), NotFound::EndOfView),
+            (repos(true), Some(2), NotFound::EndOfView),
+            (repos(false), None, NotFound::Fail),
+        ];
+        for (kind, page, want) in table {
+            assert_eq!(not_found(&kind, page), want, "{kind:?} page {page:?}");
+        }
+    }
+
+    #[test]
+    fn page_numbers() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        assert_eq!(
+            page_number(&url("https://h/x?page=3&page_size=100")),
+            Some(3)
+        );
+        assert_eq!(page_number(&url("https://h/x?page_size=100")), Some(1));
+        assert_eq!(page_number(&url("https://h/x?page=two")), None);
     }
 }

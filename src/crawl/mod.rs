@@ -5,9 +5,13 @@
 //! A repository-list page spawns the next repository page and one tag-list job per repository new
 //! to this run; a tag-list page stores its tags and spawns the next tag page. A transient failure
 //! puts the job back with a growing delay; after [`MAX_ATTEMPTS`] it moves to `failed`, where
-//! `crawl --resume` finds it again. A 429 puts the job back without counting an attempt. When
-//! Hub refuses the credentials mid-crawl (see `net::auth`), no job can succeed: every worker
-//! stops, the jobs in flight stay in the store, and the crawl ends in [`CrawlError::Auth`].
+//! `crawl --resume` finds it again (or, with `--skip-failed`, gives it up and records it as
+//! skipped, so the run can finish, incomplete). A 429 puts the job back without counting an
+//! attempt. A 404 is an answer (a pure function, `handler::not_found`, decides what it means): a
+//! repository Hub does not have is recorded as missing, and a page past the end of a listing that
+//! shrank ends that view. When Hub refuses the credentials mid-crawl (see `net::auth`), no job can
+//! succeed: every worker stops, the jobs in flight stay in the store, and the crawl ends in
+//! [`CrawlError::Auth`].
 //!
 //! Nothing here knows about the terminal: progress is a set of counters ([`Progress`]) that the
 //! binary may draw.
@@ -30,8 +34,8 @@ use crate::net::auth::{Credentials, SignInError};
 use crate::net::pace::StoredPause;
 use crate::net::{HttpClient, NetConfig, Pacer};
 use crate::store::{
-    Counts, CrawlRun, FailedJob, Job, JobId, JobKind, RepoState, RunMode, RunState, RunStats,
-    Store, StoreError,
+    Counts, CrawlRun, FailedJob, Job, JobId, JobKind, RepoState, RunGaps, RunMode, RunState,
+    RunStats, Store, StoreError, TxError, WriteBatch,
 };
 pub use handler::{Listing, Outcome, PageData};
 use queue::JobQueue;
@@ -72,6 +76,9 @@ pub struct CrawlOptions {
     pub resume: bool,
     /// Re-list everything even when the store holds a finished crawl (else that is a refresh).
     pub full: bool,
+    /// With `resume`: give up the failed jobs instead of trying them again, so the run can
+    /// finish; they are recorded as skipped ([`RunGaps`]).
+    pub skip_failed: bool,
     /// Client limits.
     pub net: NetConfig,
     /// Delay before a failed job's second attempt; doubled for each further one.
@@ -91,6 +98,12 @@ impl CrawlOptions {
             )));
         }
         Pacer::new(self.rps).map_err(|e| CrawlError::Usage(e.to_string()))?;
+        if self.skip_failed && !self.resume {
+            return Err(CrawlError::Usage(
+                "--skip-failed gives up the failed jobs of an unfinished crawl and needs --resume"
+                    .into(),
+            ));
+        }
         if self.full && self.resume {
             return Err(CrawlError::Usage(
                 "--full starts a new crawl and cannot be combined with --resume".into(),
@@ -123,6 +136,7 @@ impl Default for CrawlOptions {
             rps: DEFAULT_RPS,
             resume: false,
             full: false,
+            skip_failed: false,
             net: NetConfig::default(),
             job_retry_base: JOB_RETRY_BASE,
             credentials: None,
@@ -163,6 +177,9 @@ pub struct CrawlReport {
     /// What the run knows it missed (see [`crate::status::gaps`]); the run then ends
     /// [`RunState::Incomplete`].
     pub gaps: Vec<crate::status::Gap>,
+    /// What the run left out on purpose or found absent: repositories Hub does not have, failed
+    /// jobs skipped.
+    pub left_out: RunGaps,
     /// Time this process spent.
     pub elapsed: Duration,
     /// Whether Ctrl-C stopped it.
@@ -238,7 +255,7 @@ pub async fn crawl(
         })?,
     }
     // Only now, signed in (or anonymous), is the run written.
-    let run = start_run(&store, plan)?;
+    let run = start_run(&store, plan, options.skip_failed)?;
 
     let (jobs, repos) = store.read(|r| Ok((r.jobs()?, r.repos()?)))?;
     let this_run: Vec<&RepoState> = repos
@@ -365,7 +382,8 @@ pub async fn crawl(
     }
 
     let interrupted = cancel.is_cancelled();
-    let (failed, counts, repos) = store.read(|r| Ok((r.failed()?, r.counts()?, r.repos()?)))?;
+    let (failed, counts, repos, left_out) =
+        store.read(|r| Ok((r.failed()?, r.counts()?, r.repos()?, r.gaps(run.id)?)))?;
     let jobs_left = counts.jobs;
     let mut run = store.run()?.unwrap_or(run);
     let repos: Vec<(String, RepoState)> =
@@ -388,6 +406,7 @@ pub async fn crawl(
         failed,
         repos,
         gaps,
+        left_out,
         elapsed: started.elapsed(),
         interrupted,
     })
@@ -525,13 +544,18 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<Plan, CrawlError
     Ok(Plan::Start(run, repos))
 }
 
-/// Writes the planned run: a new run with its first jobs, or failed jobs queued again.
-fn start_run(store: &Store, plan: Plan) -> Result<CrawlRun, CrawlError> {
+/// Writes the planned run: a new run with its first jobs, or failed jobs queued again (or,
+/// with `skip_failed`, given up).
+fn start_run(store: &Store, plan: Plan, skip_failed: bool) -> Result<CrawlRun, CrawlError> {
     match plan {
         Plan::Resume(mut run) => {
             let api = HubApi::new(&run.hub_url).map_err(|e| CrawlError::Usage(e.to_string()))?;
-            let (moved, replanned) = store.write(|w| {
-                let moved = w.retry_failed()?;
+            let (moved, skipped, replanned) = store.write(|w| {
+                let (moved, skipped) = if skip_failed {
+                    (0, skip_failed_jobs(w, &run)?)
+                } else {
+                    (w.retry_failed()?, 0)
+                };
                 // A run that ended incomplete is running again, for its gaps.
                 let replanned = if run.state == RunState::Incomplete {
                     run.state = RunState::Running;
@@ -541,8 +565,13 @@ fn start_run(store: &Store, plan: Plan) -> Result<CrawlRun, CrawlError> {
                 } else {
                     0
                 };
-                Ok((moved, replanned))
+                Ok((moved, skipped, replanned))
             })?;
+            if skipped > 0 {
+                tracing::warn!(
+                    "{skipped} failed job(s) skipped: the result may be incomplete (the summary and `digestmap status` list them)"
+                );
+            }
             if moved > 0 {
                 tracing::info!("{moved} failed job(s) are queued again");
             }
@@ -573,6 +602,39 @@ fn start_run(store: &Store, plan: Plan) -> Result<CrawlRun, CrawlError> {
             Ok(run)
         }
     }
+}
+
+/// Gives up every failed job of `run` and records them as skipped. A repository whose tag
+/// listing was skipped cannot be read to its end in this run: it is done, and incomplete.
+fn skip_failed_jobs(w: &mut WriteBatch<'_>, run: &CrawlRun) -> Result<usize, TxError> {
+    let failed = w.take_failed()?;
+    let now = clock::now_unix();
+    for (id, f) in &failed {
+        tracing::warn!(
+            "skipping failed job #{id} {}: {}",
+            f.job.kind.url(),
+            f.reason
+        );
+        if let JobKind::Tags { repo, .. } = &f.job.kind
+            && let Some(mut state) = w
+                .repo(repo)?
+                .filter(|s| s.run == run.id && s.done_at.is_none())
+        {
+            state.distinct = w
+                .repo_tags(repo)?
+                .iter()
+                .filter(|(_, t)| t.run == run.id)
+                .count() as u64;
+            state.done_at = Some(now);
+            state.complete = Some(false);
+            w.put_repo(repo, &state)?;
+        }
+    }
+    let mut gaps = w.gaps(run.id)?;
+    let skipped = failed.len();
+    gaps.skipped.extend(failed.into_iter().map(|(_, f)| f));
+    w.set_gaps(&gaps)?;
+    Ok(skipped)
 }
 
 /// The skip counters as `reason: n` pairs, for summaries.

@@ -21,6 +21,10 @@
 //!   filter is left (the repository is then marked incomplete).
 //!
 //! A repository list capped at offset 100 is read again by descending name, for another 100.
+//!
+//! A 404 on page 1 of a tag listing means the repository is not on Hub: it is done, marked
+//! vanished, its stored tags stop being current, and the run's gaps name it. A 404 on a later page
+//! ends that view, planned like any other end of a view.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,8 +40,8 @@ use crate::hub::HubApi;
 use crate::model::RepoName;
 use crate::net::{NetStats, Pacer};
 use crate::store::{
-    CrawlRun, FailedJob, Job, JobId, JobKind, ListingWindow, RepoState, RunMode, RunStats, Store,
-    StoreError, TagState, TxError, WriteBatch,
+    CrawlRun, FailedJob, Job, JobId, JobKind, ListingWindow, MissingRepo, RepoState, RunMode,
+    RunStats, Store, StoreError, TagState, TxError, WriteBatch,
 };
 
 /// Most outcomes committed in one transaction: amortises the fsync without delaying progress.
@@ -247,6 +251,30 @@ impl WriterCtx {
                     _ => unreachable!("a job's listing matches its kind"),
                 }
             }
+            Outcome::Gone => match &job.kind {
+                JobKind::Tags { repo, .. } => self.repo_gone(w, *id, job, repo, &mut applied)?,
+                // The handler only says "gone" of a tag listing; anything else fails as it was.
+                JobKind::Repos { .. } => {
+                    let error = format!("{} answered 404 Not Found", job.kind.url());
+                    self.failed_attempt(w, *id, job, &error, false, stats, &mut applied)?;
+                }
+            },
+            Outcome::EndOfView => {
+                w.remove_job(*id)?;
+                tracing::info!(
+                    "{} answered 404: the listing shrank while it was read; this view ends here",
+                    job.kind.url()
+                );
+                match &job.kind {
+                    JobKind::Repos { .. } => self.repo_list_done(w, stats)?,
+                    JobKind::Tags { repo, window, .. } => {
+                        let mut state = self.repo_state(w, repo)?;
+                        let now = clock::now_unix();
+                        self.plan(w, repo, window, false, &mut state, now, &mut applied)?;
+                        w.put_repo(repo, &state)?;
+                    }
+                }
+            }
             Outcome::Capped => {
                 w.remove_job(*id)?;
                 match &job.kind {
@@ -337,6 +365,61 @@ impl WriterCtx {
             applied.failed += 1;
         }
         Ok(())
+    }
+
+    /// Records that Hub has no repository `repo` (page 1 of a tag listing answered 404): the job
+    /// is done, the repository is done and marked vanished, and the tags the store held for it
+    /// are no longer current. The run goes on; the summary and `status` name the repository.
+    fn repo_gone(
+        &self,
+        w: &mut WriteBatch<'_>,
+        id: JobId,
+        job: &Job,
+        repo: &RepoName,
+        applied: &mut Applied,
+    ) -> Result<(), TxError> {
+        w.remove_job(id)?;
+        let now = clock::now_unix();
+        let tags = w.repo_tags(repo)?;
+        let current: Vec<String> = tags
+            .iter()
+            .filter(|(_, t)| t.deleted_at.is_none())
+            .map(|(tag, _)| tag.clone())
+            .collect();
+        w.mark_deleted(repo, &current, now)?;
+        if tags.is_empty() {
+            tracing::warn!(
+                "{repo} is not on Hub ({} answered 404); nothing was stored for it",
+                job.kind.url()
+            );
+        } else {
+            tracing::warn!(
+                "{repo} is no longer on Hub ({} answered 404); marked vanished, {} of its tags are no longer current",
+                job.kind.url(),
+                current.len()
+            );
+        }
+        let mut state = self.repo_state(w, repo)?;
+        if state.done_at.is_none() {
+            applied.repos_done = 1;
+        }
+        state.done_at = Some(now);
+        state.vanished_at = Some(now);
+        // Hub has nothing of it, and the store now says so: nothing is missing from coverage.
+        state.count = Some(0);
+        state.distinct = 0;
+        state.complete = Some(true);
+        w.put_repo(repo, &state)?;
+        let mut gaps = w.gaps(self.run.id)?;
+        gaps.missing.retain(|m| m.repo != repo.to_string());
+        gaps.missing.push(MissingRepo {
+            repo: repo.to_string(),
+            url: job.kind.url().to_owned(),
+            at: now,
+            known_tags: tags.len() as u64,
+            retired_tags: current.len() as u64,
+        });
+        w.set_gaps(&gaps)
     }
 
     /// Queues the next page of the same view, or marks the job failed when its `next` link was

@@ -509,6 +509,38 @@ impl Record for DigestRecord {
     const WHAT: &'static str = "digest";
 }
 
+/// A repository Hub answered 404 for on the first page of its tag listing: it is not on Hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingRepo {
+    /// `namespace/name`.
+    pub repo: String,
+    /// The page that answered 404.
+    pub url: String,
+    /// When (unix seconds).
+    pub at: u64,
+    /// Tags the store held for it (a repository known before has vanished; none: never on Hub).
+    pub known_tags: u64,
+    /// Of those, the tags that were current until now and no longer are.
+    pub retired_tags: u64,
+}
+
+/// What a run left out on purpose, so that the summary and `status` can say the result may be
+/// incomplete: repositories Hub does not have, and failed jobs dropped by `--skip-failed`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunGaps {
+    /// The run these belong to; a new run starts with none.
+    pub run: u64,
+    /// Repositories not on Hub.
+    pub missing: Vec<MissingRepo>,
+    /// Failed jobs given up by `crawl --resume --skip-failed`.
+    pub skipped: Vec<FailedJob>,
+}
+
+impl Record for RunGaps {
+    const VERSION: u8 = 1;
+    const WHAT: &'static str = "run gaps";
+}
+
 impl Record for u64 {
     const VERSION: u8 = 1;
     const WHAT: &'static str = "counter";
