@@ -17,8 +17,8 @@ pub enum Gap {
         repo: String,
         /// Distinct tags seen.
         seen: u64,
-        /// Hub's count.
-        count: u64,
+        /// Hub's count; `None` when no page of the listing was read (its job was given up).
+        count: Option<u64>,
     },
     /// The repository list gave fewer repositories than Hub counts (the anonymous cap).
     Repos {
@@ -32,10 +32,22 @@ pub enum Gap {
 impl fmt::Display for Gap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Tags { repo, seen, count } => write!(
+            Self::Tags {
+                repo,
+                seen,
+                count: Some(count),
+            } => write!(
                 f,
                 "{repo}: {seen} of the {count} tags Hub counts were seen; {} missing",
                 count.saturating_sub(*seen)
+            ),
+            Self::Tags {
+                repo,
+                seen,
+                count: None,
+            } => write!(
+                f,
+                "{repo}: its listing was not read to the end ({seen} tags seen; Hub's count unknown)"
             ),
             Self::Repos { listed, count } => write!(
                 f,
@@ -65,7 +77,7 @@ pub fn gaps(stats: &RunStats, repos: &[(String, RepoState)]) -> Vec<Gap> {
             out.push(Gap::Tags {
                 repo: name.clone(),
                 seen: state.distinct,
-                count: state.count.unwrap_or(0),
+                count: state.count,
             });
         }
     }

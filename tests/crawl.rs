@@ -1041,8 +1041,13 @@ fn a_listing_that_shrinks_while_read_ends_its_view() {
     });
     let output = sb.crawl(&hub, &["--repo", &repo]);
     let err = stderr(&output);
-    assert_code(&output, 0, "crawl of a listing that ends early");
+    // Known incomplete: its own exit code, with the gap named.
+    assert_code(&output, 4, "crawl of a listing that ends early");
     assert!(err.contains("failed jobs: 0"), "{err}");
+    assert!(
+        err.contains(&format!("library/{repo}: 100 of the ")),
+        "the gap is named: {err}"
+    );
     assert!(err.contains("the listing shrank"), "{err}");
     // Planned as at the end of a view: the listing came up short, so it was read again (as
     // often as a changed listing is), then the repository is reported incomplete.
@@ -1097,7 +1102,8 @@ fn skip_failed_gives_up_failed_jobs_and_the_run_finishes() {
         "--retry-base-ms",
         "20",
     ]);
-    assert_code(&skipped, 0, "crawl --resume --skip-failed");
+    // The run finishes, knowing the skipped repository is incomplete (exit 4, gap named).
+    assert_code(&skipped, 4, "crawl --resume --skip-failed");
     let err = stderr(&skipped);
     assert!(
         err.contains(
@@ -1106,6 +1112,12 @@ fn skip_failed_gives_up_failed_jobs_and_the_run_finishes() {
         "{err}"
     );
     assert!(err.contains(&broken), "names the skipped page: {err}");
+    assert!(
+        err.contains(&format!(
+            "library/{repo}: its listing was not read to the end"
+        )),
+        "{err}"
+    );
     assert!(
         err.contains(&format!("library/{repo}: INCOMPLETE")),
         "{err}"

@@ -16,10 +16,7 @@ pub fn run(cli: &Cli, ui: &Ui) -> u8 {
     };
     match digestmap::status::report(&store, store.beside_writer()) {
         // Failed jobs' reasons hold Hub's messages: no control character reaches the terminal.
-        Ok(report) => super::print_out(
-            ui,
-            &digestmap::text::printable_lines(&report.to_string()),
-        ),
+        Ok(report) => super::print_out(ui, &digestmap::text::printable_lines(&report.to_string())),
         Err(e) => {
             ui.error(&e.to_string());
             super::store_error_code(&e)

@@ -328,7 +328,6 @@ mod tests {
         }
     }
 
-
     #[test]
     fn what_a_404_means() {
         let repo = RepoName::new("library", "ubuntu").unwrap();

@@ -113,6 +113,10 @@ impl RegistryClient {
         for _ in 0..3 {
             let authorization = self.authorization(url, scope).await?;
             let sent_token = authorization.is_some();
+            let sent_bearer = match &authorization {
+                Some(Auth::Token(header)) => Some(header.clone()),
+                _ => None,
+            };
             let response = self.send(method, url, accept, authorization).await?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
@@ -128,7 +132,8 @@ impl RegistryClient {
                 Some(detail) => format!("401 Unauthorized: {detail}"),
                 None => "401 Unauthorized".into(),
             };
-            self.learn(url, scope, &found, sent_token).await?;
+            self.learn(url, scope, &found, sent_token, sent_bearer.as_ref())
+                .await?;
         }
         Err(RegistryError::Unauthorized {
             url: url.to_string(),
@@ -143,6 +148,7 @@ impl RegistryClient {
         scope: &str,
         found: &[Challenge],
         sent_token: bool,
+        sent_bearer: Option<&HeaderValue>,
     ) -> Result<(), RegistryError> {
         let unauthorized = |reason: String| RegistryError::Unauthorized {
             url: url.to_string(),
@@ -167,8 +173,8 @@ impl RegistryClient {
                 realm,
                 service: bearer.service.clone(),
             };
-            if let Some(key) = token_key(&state, &scheme, scope) {
-                state.tokens.invalidate(&key);
+            if let (Some(key), Some(sent)) = (token_key(&state, &scheme, scope), sent_bearer) {
+                state.tokens.invalidate(&key, sent);
             }
             match (&bearer.error, &bearer.scope) {
                 (Some(TokenProblem::InsufficientScope), Some(wanted)) => {

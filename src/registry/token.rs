@@ -139,8 +139,12 @@ impl TokenCache {
     }
 
     /// Forgets the token for `key` (the registry called it invalid).
-    pub fn invalidate(&mut self, key: &TokenKey) {
-        self.tokens.remove(key);
+    pub fn invalidate(&mut self, key: &TokenKey, sent: &HeaderValue) {
+        // Only the token that was refused: concurrent requests that went out before any token was
+        // known come back with 401s too, and must not throw away the one fetched meanwhile.
+        if self.tokens.get(key).is_some_and(|t| t.header == *sent) {
+            self.tokens.remove(key);
+        }
     }
 }
 
@@ -223,7 +227,11 @@ mod tests {
         );
         assert!(cache.get(&key, now + Duration::from_secs(79)).is_some());
         assert!(cache.get(&key, now + Duration::from_secs(80)).is_none());
-        cache.invalidate(&key);
+        // Another token than the cached one was refused: the cached one stays.
+        cache.invalidate(&key, &HeaderValue::from_static("Bearer other"));
+        assert!(cache.get(&key, now).is_some());
+        let sent = cache.get(&key, now).unwrap().header.clone();
+        cache.invalidate(&key, &sent);
         assert!(cache.get(&key, now).is_none());
     }
 }

@@ -4,6 +4,6 @@
 #![allow(dead_code)]
 
 pub mod fake_hub;
-pub mod registry;
 pub mod measured;
+pub mod registry;
 pub mod sandbox;
