@@ -14,14 +14,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::TcpListener;
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::fake_hub::{FakeHub, FakeHubConfig};
+use support::measured::run_watched;
 use support::sandbox::Sandbox;
 
 /// Longest a crawl of these small doubles may take, failures and retries included.
@@ -44,51 +42,14 @@ struct Run {
 impl Sandbox {
     /// Runs `digestmap ARGS`, measured and under the watchdog.
     fn run(&self, args: &[&str]) -> Run {
-        let started = Instant::now();
-        #[expect(
-            clippy::zombie_processes,
-            reason = "reaped below by wait4, which Child::wait cannot replace: it gives peak memory"
-        )]
-        let mut child = self
-            .command(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start digestmap");
-        let mut pipe = child.stderr.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        });
-        let pid = child.id() as libc::pid_t;
-        let (done, finished) = mpsc::channel::<()>();
-        let watchdog = std::thread::spawn(move || {
-            if finished.recv_timeout(DEADLINE) == Err(mpsc::RecvTimeoutError::Timeout) {
-                // Still unreaped, so the pid is still our child's.
-                // SAFETY: kill has no memory-safety preconditions.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        });
-        // wait4 rather than Child::wait: it also gives the child's peak memory.
-        let mut status = 0;
-        // SAFETY: rusage is plain data, for which all-zero bytes are a valid value.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: both pointers are to live locals; pid is our unreaped child.
-        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        assert_eq!(reaped, pid, "wait4 failed");
-        let _ = done.send(());
-        watchdog.join().unwrap();
-        let stderr = reader.join().unwrap();
-        let elapsed = started.elapsed();
+        let run = run_watched(self.command(args), DEADLINE);
         Run {
-            code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+            code: run.code,
             // Raw bytes from a hostile page must not reach the terminal: stderr is checked to be
             // UTF-8 with no escape characters by `bounded`.
-            stderr: String::from_utf8(stderr).expect("stderr is UTF-8"),
-            elapsed,
-            // Linux gives ru_maxrss in KiB.
-            max_rss: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+            stderr: String::from_utf8(run.stderr).expect("stderr is UTF-8"),
+            elapsed: run.elapsed,
+            max_rss: run.max_rss,
         }
     }
 

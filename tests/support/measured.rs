@@ -39,9 +39,9 @@ impl Measured {
     }
 }
 
-/// Runs `command` to its end (killed after `deadline`), capturing its output and peak memory.
+/// Runs `command` to its end (killed after `deadline`) under the address-space limit, capturing
+/// its output and peak memory.
 pub fn run_measured(mut command: Command, deadline: Duration) -> Measured {
-    let started = Instant::now();
     // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
     unsafe {
         command.pre_exec(|| {
@@ -55,6 +55,14 @@ pub fn run_measured(mut command: Command, deadline: Duration) -> Measured {
             Ok(())
         });
     }
+    run_watched(command, deadline)
+}
+
+/// Runs `command` to its end (killed after `deadline`), capturing its output and peak memory,
+/// without an address-space limit: for crawls, whose threads and allocator arenas reserve far
+/// more address space than they touch (peak memory is checked instead).
+pub fn run_watched(mut command: Command, deadline: Duration) -> Measured {
+    let started = Instant::now();
     #[expect(
         clippy::zombie_processes,
         reason = "reaped below by wait4, which Child::wait cannot replace: it gives peak memory"
