@@ -43,6 +43,7 @@ pub mod clock;
 pub mod crawl;
 pub mod dataset;
 pub mod hub;
+pub mod identify;
 pub mod model;
 pub mod net;
 pub mod registry;

@@ -16,6 +16,7 @@
 //! device written directly, the store refused). [`lookup`] answers what the store, or a dataset
 //! file, knows of given digests.
 
+pub mod images;
 pub mod lookup;
 pub mod output;
 
