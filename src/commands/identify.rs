@@ -68,7 +68,9 @@ pub fn run(args: &IdentifyArgs, ui: &Ui) -> u8 {
             wanted.prefixes.push(query.hex.clone());
         }
         for image in read.images.iter().flatten() {
-            wanted.digests.extend(image.image_id.iter().chain(&image.digests));
+            wanted
+                .digests
+                .extend(image.image_id.iter().chain(&image.digests));
             if let Some(diff_ids) = &image.diff_ids {
                 wanted.chains.extend(chain_ids(diff_ids));
             }
@@ -141,7 +143,10 @@ pub fn run(args: &IdentifyArgs, ui: &Ui) -> u8 {
                 format!("{gap}{}", as_text(&input_shown, image, &found))
             };
             printed = true;
-            if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+            if let Err(e) = stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
                 return super::stdout_error(ui, &e);
             }
         }

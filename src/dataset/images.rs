@@ -58,7 +58,8 @@ impl DatasetImages {
                 line: number,
                 reason,
             };
-            let value: Value = serde_json::from_slice(line).map_err(|e| malformed(e.to_string()))?;
+            let value: Value =
+                serde_json::from_slice(line).map_err(|e| malformed(e.to_string()))?;
             out.add_line(&value, wanted).map_err(malformed)
         })?;
         Ok(out)
@@ -119,8 +120,7 @@ impl DatasetImages {
                     }
                 }
                 for tag in &current {
-                    self.current
-                        .insert((tag.clone(), platform.clone()), digest);
+                    self.current.insert((tag.clone(), platform.clone()), digest);
                 }
                 if diff_ids.is_none() {
                     self.unenriched += 1;

@@ -205,8 +205,8 @@ impl<R: BufRead> Read for BombGuard<R> {
 
 /// Reads `docker image inspect` output: one object, or an array of them.
 pub fn inspect(bytes: &[u8]) -> Result<Vec<SavedImage>, InputError> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| InputError::Inspect(format!("not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| InputError::Inspect(format!("not JSON: {e}")))?;
     let items = match value {
         Value::Array(items) => items,
         object @ Value::Object(_) => vec![object],
@@ -225,9 +225,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Vec<SavedImage>, InputError> {
 }
 
 fn inspect_one(item: &Value) -> Result<SavedImage, String> {
-    let digest = |text: &str, what: &str| {
-        Digest::parse(text).map_err(|e| format!("{what}: {e}"))
-    };
+    let digest = |text: &str, what: &str| Digest::parse(text).map_err(|e| format!("{what}: {e}"));
     let id = item
         .get("Id")
         .and_then(Value::as_str)
@@ -254,7 +252,12 @@ fn inspect_one(item: &Value) -> Result<SavedImage, String> {
     let strings = |key: &str| -> Vec<String> {
         item.get(key)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     // `RepoDigests` are `name@sha256:…`: the manifest (or index) digests it was pulled by.
@@ -263,7 +266,11 @@ fn inspect_one(item: &Value) -> Result<SavedImage, String> {
         .filter_map(|d| d.rsplit_once('@'))
         .filter_map(|(_, d)| Digest::parse(d).ok())
         .collect();
-    let text = |key: &str| item.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let text = |key: &str| {
+        item.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
     let platform = match (text("Os"), text("Architecture")) {
         (Some(os), Some(arch)) => Some(match text("Variant") {
             Some(variant) => format!("{os}/{arch}/{variant}"),

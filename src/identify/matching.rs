@@ -352,7 +352,12 @@ mod tests {
     }
 
     fn summary(id: &Identification) -> (Verdict, Vec<String>, Vec<(usize, Vec<String>)>) {
-        let name = |f: &Found| f.tags.first().map(|t| t.repo_tag.clone()).unwrap_or_default();
+        let name = |f: &Found| {
+            f.tags
+                .first()
+                .map(|t| t.repo_tag.clone())
+                .unwrap_or_default()
+        };
         (
             id.verdict,
             id.exact.iter().map(name).collect(),
@@ -379,7 +384,11 @@ mod tests {
             // The official image itself: exact, with its ancestry below it.
             (
                 saved(2, &[10, 11, 12]),
-                (Verdict::Exact, s(&["python:3.12"]), vec![(1, s(&["debian:bookworm"]))]),
+                (
+                    Verdict::Exact,
+                    s(&["python:3.12"]),
+                    vec![(1, s(&["debian:bookworm"]))],
+                ),
             ),
             // Two user layers on python: base python (3 of 5), then debian.
             (
@@ -407,7 +416,11 @@ mod tests {
             // Two official images share one chain: both listed.
             (
                 saved(9, &[20, 21]),
-                (Verdict::Base, vec![], vec![(1, s(&["alpine:3.20", "other:1"]))]),
+                (
+                    Verdict::Base,
+                    vec![],
+                    vec![(1, s(&["alpine:3.20", "other:1"]))],
+                ),
             ),
             // Nothing official: none. Scratch (no layers): none.
             (saved(9, &[50, 51]), (Verdict::NotFound, vec![], vec![])),
@@ -425,15 +438,23 @@ mod tests {
         let mut old = official(
             1,
             &[10],
-            &["debian:bookworm", "debian:12", "debian:12.5", "debian:latest"],
+            &[
+                "debian:bookworm",
+                "debian:12",
+                "debian:12.5",
+                "debian:latest",
+            ],
             &["debian:12.5"],
         );
         old.manifests = vec![d(101)];
         let index = MapIndex {
             images: vec![old],
-            current: [("debian:bookworm".to_owned(), d(7)), ("debian:12".to_owned(), d(7))]
-                .into_iter()
-                .collect(),
+            current: [
+                ("debian:bookworm".to_owned(), d(7)),
+                ("debian:12".to_owned(), d(7)),
+            ]
+            .into_iter()
+            .collect(),
             unenriched: 5,
         };
         let got = identify(&saved(9, &[10, 11]), &index).unwrap();
@@ -451,7 +472,11 @@ mod tests {
                 ("debian:latest", false, None),
             ]
         );
-        assert!(got.notes[0].contains("5 official platform images"), "{:?}", got.notes);
+        assert!(
+            got.notes[0].contains("5 official platform images"),
+            "{:?}",
+            got.notes
+        );
 
         // A manifest digest given bare: exact, without layers.
         let bare = SavedImage {

@@ -27,8 +27,8 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 
-use super::tar::{MemberKind, Source, TarError, TarReader};
 use super::SavedImage;
+use super::tar::{MemberKind, Source, TarError, TarReader};
 use crate::model::Digest;
 use crate::registry::config::parse_config;
 use crate::registry::content::sha256;
@@ -207,7 +207,10 @@ impl Documents for Folder<'_> {
             .and_then(|f| f.take(MAX_JSON + 1).read_to_end(&mut bytes))
             .map_err(io)?;
         if bytes.len() as u64 > MAX_JSON {
-            return Err(invalid(format!("{path} grew beyond {} MiB", MAX_JSON >> 20)));
+            return Err(invalid(format!(
+                "{path} grew beyond {} MiB",
+                MAX_JSON >> 20
+            )));
         }
         Ok(Some(bytes))
     }

@@ -204,7 +204,9 @@ impl<S: Source> TarReader<S> {
                 if at == 0 {
                     return Err(TarError::NotTar);
                 }
-                return Err(TarError::Truncated(format!("inside the header at byte {at}")));
+                return Err(TarError::Truncated(format!(
+                    "inside the header at byte {at}"
+                )));
             }
             if block.iter().all(|&b| b == 0) {
                 if at == 0 {
@@ -226,10 +228,8 @@ impl<S: Source> TarReader<S> {
             if self.members > MAX_MEMBERS {
                 return Err(TarError::TooManyMembers);
             }
-            let header_size = parse_size(&block[124..136]).map_err(|reason| TarError::Header {
-                offset: at,
-                reason,
-            })?;
+            let header_size = parse_size(&block[124..136])
+                .map_err(|reason| TarError::Header { offset: at, reason })?;
             let typeflag = block[156];
             let size = match typeflag {
                 b'x' | b'L' => header_size,
@@ -266,10 +266,8 @@ impl<S: Source> TarReader<S> {
                     }
                     let data = self.read_all_data()?;
                     self.pass_rest()?;
-                    let (path, pax) = parse_pax(&data).map_err(|reason| TarError::Header {
-                        offset: at,
-                        reason,
-                    })?;
+                    let (path, pax) = parse_pax(&data)
+                        .map_err(|reason| TarError::Header { offset: at, reason })?;
                     pax_path = path.or(pax_path);
                     pax_size = pax.or(pax_size);
                     continue;
@@ -309,7 +307,9 @@ impl<S: Source> TarReader<S> {
 
     /// Reads the current member's next bytes into `buf` (up to what is left of it); 0 at its end.
     pub fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, TarError> {
-        let want = buf.len().min(usize::try_from(self.unread).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.unread).unwrap_or(usize::MAX));
         if want == 0 {
             return Ok(0);
         }
