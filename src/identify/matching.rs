@@ -159,10 +159,10 @@ pub fn identify<I: ImageIndex>(
     let mut exact: Vec<Found> = Vec::new();
     let mut notes = Vec::new();
     for digest in image.image_id.iter().chain(&image.digests) {
-        if let Some(found) = index.by_digest(digest)? {
-            if !exact.iter().any(|f| same_image(&f.image, &found)) {
-                exact.push(found_with_tags(found, index)?);
-            }
+        if let Some(found) = index.by_digest(digest)?
+            && !exact.iter().any(|f| same_image(&f.image, &found))
+        {
+            exact.push(found_with_tags(found, index)?);
         }
     }
     let mut ancestry: Vec<Level> = Vec::new();
@@ -177,7 +177,7 @@ pub fn identify<I: ImageIndex>(
                 images.push(found_with_tags(official, index)?);
             }
             if !images.is_empty() {
-                images.sort_by(|a, b| first_tag(a).cmp(&first_tag(b)));
+                images.sort_by_key(first_tag);
                 ancestry.push(Level {
                     layers: i + 1,
                     images,
@@ -351,7 +351,10 @@ mod tests {
         }
     }
 
-    fn summary(id: &Identification) -> (Verdict, Vec<String>, Vec<(usize, Vec<String>)>) {
+    /// The verdict, the exact images' first tags, and per ancestry level its layers and first tags.
+    type Summary = (Verdict, Vec<String>, Vec<(usize, Vec<String>)>);
+
+    fn summary(id: &Identification) -> Summary {
         let name = |f: &Found| {
             f.tags
                 .first()

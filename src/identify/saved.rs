@@ -90,7 +90,8 @@ pub fn read_tar(source: impl Source) -> Result<Vec<SavedImage>, SavedError> {
             MemberKind::File => {
                 let mut first = [0u8; 1];
                 let n = reader.read_data(&mut first)?;
-                let json = n == 1 && first[0] == b'{' || n == 1 && first[0] == b'[';
+                // Manifests and configs are objects; manifest.json is an array.
+                let json = n == 1 && matches!(first[0], b'{' | b'[');
                 if json && member.size <= MAX_JSON {
                     kept += member.size;
                     if kept > MAX_KEPT {
