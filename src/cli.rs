@@ -134,7 +134,7 @@ pub struct IdentifyArgs {
     #[arg(value_name = "INPUT", required = true)]
     pub inputs: Vec<String>,
     /// The dataset to answer from (NDJSON written by `finalize`, with the image IDs and layer
-    /// chains of `enrich`).
+    /// chains of `enrich`; `-` for standard input when no INPUT is `-`).
     #[arg(long, value_name = "FILE")]
     pub dataset: PathBuf,
     /// One JSON object per image on standard output.

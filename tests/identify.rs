@@ -504,8 +504,22 @@ fn a_multi_image_tarball_answers_every_image() {
 fn standard_input_is_read_in_one_pass() {
     let (sandbox, world) = setup("identify-stdin");
     let tar = archives::docker25(&[saved(&world.app, "myapp:1")]);
-    for (what, bytes) in [("plain", tar.clone()), ("gzip", archives::gzip(&tar))] {
-        let mut child = identify(&sandbox, &["-"], true)
+    let inspect = archives::inspect(&[saved(&world.app, "myapp:1")]);
+    std::fs::write(sandbox.path("app.tar"), &tar).unwrap();
+    let dataset = world.dataset().into_bytes();
+    let dataset_on_stdin = sandbox.command(&["identify", "--json", "--dataset", "-", "app.tar"]);
+    for (what, bytes, command) in [
+        ("plain", tar.clone(), identify(&sandbox, &["-"], true)),
+        (
+            "gzip",
+            archives::gzip(&tar),
+            identify(&sandbox, &["-"], true),
+        ),
+        ("inspect", inspect, identify(&sandbox, &["-"], true)),
+        ("dataset", dataset, dataset_on_stdin),
+    ] {
+        let mut command = command;
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -522,8 +536,15 @@ fn standard_input_is_read_in_one_pass() {
             "{what}"
         );
     }
-    let output = identify(&sandbox, &["-", "-"], true).output().unwrap();
-    assert_code(&output, 2, "stdin twice");
+    for twice in [
+        identify(&sandbox, &["-", "-"], true),
+        sandbox.command(&["identify", "--dataset", "-", "-"]),
+    ] {
+        let mut twice = twice;
+        let output = twice.output().unwrap();
+        assert_code(&output, 2, "stdin twice");
+        assert!(stderr(&output).contains("standard input (`-`) can be read only once"));
+    }
 }
 
 /// A tarball with `members` (name, data, typeflag) and nothing else.

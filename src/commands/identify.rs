@@ -37,8 +37,9 @@ struct Read {
 
 pub fn run(args: &IdentifyArgs, ui: &Ui) -> u8 {
     let inputs: Vec<Input> = args.inputs.iter().map(|t| Input::parse(t)).collect();
-    if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
-        ui.error("`-` (standard input) can be given only once");
+    let stdin_inputs = inputs.iter().filter(|i| **i == Input::Stdin).count();
+    if stdin_inputs + usize::from(args.dataset.as_os_str() == "-") > 1 {
+        ui.error("standard input (`-`) can be read only once: as one INPUT or as --dataset");
         return super::USAGE;
     }
     let mut reads: Vec<Read> = inputs
@@ -77,15 +78,24 @@ pub fn run(args: &IdentifyArgs, ui: &Ui) -> u8 {
         }
     }
 
-    let shown = args.dataset.display().to_string();
-    let index = match File::open(&args.dataset) {
-        Ok(file) => match DatasetImages::load(BufReader::with_capacity(1 << 16, file), &wanted) {
-            Ok(index) => index,
-            Err(e) => {
-                ui.error(&format!("the dataset {}: {e}", printable(&shown)));
-                return super::ERROR;
-            }
-        },
+    let stdin = args.dataset.as_os_str() == "-";
+    let shown = if stdin {
+        "on standard input".to_owned()
+    } else {
+        args.dataset.display().to_string()
+    };
+    let loaded = if stdin {
+        Ok(DatasetImages::load(io::stdin().lock(), &wanted))
+    } else {
+        File::open(&args.dataset)
+            .map(|file| DatasetImages::load(BufReader::with_capacity(1 << 16, file), &wanted))
+    };
+    let index = match loaded {
+        Ok(Ok(index)) => index,
+        Ok(Err(e)) => {
+            ui.error(&format!("the dataset {}: {e}", printable(&shown)));
+            return super::ERROR;
+        }
         Err(e) => {
             ui.error(&format!(
                 "cannot read the dataset {}: {e}",

@@ -88,6 +88,10 @@ pub fn read_path(path: &Path) -> Result<Vec<SavedImage>, InputError> {
     if meta.is_dir() {
         return Ok(saved::read_layout_dir(path)?);
     }
+    if !meta.is_file() {
+        // A FIFO or a device: read once, as a stream.
+        return read_stream(File::open(path)?);
+    }
     let mut file = File::open(path)?;
     let mut head = [0u8; 512];
     let n = read_some(&mut file, &mut head)?;
@@ -96,37 +100,44 @@ pub fn read_path(path: &Path) -> Result<Vec<SavedImage>, InputError> {
         let file = File::open(path)?;
         return read_gzip(BufReader::with_capacity(1 << 16, file));
     }
-    if matches!(head.trim_ascii_start().first(), Some(b'{' | b'[')) {
-        let mut bytes = Vec::new();
-        File::open(path)?
-            .take(MAX_INSPECT + 1)
-            .read_to_end(&mut bytes)?;
-        if bytes.len() as u64 > MAX_INSPECT {
-            return Err(InputError::Inspect(format!(
-                "a JSON file of more than {} MiB: not docker image inspect output",
-                MAX_INSPECT >> 20
-            )));
-        }
-        return inspect(&bytes);
-    }
-    if !meta.is_file() {
-        // A FIFO or device: read through as a stream.
-        let file = File::open(path)?;
-        return Ok(saved::read_tar(StreamSource(BufReader::new(file)))?);
+    if is_json(head) {
+        return read_inspect(File::open(path)?);
     }
     let file = File::open(path)?;
-    let source = FileSource::new(BufReader::with_capacity(1 << 16, file), meta.len());
+    let source = FileSource::new(file, meta.len());
     Ok(saved::read_tar(source)?)
 }
 
-/// Reads a tarball, plain or gzip-compressed, from a stream in one pass.
+/// Reads a tarball, plain or gzip-compressed, or `docker image inspect` JSON, from a stream in
+/// one pass.
 pub fn read_stream(reader: impl Read) -> Result<Vec<SavedImage>, InputError> {
     let mut reader = BufReader::with_capacity(1 << 16, reader);
     let head = reader.fill_buf()?;
     if head.starts_with(&[0x1f, 0x8b]) {
         return read_gzip(reader);
     }
+    if is_json(head) {
+        return read_inspect(reader);
+    }
     Ok(saved::read_tar(StreamSource(reader))?)
+}
+
+/// Whether a file starting with `head` is JSON rather than a tarball: a tar header starts with a
+/// member name, never with blanks then `{` or `[`.
+fn is_json(head: &[u8]) -> bool {
+    matches!(head.trim_ascii_start().first(), Some(b'{' | b'['))
+}
+
+fn read_inspect(reader: impl Read) -> Result<Vec<SavedImage>, InputError> {
+    let mut bytes = Vec::new();
+    reader.take(MAX_INSPECT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_INSPECT {
+        return Err(InputError::Inspect(format!(
+            "a JSON file of more than {} MiB: not docker image inspect output",
+            MAX_INSPECT >> 20
+        )));
+    }
+    inspect(&bytes)
 }
 
 fn read_gzip(reader: impl BufRead) -> Result<Vec<SavedImage>, InputError> {

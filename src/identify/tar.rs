@@ -17,7 +17,7 @@
 //! the caller keeps. Member data is passed over with [`Source::skip`], which seeks in a file and
 //! reads through (without keeping) on a pipe.
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Read, Seek};
 
 /// Longest member name accepted (Linux's PATH_MAX).
 const MAX_NAME: u64 = 4096;
@@ -94,7 +94,7 @@ pub trait Source: Read {
 /// A file, seeked over; knows its length so that a member claiming more than the file holds is
 /// caught at its header.
 pub struct FileSource<R> {
-    inner: R,
+    inner: BufReader<R>,
     position: u64,
     len: u64,
 }
@@ -103,7 +103,9 @@ impl<R: Read + Seek> FileSource<R> {
     /// Wraps a file of `len` bytes, read from its start.
     pub fn new(inner: R, len: u64) -> Self {
         Self {
-            inner,
+            // Headers are read 512 bytes at a time; small skips (padding, small members) stay
+            // within the buffer.
+            inner: BufReader::with_capacity(1 << 16, inner),
             position: 0,
             len,
         }
@@ -127,7 +129,8 @@ impl<R: Read + Seek> Source for FileSource<R> {
                 "member data beyond the end of the file",
             ));
         }
-        self.inner.seek(SeekFrom::Start(target))?;
+        let offset = i64::try_from(n).map_err(|_| io::Error::other("a skip beyond 2^63"))?;
+        self.inner.seek_relative(offset)?;
         self.position = target;
         Ok(())
     }
