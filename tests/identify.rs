@@ -752,3 +752,89 @@ fn hostile_archives_get_an_error_naming_the_file() {
     assert_code(&output, 2, "no dataset");
     assert!(stderr(&output).contains("cannot read the dataset nope.ndjson"));
 }
+
+/// `skopeo copy … docker://<the real registry>/… <dest>` into the sandbox (`--insecure-policy`:
+/// the tester's signature policy is not the test's business; plain http on loopback).
+fn skopeo(sandbox: &Sandbox, source: &str, dest: &str, all: bool) {
+    let mut command = Command::new("skopeo");
+    command
+        .args(["--insecure-policy", "copy", "--src-tls-verify=false"])
+        .args(if all { &["--all"][..] } else { &[][..] })
+        .args([source, dest])
+        .current_dir(&sandbox.dir)
+        .env("HOME", sandbox.home())
+        .env("TMPDIR", &sandbox.dir)
+        .stdin(Stdio::null());
+    let output = command.output().unwrap_or_else(|e| {
+        panic!("skopeo could not run ({e}): install Debian's skopeo (.ci/run does)")
+    });
+    assert!(
+        output.status.success(),
+        "skopeo copy {source} {dest}: {}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_archives_from_the_real_registry() {
+    let (sandbox, world) = setup("identify-skopeo");
+    let registry = support::registry::process::RegistryProcess::start().await;
+    let pusher = image::Pusher::new(registry.url());
+    pusher.image("library/python", "3.12", &world.python).await;
+    pusher.image("library/myapp", "1", &world.app).await;
+    pusher.index("library/alpine", "3.20", &world.alpine).await;
+    let host = registry.url().host_str().unwrap().to_owned()
+        + ":"
+        + &registry.url().port().unwrap().to_string();
+
+    skopeo(
+        &sandbox,
+        &format!("docker://{host}/library/myapp:1"),
+        "docker-archive:app.tar:myapp:1",
+        false,
+    );
+    skopeo(
+        &sandbox,
+        &format!("docker://{host}/library/myapp:1"),
+        "oci-archive:app.oci.tar",
+        false,
+    );
+    skopeo(
+        &sandbox,
+        &format!("docker://{host}/library/python:3.12"),
+        "docker-archive:python.tar",
+        false,
+    );
+    skopeo(
+        &sandbox,
+        &format!("docker://{host}/library/alpine:3.20"),
+        "oci-archive:alpine.oci.tar",
+        true,
+    );
+    skopeo(
+        &sandbox,
+        &format!("docker://{host}/library/alpine:3.20"),
+        "oci:alpine-layout",
+        true,
+    );
+
+    let base = format!("base base 3/5+2 {PY} < 1 {DEB}");
+    for input in ["app.tar", "app.oci.tar"] {
+        let out = run_ok(&mut identify(&sandbox, &[input], true), 0, input);
+        assert_eq!(summarize(&out), vec![base.clone()], "{input}");
+    }
+    let out = run_ok(&mut identify(&sandbox, &["python.tar"], true), 0, "python");
+    assert_eq!(summarize(&out), vec![format!("exact = {PY} < 1 {DEB}")]);
+    // Both platforms of the index, attestations left out, exact by image ID and manifest digest.
+    for input in ["alpine.oci.tar", "alpine-layout"] {
+        let out = run_ok(&mut identify(&sandbox, &[input], true), 0, input);
+        assert_eq!(
+            summarize(&out),
+            vec![
+                "exact = linux/amd64 [alpine:3.20 alpine:latest]",
+                "exact = linux/arm64/v8 [alpine:3.20 alpine:latest]"
+            ],
+            "{input}"
+        );
+    }
+}
