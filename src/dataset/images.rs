@@ -229,3 +229,88 @@ impl ImageIndex for DatasetImages {
         Ok(self.unenriched)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
+    }
+
+    fn config(id: char, diff_ids: &[char], manifest: char, current: &[&str]) -> String {
+        let ids: Vec<String> = diff_ids.iter().map(|c| d(*c).to_string()).collect();
+        let chain = chain_ids(&diff_ids.iter().map(|c| d(*c)).collect::<Vec<_>>())
+            .pop()
+            .map(|c| c.to_string());
+        serde_json::json!({"digest": d(id).to_string(), "kind": "config", "platform": "linux/amd64",
+            "tags": ["a:1", "a:2"], "current": current, "manifests": [d(manifest).to_string()],
+            "diff_ids": ids, "chain_id": chain,
+            "first_seen": "2026-01-01T00:00:00Z", "last_seen": "2026-01-02T00:00:00Z"})
+        .to_string()
+    }
+
+    #[test]
+    fn keeps_what_is_asked_and_counts_what_is_not_enriched() {
+        let lines = [
+            config('1', &['a'], 'd', &["a:1"]),
+            config('2', &['a', 'b'], 'e', &["a:2"]),
+            config('3', &['c'], '4', &[]),
+            config('5', &['c', 'c'], '6', &[]),
+            // A manifest line without image_id, and a legacy config line without diff_ids.
+            r#"{"digest":"sha256:9999999999999999999999999999999999999999999999999999999999999999","kind":"manifest","platform":"linux/amd64","tags":["b:1"],"current":["b:1"],"indexes":[]}"#.to_owned(),
+            r#"{"digest":"sha256:8888888888888888888888888888888888888888888888888888888888888888","kind":"config","platform":"linux/amd64","tags":["c:1"],"current":["c:1"]}"#.to_owned(),
+            r#"{"digest":"sha256:7777777777777777777777777777777777777777777777777777777777777777","kind":"index","platform":null,"tags":["b:1"],"current":["b:1"]}"#.to_owned(),
+        ];
+        let text = lines.join("\n") + "\n";
+        let wanted = Wanted {
+            digests: [d('e'), d('9')].into_iter().collect(),
+            chains: chain_ids(&[d('a'), d('b')]).into_iter().collect(),
+            prefixes: vec!["333333333333".into(), "777777777777".into()],
+        };
+        let index = DatasetImages::load(text.as_bytes(), &wanted).unwrap();
+        let Ok(by_manifest) = index.by_digest(&d('e'));
+        assert_eq!(by_manifest.unwrap().image_id, Some(d('2')));
+        let Ok(unenriched) = index.by_digest(&d('9'));
+        assert_eq!(unenriched.unwrap().diff_ids, None);
+        let Ok(chain) = index.by_chain(&d('a'));
+        assert_eq!(chain.len(), 1); // image 1's whole chain is asked (a prefix of a, b)
+        let Ok(by_prefix) = index.by_digest(&d('4'));
+        assert_eq!(by_prefix.unwrap().image_id, Some(d('3'))); // kept for the prefix
+        let Ok(none) = index.by_digest(&d('5'));
+        assert_eq!(none, None); // not asked for, not kept
+        assert_eq!(
+            index.resolve_prefix("333333333333"),
+            Ok(PrefixMatch::One(d('3')))
+        );
+        // An index is not an image.
+        assert_eq!(index.resolve_prefix("777777777777"), Ok(PrefixMatch::None));
+        assert_eq!(
+            index.current_image("a:2", Some("linux/amd64")),
+            Ok(Some(d('2')))
+        );
+        assert_eq!(index.current_image("a:2", Some("linux/arm64")), Ok(None));
+        assert_eq!(index.unenriched(), Ok(2));
+    }
+
+    #[test]
+    fn damaged_lines_are_named() {
+        let mut wrong_chain: Value =
+            serde_json::from_str(&config('1', &['a', 'b'], 'd', &[])).unwrap();
+        wrong_chain["chain_id"] = serde_json::json!(d('f').to_string());
+        let table = [
+            (wrong_chain.to_string(), "line 1 is not a dataset line: its chain_id"),
+            (r#"{"digest":"sha256:1","kind":"config"}"#.to_owned(), "line 1 is not a dataset line: digest"),
+            (r#"{"digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","kind":"config","diff_ids":["md5:1"]}"#.to_owned(), "diff_ids[0]"),
+            (r#"{"digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","kind":"config","tags":"x"}"#.to_owned(), "\"tags\" is not a list of strings"),
+        ];
+        for (line, want) in table {
+            let err = DatasetImages::load(format!("{line}\n").as_bytes(), &Wanted::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        let cut = DatasetImages::load(&b"{\"digest\""[..], &Wanted::default()).unwrap_err();
+        assert!(cut.to_string().contains("cut off"), "{cut}");
+    }
+}
