@@ -600,7 +600,17 @@ fn hostile_archives_get_an_error_naming_the_file() {
     }
     let bomb = encoder.finish().unwrap();
 
+    // Long distinct names (GNU long-name members), 16 MiB of them in all.
+    let mut names = TarWriter::default();
+    for i in 0..4200 {
+        names.file(&format!("{i:04}{}", "n".repeat(3996)), b"");
+    }
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "names.tar",
+            names.finish(),
+            "its member names add up to more than 16 MiB",
+        ),
         (
             "text.tar",
             b"hello, this is not a tarball at all\n".repeat(20),

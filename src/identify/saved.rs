@@ -15,9 +15,9 @@
 //! - configs and manifests are JSON objects, so their first byte is `{`; layer tars start with a
 //!   member name, gzip with `1f 8b`, zstd with `28 b5 2f fd`.
 //!
-//! So a tarball is read in one pass, keeping only members whose first byte is `{` and that fit
-//! [`MAX_JSON`] (at most [`MAX_KEPT`] in all); every other member is passed over (seeked in a
-//! file, read through on a pipe). A blob named by its digest is checked against it. Links,
+//! So a tarball is read in one pass, keeping only members whose first byte is `{` or `[` and that
+//! fit [`MAX_JSON`] (at most [`MAX_KEPT`] in all), and the names of all (at most [`MAX_NAMES`]);
+//! every other member is passed over (seeked in a file, read through on a pipe). A blob named by its digest is checked against it. Links,
 //! devices, duplicate names, names leaving the archive, and members too large are errors when
 //! they stand where a document is needed; a duplicate name is always an error (which of the two a
 //! tool would take is not defined).
@@ -39,6 +39,9 @@ use crate::registry::manifest::{self, Manifest, parse_manifest};
 pub const MAX_JSON: u64 = 16 << 20;
 /// Most bytes of such documents kept from one archive.
 pub const MAX_KEPT: u64 = 64 << 20;
+/// Most bytes of member names remembered (to find duplicates and the documents named): a saved
+/// image's names are under 100 bytes each, a few per layer.
+pub const MAX_NAMES: usize = 16 << 20;
 /// Deepest nesting of indexes followed from `index.json`.
 const MAX_DEPTH: usize = 4;
 
@@ -82,7 +85,15 @@ pub fn read_tar(source: impl Source) -> Result<Vec<SavedImage>, SavedError> {
     let mut reader = TarReader::new(source);
     let mut entries: HashMap<String, Entry> = HashMap::new();
     let mut kept: u64 = 0;
+    let mut names: usize = 0;
     while let Some(member) = reader.next_member()? {
+        names += member.name.len();
+        if names > MAX_NAMES {
+            return Err(invalid(format!(
+                "its member names add up to more than {} MiB: not a saved image",
+                MAX_NAMES >> 20
+            )));
+        }
         let entry = match member.kind {
             MemberKind::Directory => continue,
             MemberKind::Link => Entry::Link,
