@@ -42,6 +42,9 @@ pub enum Command {
     /// Show what the store (or a dataset file) knows of digests: kind, platform, tags (current
     /// and past), indexes, times.
     Lookup(LookupArgs),
+    /// Name the official image (and version) a saved image is, or was built FROM: docker save
+    /// tarballs, OCI layouts and archives, docker image inspect JSON, image IDs.
+    Identify(IdentifyArgs),
 }
 
 /// `digestmap crawl`.
@@ -118,6 +121,23 @@ pub struct LookupArgs {
     pub dataset: Option<PathBuf>,
     /// One JSON object per digest found, on standard output: the dataset line's keys, plus
     /// `tag_seen` (per-tag first and last seen) from the store.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `digestmap identify`.
+#[derive(Debug, Args)]
+pub struct IdentifyArgs {
+    /// Saved images: a `docker save` tarball (plain or gzip), an OCI layout folder or
+    /// `oci-archive`, `docker image inspect` JSON, an image ID or manifest digest (or a unique
+    /// prefix of at least 12 hex characters), or `-` for a tarball on standard input.
+    #[arg(value_name = "INPUT", required = true)]
+    pub inputs: Vec<String>,
+    /// The dataset to answer from (NDJSON written by `finalize`, with the image IDs and layer
+    /// chains of `enrich`; `-` for standard input when no INPUT is `-`).
+    #[arg(long, value_name = "FILE")]
+    pub dataset: PathBuf,
+    /// One JSON object per image on standard output.
     #[arg(long)]
     pub json: bool,
 }

@@ -13,6 +13,8 @@
 //! - [`crawl`]: the scheduler (workers, job queue, the store writer that plans what a page
 //!   leads to: next pages, the anonymous-cap cover, re-reads, refresh stops);
 //! - [`dataset`]: `finalize`, the NDJSON writer with `current` tags, and `lookup`;
+//! - [`identify`]: reading saved images (tarballs, OCI layouts, inspect JSON) and naming the
+//!   official image each is or was built FROM;
 //! - [`status`]: what a store holds.
 //!
 //! ```
@@ -43,6 +45,7 @@ pub mod clock;
 pub mod crawl;
 pub mod dataset;
 pub mod hub;
+pub mod identify;
 pub mod model;
 pub mod net;
 pub mod registry;

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod crawl;
 pub mod finalize;
+pub mod identify;
 pub mod lookup;
 pub mod status;
 

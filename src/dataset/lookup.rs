@@ -317,28 +317,7 @@ pub fn lookup_dataset(
     queries: &[Query],
 ) -> Result<Vec<Resolution>, ReadError> {
     let mut found: Vec<Matches> = queries.iter().map(|_| Matches::default()).collect();
-    let mut buf = Vec::with_capacity(1024);
-    let mut number = 0u64;
-    // At most MAX_LINE bytes a line, newline included: a line that fills them without ending is
-    // too long, and the buffer never grows past them.
-    let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
-    loop {
-        buf.clear();
-        if (&mut reader).take(limit).read_until(b'\n', &mut buf)? == 0 {
-            break;
-        }
-        number += 1;
-        if buf.last() != Some(&b'\n') {
-            return Err(if buf.len() >= MAX_LINE {
-                ReadError::TooLong { line: number }
-            } else {
-                ReadError::CutOff { line: number }
-            });
-        }
-        let line = buf.trim_ascii();
-        if line.is_empty() {
-            continue;
-        }
+    read_lines(&mut reader, |number, line| {
         let hex = line_hex(line).map_err(|reason| ReadError::Malformed {
             line: number,
             reason,
@@ -368,7 +347,8 @@ pub fn lookup_dataset(
                 Some(_) => {}
             }
         }
-    }
+        Ok(())
+    })?;
     found
         .into_iter()
         .map(|m| match (m.first, m.second) {
@@ -385,6 +365,38 @@ pub fn lookup_dataset(
             ),
         })
         .collect()
+}
+
+/// Calls `each` with every non-empty line of a dataset (1-based number, the line without its
+/// newline and surrounding blanks), holding one line in memory: a line longer than [`MAX_LINE`]
+/// and a last line without its newline are errors.
+pub(crate) fn read_lines(
+    reader: &mut impl BufRead,
+    mut each: impl FnMut(u64, &[u8]) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut number = 0u64;
+    // At most MAX_LINE bytes a line, newline included: a line that fills them without ending is
+    // too long, and the buffer never grows past them.
+    let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
+    loop {
+        buf.clear();
+        if (&mut *reader).take(limit).read_until(b'\n', &mut buf)? == 0 {
+            return Ok(());
+        }
+        number += 1;
+        if buf.last() != Some(&b'\n') {
+            return Err(if buf.len() >= MAX_LINE {
+                ReadError::TooLong { line: number }
+            } else {
+                ReadError::CutOff { line: number }
+            });
+        }
+        let line = buf.trim_ascii();
+        if !line.is_empty() {
+            each(number, line)?;
+        }
+    }
 }
 
 /// The 64 hex characters of a line's digest, checking that the line is a JSON object with one.

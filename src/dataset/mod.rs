@@ -14,8 +14,10 @@
 //!
 //! [`output`] decides how the dataset reaches `--out` (a file replaced atomically, a FIFO or
 //! device written directly, the store refused). [`lookup`] answers what the store, or a dataset
-//! file, knows of given digests.
+//! file, knows of given digests. [`images`] reads a dataset's config lines (image IDs, layer
+//! chains) as the index `identify` matches saved images against.
 
+pub mod images;
 pub mod lookup;
 pub mod output;
 

@@ -1,0 +1,364 @@
+//! `digestmap identify INPUT... --dataset FILE`: which official image is each saved image, or
+//! which official image was it built FROM.
+//!
+//! Every input is read first (each failure reported, naming the input, the rest still
+//! answered), then the dataset once for all of them, then each image is matched. Answers go to
+//! stdout (a block per image, or one JSON object per image with `--json`), errors to stderr.
+//! Exit 0: every image identified (exact or base); 7: some image has no official base found
+//! (the others are still answered); 1: an input or the dataset could not be read; 2: usage (an
+//! ambiguous prefix, `-` twice, no dataset file).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, BufReader, Write};
+
+use digestmap::dataset::images::{DatasetImages, Wanted};
+use digestmap::identify::SavedImage;
+use digestmap::identify::input::{self, Input};
+use digestmap::identify::matching::{
+    self, Found, Identification, ImageIndex, PrefixMatch, Verdict,
+};
+use digestmap::registry::config::chain_ids;
+use digestmap::text::printable;
+use serde_json::{Value, json};
+
+use crate::cli::IdentifyArgs;
+use crate::ui::Ui;
+
+/// Exit code when some image has no official base image found.
+pub const NOT_FOUND: u8 = 7;
+
+/// The images of one input, or why it could not be read.
+struct Read {
+    input: Input,
+    images: Result<Vec<SavedImage>, String>,
+}
+
+pub fn run(args: &IdentifyArgs, ui: &Ui) -> u8 {
+    let inputs: Vec<Input> = args.inputs.iter().map(|t| Input::parse(t)).collect();
+    let stdin_inputs = inputs.iter().filter(|i| **i == Input::Stdin).count();
+    if stdin_inputs + usize::from(args.dataset.as_os_str() == "-") > 1 {
+        ui.error("standard input (`-`) can be read only once: as one INPUT or as --dataset");
+        return super::USAGE;
+    }
+    let mut reads: Vec<Read> = inputs
+        .into_iter()
+        .map(|input| {
+            let images = match &input {
+                Input::Stdin => input::read_stream(io::stdin().lock()).map_err(|e| e.to_string()),
+                Input::Path(path) => input::read_path(path).map_err(|e| e.to_string()),
+                Input::Digest(query) => Ok(vec![SavedImage {
+                    label: "bare digest".into(),
+                    image_id: None,
+                    digests: query.digest().into_iter().collect(),
+                    diff_ids: None,
+                    platform: None,
+                    repo_tags: Vec::new(),
+                }]),
+            };
+            Read { input, images }
+        })
+        .collect();
+
+    let mut wanted = Wanted::default();
+    for read in &reads {
+        if let Input::Digest(query) = &read.input
+            && query.digest().is_none()
+        {
+            wanted.prefixes.push(query.hex.clone());
+        }
+        for image in read.images.iter().flatten() {
+            wanted
+                .digests
+                .extend(image.image_id.iter().chain(&image.digests));
+            if let Some(diff_ids) = &image.diff_ids {
+                wanted.chains.extend(chain_ids(diff_ids));
+            }
+        }
+    }
+
+    let stdin = args.dataset.as_os_str() == "-";
+    let shown = if stdin {
+        "on standard input".to_owned()
+    } else {
+        args.dataset.display().to_string()
+    };
+    let loaded = if stdin {
+        Ok(DatasetImages::load(io::stdin().lock(), &wanted))
+    } else {
+        File::open(&args.dataset)
+            .map(|file| DatasetImages::load(BufReader::with_capacity(1 << 16, file), &wanted))
+    };
+    let index = match loaded {
+        Ok(Ok(index)) => index,
+        Ok(Err(e)) => {
+            ui.error(&format!("the dataset {}: {e}", printable(&shown)));
+            return super::ERROR;
+        }
+        Err(e) => {
+            ui.error(&format!(
+                "cannot read the dataset {}: {e}",
+                printable(&shown)
+            ));
+            return if e.kind() == io::ErrorKind::NotFound {
+                super::USAGE
+            } else {
+                super::ERROR
+            };
+        }
+    };
+
+    let mut failed = false;
+    let mut ambiguous = false;
+    let mut none = false;
+    let mut stdout = io::stdout().lock();
+    let mut printed = false;
+    for read in &mut reads {
+        let input_shown = read.input.shown();
+        let images = match &mut read.images {
+            Ok(images) => images,
+            Err(e) => {
+                let _ = stdout.flush();
+                ui.error(&format!("{}: {}", printable(&input_shown), printable(e)));
+                failed = true;
+                continue;
+            }
+        };
+        if let Input::Digest(query) = &read.input
+            && query.digest().is_none()
+        {
+            let Ok(resolved) = index.resolve_prefix(&query.hex);
+            match resolved {
+                PrefixMatch::One(digest) => images[0].digests = vec![digest],
+                PrefixMatch::None => {}
+                PrefixMatch::Ambiguous(a, b) => {
+                    let _ = stdout.flush();
+                    ui.error(&format!(
+                        "{}: ambiguous: matches {a} and {b}; give more of the digest",
+                        printable(&query.text)
+                    ));
+                    ambiguous = true;
+                    continue;
+                }
+            }
+        }
+        for image in images.iter() {
+            let Ok(found) = matching::identify(image, &index);
+            none |= found.verdict == Verdict::NotFound;
+            let text = if args.json {
+                format!("{}\n", as_json(&input_shown, image, &found))
+            } else {
+                let gap = if printed { "\n" } else { "" };
+                format!("{gap}{}", as_text(&input_shown, image, &found))
+            };
+            printed = true;
+            if let Err(e) = stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                return super::stdout_error(ui, &e);
+            }
+        }
+    }
+    if ambiguous {
+        super::USAGE
+    } else if failed {
+        super::ERROR
+    } else if none {
+        NOT_FOUND
+    } else {
+        super::OK
+    }
+}
+
+/// The block for people: what the image is, its base and ancestry, every tag's state.
+fn as_text(input: &str, image: &SavedImage, found: &Identification) -> String {
+    let mut out = String::new();
+    let _ = write!(out, "{}: {}", printable(input), printable(&image.label));
+    if !image.repo_tags.is_empty() {
+        let _ = write!(out, " ({})", printable(&image.repo_tags.join(", ")));
+    }
+    out.push('\n');
+    if let Some(id) = &image.image_id {
+        let _ = writeln!(out, "  image ID   {id}");
+    }
+    for digest in &image.digests {
+        let _ = writeln!(out, "  digest     {digest}");
+    }
+    if let Some(platform) = &image.platform {
+        let _ = writeln!(out, "  platform   {}", printable(platform));
+    }
+    let total = found.total_layers;
+    if let Some(total) = total {
+        let _ = writeln!(out, "  layers     {total}");
+    }
+    let mut levels = found.ancestry.iter();
+    match found.verdict {
+        Verdict::Exact => {
+            let _ = writeln!(out, "  exact      an official image");
+            for f in &found.exact {
+                found_text(&mut out, f);
+            }
+        }
+        Verdict::Base => {
+            if let Some(level) = levels.next() {
+                let total = total.unwrap_or(level.layers);
+                let _ = writeln!(
+                    out,
+                    "  base       {} of {total} layers, {} on top{}",
+                    level.layers,
+                    total - level.layers,
+                    ambiguity(level.images.len())
+                );
+                for f in &level.images {
+                    found_text(&mut out, f);
+                }
+            }
+        }
+        Verdict::NotFound => {
+            let _ = writeln!(out, "  base       no official base image found");
+        }
+    }
+    let rest: Vec<String> = levels
+        .map(|level| {
+            let names: Vec<String> = level.images.iter().map(name).collect();
+            format!(
+                "{} ({} of {} layers)",
+                names.join(" or "),
+                level.layers,
+                total.unwrap_or(level.layers)
+            )
+        })
+        .collect();
+    if !rest.is_empty() {
+        let _ = writeln!(out, "  ancestry   {}", printable(&rest.join(" → ")));
+    }
+    for note in &found.notes {
+        let _ = writeln!(out, "  note       {}", printable(note));
+    }
+    out
+}
+
+fn ambiguity(count: usize) -> String {
+    if count > 1 {
+        format!("; ambiguous: {count} official images have these layers")
+    } else {
+        String::new()
+    }
+}
+
+fn name(found: &Found) -> String {
+    found
+        .tags
+        .first()
+        .map(|t| t.repo_tag.clone())
+        .or_else(|| found.image.image_id.map(|d| d.to_string()))
+        .unwrap_or_default()
+}
+
+fn found_text(out: &mut String, found: &Found) {
+    let image = &found.image;
+    let _ = write!(out, "    {}", printable(&name(found)));
+    if let Some(platform) = &image.platform {
+        let _ = write!(out, " ({})", printable(platform));
+    }
+    out.push('\n');
+    match &image.image_id {
+        Some(id) => {
+            let _ = writeln!(out, "      image ID  {id}");
+        }
+        None => {
+            let _ = writeln!(out, "      image ID  not known yet (not enriched)");
+        }
+    }
+    if let Some(version) = &image.os_version {
+        let _ = writeln!(out, "      os        {}", printable(version));
+    }
+    let current: Vec<&str> = found
+        .tags
+        .iter()
+        .filter(|t| t.current)
+        .map(|t| t.repo_tag.as_str())
+        .collect();
+    let _ = writeln!(
+        out,
+        "      current   {}",
+        if current.is_empty() {
+            "none: every tag has moved on".to_owned()
+        } else {
+            printable(&current.join(", ")).into_owned()
+        }
+    );
+    let moved: Vec<String> = found
+        .tags
+        .iter()
+        .filter(|t| !t.current)
+        .map(|t| match &t.now {
+            Some(now) => format!("{} (now {now})", t.repo_tag),
+            None => t.repo_tag.clone(),
+        })
+        .collect();
+    if !moved.is_empty() {
+        let _ = writeln!(out, "      moved     {}", printable(&moved.join(", ")));
+    }
+    let _ = writeln!(
+        out,
+        "      seen      {} to {}",
+        printable(&image.first_seen),
+        printable(&image.last_seen)
+    );
+}
+
+/// One JSON object per image (documented in the README).
+fn as_json(input: &str, image: &SavedImage, found: &Identification) -> Value {
+    let mut levels = found.ancestry.iter();
+    let base = match found.verdict {
+        Verdict::Base => levels.next().map(|level| {
+            let total = found.total_layers.unwrap_or(level.layers);
+            json!({
+                "layers": level.layers,
+                "of": total,
+                "on_top": total - level.layers,
+                "images": level.images.iter().map(found_json).collect::<Vec<_>>(),
+            })
+        }),
+        _ => None,
+    };
+    json!({
+        "input": input,
+        "image": image.label,
+        "repo_tags": image.repo_tags,
+        "image_id": image.image_id.map(|d| d.to_string()),
+        "digests": image.digests.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "platform": image.platform,
+        "layers": found.total_layers,
+        "result": found.verdict.as_str(),
+        "exact": found.exact.iter().map(found_json).collect::<Vec<_>>(),
+        "base": base,
+        "ancestry": levels.map(|level| json!({
+            "layers": level.layers,
+            "images": level.images.iter().map(found_json).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "notes": found.notes,
+    })
+}
+
+fn found_json(found: &Found) -> Value {
+    let image = &found.image;
+    let digests: BTreeSet<String> = image.manifests.iter().map(ToString::to_string).collect();
+    json!({
+        "image_id": image.image_id.map(|d| d.to_string()),
+        "platform": image.platform,
+        "os_version": image.os_version,
+        "manifests": digests,
+        "tags": found.tags.iter().map(|t| json!({
+            "tag": t.repo_tag,
+            "current": t.current,
+            "now": t.now.map(|d| d.to_string()),
+        })).collect::<Vec<_>>(),
+        "first_seen": image.first_seen,
+        "last_seen": image.last_seen,
+        "enriched": image.diff_ids.is_some(),
+    })
+}
