@@ -42,6 +42,7 @@
 pub mod clock;
 pub mod crawl;
 pub mod dataset;
+pub mod enrich;
 pub mod hub;
 pub mod model;
 pub mod net;
