@@ -304,7 +304,8 @@ fn config_answer(snapshot: &ReadBatch, digest: Digest) -> Result<Option<Answer>,
         tag_seen: &[],
         indexes: &info.indexes,
     });
-    let (record, names, current) = config_tags(snapshot, &now, &digest, config, own_entry.as_ref())?;
+    let (record, names, current) =
+        config_tags(snapshot, &now, &digest, config, own_entry.as_ref())?;
     let mut line = Vec::with_capacity(1024);
     write_config_line(
         &mut line,

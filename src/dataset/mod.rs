@@ -273,10 +273,10 @@ pub fn write_dataset(
     let mut times = TimeText::default();
     let mut current: Vec<bool> = Vec::new();
     let write_config = |digest: &Digest,
-                            config: &ConfigLine,
-                            own: Option<&DigestEntry<'_>>,
-                            summary: &mut DatasetSummary,
-                            out: &mut dyn Write|
+                        config: &ConfigLine,
+                        own: Option<&DigestEntry<'_>>,
+                        summary: &mut DatasetSummary,
+                        out: &mut dyn Write|
      -> Result<(), WalkError> {
         let (record, tags, current) = config_tags(snapshot, &now, digest, config, own)?;
         let current_pairs = current.iter().filter(|c| **c).count() as u64;

@@ -46,9 +46,7 @@ use url::Url;
 use crate::clock;
 use crate::model::Digest;
 use crate::net::{NetConfig, Pacer};
-use crate::registry::{
-    BudgetSnapshot, Manifest, RegistryClient, RegistryConfig, RegistryError,
-};
+use crate::registry::{BudgetSnapshot, Manifest, RegistryClient, RegistryConfig, RegistryError};
 use crate::store::{
     ConfigRecord, EnrichJob, EnrichStats, EnrichTarget, FailedEnrich, JobId, LayerRef,
     ManifestFact, ManifestRecord, Store, StoreError, StoredBudget, TxError, WriteBatch,
@@ -172,6 +170,9 @@ struct Run {
     queued: HashSet<Digest>,
     stop: Option<Stop>,
     manifest_starts: u64,
+    manifests_in_flight: u64,
+    /// A manifest answer came (its `ratelimit-*` headers, or their absence, told the budget).
+    manifest_answered: bool,
     learned: (u64, u64),
 }
 
@@ -198,9 +199,8 @@ pub async fn enrich(
     .map_err(|e| EnrichError::Usage(format!("--registry: {e}")))?;
     let client = Arc::new(client);
 
-    let (stored_budget, jobs, failed) = store.read(|r| {
-        Ok((r.budget()?, r.enrich_jobs()?, r.enrich_failed()?))
-    })?;
+    let (stored_budget, jobs, failed) =
+        store.read(|r| Ok((r.budget()?, r.enrich_jobs()?, r.enrich_failed()?)))?;
     if let Some(b) = stored_budget {
         client.restore_pull_budget(BudgetSnapshot {
             limit: b.limit,
@@ -236,6 +236,8 @@ pub async fn enrich(
         queued,
         stop: None,
         manifest_starts: 0,
+        manifests_in_flight: 0,
+        manifest_answered: false,
         learned: (0, 0),
     };
     for (id, job) in store.read(|r| r.enrich_jobs())? {
@@ -249,7 +251,8 @@ pub async fn enrich(
     loop {
         run.wake(clock::now_unix_millis());
         while tasks.len() < options.workers && !cancel.is_cancelled() {
-            let Some((id, job)) = run.next(&options) else {
+            let budget_known = run.manifest_answered || client.pull_budget().is_some();
+            let Some((id, job)) = run.next(&options, budget_known) else {
                 break;
             };
             let client = client.clone();
@@ -257,8 +260,12 @@ pub async fn enrich(
             tasks.spawn(async move {
                 let path = options.path_of(&job.repo);
                 let fetched = match job.target {
-                    EnrichTarget::Manifest => Fetched::Manifest(client.manifest(&path, &job.digest).await),
-                    EnrichTarget::Config => Fetched::Config(client.config(&path, &job.digest).await),
+                    EnrichTarget::Manifest => {
+                        Fetched::Manifest(client.manifest(&path, &job.digest).await)
+                    }
+                    EnrichTarget::Config => {
+                        Fetched::Config(client.config(&path, &job.digest).await)
+                    }
                 };
                 (id, job, fetched)
             });
@@ -301,13 +308,22 @@ pub async fn enrich(
 
     let (left, failed) = store.read(|r| Ok((r.enrich_jobs()?.len() as u64, r.enrich_failed()?)))?;
     let manifests_left = !run.manifests.is_empty()
-        || run.waiting.iter().any(|(_, j)| j.target == EnrichTarget::Manifest);
+        || run
+            .waiting
+            .iter()
+            .any(|(_, j)| j.target == EnrichTarget::Manifest);
     Ok(EnrichReport {
         planned,
         manifests: run.learned.0,
         configs: run.learned.1,
-        pulls: client.stats().manifest_gets.load(std::sync::atomic::Ordering::Relaxed),
-        blobs: client.stats().blob_gets.load(std::sync::atomic::Ordering::Relaxed),
+        pulls: client
+            .stats()
+            .manifest_gets
+            .load(std::sync::atomic::Ordering::Relaxed),
+        blobs: client
+            .stats()
+            .blob_gets
+            .load(std::sync::atomic::Ordering::Relaxed),
         left,
         failed,
         stop: run.stop.filter(|_| manifests_left),
@@ -340,15 +356,20 @@ impl Run {
     }
 
     /// The next job to start: configs first (they spend no pulls and finish images), then
-    /// manifests while the budget and `--max-pulls` allow.
-    fn next(&mut self, options: &EnrichOptions) -> Option<(JobId, EnrichJob)> {
+    /// manifests while the budget and `--max-pulls` allow. Until an answer has told the budget
+    /// (`budget_known`), one manifest GET at a time: several sent blind could overrun a budget
+    /// of fewer pulls than workers.
+    fn next(&mut self, options: &EnrichOptions, budget_known: bool) -> Option<(JobId, EnrichJob)> {
         if let Some(job) = self.configs.pop_front() {
             return Some(job);
         }
-        if self.stop.is_some() {
+        if self.stop.is_some() || (!budget_known && self.manifests_in_flight > 0) {
             return None;
         }
-        if options.max_pulls.is_some_and(|max| self.manifest_starts >= max) {
+        if options
+            .max_pulls
+            .is_some_and(|max| self.manifest_starts >= max)
+        {
             if !self.manifests.is_empty() {
                 self.stop = Some(Stop::MaxPulls);
             }
@@ -356,6 +377,7 @@ impl Run {
         }
         let job = self.manifests.pop_front()?;
         self.manifest_starts += 1;
+        self.manifests_in_flight += 1;
         Some(job)
     }
 
@@ -374,6 +396,11 @@ impl Run {
         let mut stats = w.enrich_stats()?;
         let outcome = match fetched {
             Fetched::Manifest(result) => {
+                self.manifests_in_flight = self.manifests_in_flight.saturating_sub(1);
+                self.manifest_answered |= !matches!(
+                    result,
+                    Err(RegistryError::BudgetSpent { .. } | RegistryError::Fetch(_))
+                );
                 if let Some(b) = budget {
                     w.set_budget(&StoredBudget {
                         limit: b.limit,
@@ -421,7 +448,10 @@ impl Run {
                     || clock::unix(SystemTime::now() + crate::registry::budget::DEFAULT_WINDOW),
                     |b| clock::unix(b.frees_at),
                 );
-                tracing::warn!("{url} answered 429: no manifest request until {}", clock::rfc3339(frees_at));
+                tracing::warn!(
+                    "{url} answered 429: no manifest request until {}",
+                    clock::rfc3339(frees_at)
+                );
                 self.stop = Some(Stop::Budget { frees_at });
                 self.manifests.push_front((id, job));
             }
@@ -441,7 +471,11 @@ impl Run {
                     w.put_enrich_job(id, &job)?;
                     self.waiting.push((id, job));
                 } else {
-                    tracing::warn!("{} failed: {}", job.describe(), crate::text::printable(&reason));
+                    tracing::warn!(
+                        "{} failed: {}",
+                        job.describe(),
+                        crate::text::printable(&reason)
+                    );
                     let failed = FailedEnrich {
                         job: EnrichJob {
                             attempts,
@@ -511,7 +545,9 @@ impl Run {
                 }
                 (ManifestFact::Index { manifests }, index.media_type)
             }
-            Manifest::Legacy { media_type, reason } => (ManifestFact::Legacy { reason }, media_type),
+            Manifest::Legacy { media_type, reason } => {
+                (ManifestFact::Legacy { reason }, media_type)
+            }
         };
         stats.manifests += 1;
         self.learned.0 += 1;

@@ -247,7 +247,10 @@ mod tests {
 
     #[test]
     fn repositories_of_pairs_and_names() {
-        assert_eq!(repo_of_pair("python:3.12").as_deref(), Some("library/python"));
+        assert_eq!(
+            repo_of_pair("python:3.12").as_deref(),
+            Some("library/python")
+        );
         assert_eq!(repo_of_pair("user/app:1").as_deref(), Some("user/app"));
         assert_eq!(repo_of_pair("nocolon"), None);
         assert_eq!(repo_key("python"), "library/python");

@@ -821,7 +821,11 @@ impl<'t> WriteBatch<'t> {
     }
 
     /// Stores what a manifest digest is.
-    pub fn put_manifest(&mut self, digest: &Digest, record: &ManifestRecord) -> Result<(), TxError> {
+    pub fn put_manifest(
+        &mut self,
+        digest: &Digest,
+        record: &ManifestRecord,
+    ) -> Result<(), TxError> {
         self.txn
             .open_table(MANIFESTS)?
             .insert(*digest.as_bytes(), encode(record).as_slice())?;
@@ -830,7 +834,11 @@ impl<'t> WriteBatch<'t> {
 
     /// Whether the config `digest` is learned.
     pub fn has_config(&self, digest: &Digest) -> Result<bool, TxError> {
-        Ok(self.txn.open_table(CONFIGS)?.get(*digest.as_bytes())?.is_some())
+        Ok(self
+            .txn
+            .open_table(CONFIGS)?
+            .get(*digest.as_bytes())?
+            .is_some())
     }
 
     /// Stores a config and the ChainID of every prefix of its diff_ids.
@@ -839,7 +847,10 @@ impl<'t> WriteBatch<'t> {
             .open_table(CONFIGS)?
             .insert(*digest.as_bytes(), encode(record).as_slice())?;
         let mut chains = self.txn.open_table(CHAINS)?;
-        for (depth, chain) in crate::registry::chain_ids(&record.diff_ids).iter().enumerate() {
+        for (depth, chain) in crate::registry::chain_ids(&record.diff_ids)
+            .iter()
+            .enumerate()
+        {
             let depth = u32::try_from(depth + 1).unwrap_or(u32::MAX);
             chains.insert((*chain.as_bytes(), *digest.as_bytes()), depth)?;
         }
@@ -1349,7 +1360,11 @@ impl ReadBatch {
             digests: self.txn.open_table(DIGESTS)?.len()?,
             pairs: self.txn.open_table(PAIRS)?.len()?,
             jobs: self.txn.open_table(JOBS)?.range(..ENRICH_JOB_BASE)?.count() as u64,
-            failed: self.txn.open_table(FAILED)?.range(..ENRICH_JOB_BASE)?.count() as u64,
+            failed: self
+                .txn
+                .open_table(FAILED)?
+                .range(..ENRICH_JOB_BASE)?
+                .count() as u64,
         })
     }
 
