@@ -439,6 +439,18 @@ async fn a_spent_budget_ends_the_run_cleanly_and_enrich_goes_on_after_the_window
     assert!(text.contains("digests left"), "{text}");
     assert!(text.contains("`digestmap enrich` can go on then"), "{text}");
 
+    // A crawl (a refresh) beside the pending enrich jobs finishes, and leaves them pending.
+    let mut args = Vec::new();
+    for repo in REPOS {
+        args.extend(["--repo", repo]);
+    }
+    let out = sandbox.fast_crawl(&hub.url(), &args).output().unwrap();
+    assert_success(&out, "a crawl with enrich jobs pending");
+    let text = stdout(&sandbox.command(&["status"]).output().unwrap());
+    assert!(text.contains("crawl #2 (refresh): finished"), "{text}");
+    assert!(text.contains("4 manifests and"), "{text}");
+    assert!(!text.contains("; 0 digests left"), "{text}");
+
     // After the window: goes on and finishes, without ever a 429 or a pull spent twice.
     let mut runs = 0;
     loop {

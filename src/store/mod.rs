@@ -1551,6 +1551,105 @@ mod tests {
     }
 
     #[test]
+    fn crawl_and_enrich_jobs_never_see_each_other() {
+        let scratch = Scratch::new("families");
+        let store = scratch.store();
+        let digest = Digest::from_bytes([9; 32]);
+        let enrich_job = EnrichJob::new(EnrichTarget::Manifest, digest, "library/x".into(), None);
+        let crawl_job = Job::new(JobKind::Repos {
+            namespace: "library".into(),
+            url: "https://hub.docker.com/v2/x".into(),
+            descending: false,
+        });
+        let (crawl_id, enrich_id) = store
+            .write(|w| {
+                let e = w.add_enrich_job(&enrich_job)?;
+                let c = w.add_job(&crawl_job)?;
+                let e2 = w.add_enrich_job(&enrich_job)?;
+                w.fail_enrich_job(
+                    e2,
+                    &FailedEnrich {
+                        job: enrich_job.clone(),
+                        reason: "r".into(),
+                        failed_at: 1,
+                    },
+                )?;
+                Ok((c, e))
+            })
+            .unwrap();
+        assert!(crawl_id < ENRICH_JOB_BASE && enrich_id >= ENRICH_JOB_BASE);
+        store
+            .read(|r| {
+                assert_eq!(r.jobs()?, vec![(crawl_id, crawl_job.clone())]);
+                assert!(r.failed()?.is_empty());
+                assert_eq!(r.enrich_jobs()?, vec![(enrich_id, enrich_job.clone())]);
+                assert_eq!(r.enrich_failed()?.len(), 1);
+                let counts = r.counts()?;
+                assert_eq!((counts.jobs, counts.failed), (1, 0));
+                Ok(())
+            })
+            .unwrap();
+        // A crawl's --resume and --skip-failed leave enrich's failed jobs alone, and the reverse.
+        store
+            .write(|w| {
+                assert_eq!(w.retry_failed()?, 0);
+                assert!(w.take_failed()?.is_empty());
+                assert_eq!(w.retry_failed_enrich()?, 1);
+                Ok(())
+            })
+            .unwrap();
+        store
+            .read(|r| {
+                assert_eq!(r.enrich_jobs()?.len(), 2);
+                assert_eq!(r.jobs()?.len(), 1);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn chains_hold_every_prefix_of_every_image() {
+        let scratch = Scratch::new("chains");
+        let store = scratch.store();
+        let (a, b, c) = (
+            Digest::from_bytes([1; 32]),
+            Digest::from_bytes([2; 32]),
+            Digest::from_bytes([3; 32]),
+        );
+        let config = |diff_ids: Vec<Digest>| ConfigRecord {
+            platform: None,
+            os_version: None,
+            chain_id: crate::registry::chain_ids(&diff_ids).last().copied(),
+            diff_ids,
+            created: None,
+            learned_at: 1,
+        };
+        let (base, derived) = (Digest::from_bytes([10; 32]), Digest::from_bytes([11; 32]));
+        store
+            .write(|w| {
+                w.put_config(&base, &config(vec![a, b]))?;
+                w.put_config(&derived, &config(vec![a, b, c]))
+            })
+            .unwrap();
+        let chains = crate::registry::chain_ids(&[a, b, c]);
+        store
+            .read(|r| {
+                assert_eq!(
+                    r.images_with_chain(&chains[0])?,
+                    vec![(base, 1), (derived, 1)]
+                );
+                assert_eq!(
+                    r.images_with_chain(&chains[1])?,
+                    vec![(base, 2), (derived, 2)]
+                );
+                assert_eq!(r.images_with_chain(&chains[2])?, vec![(derived, 3)]);
+                assert!(r.images_with_chain(&c)?.is_empty());
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
     fn version_1_records_still_read() {
         #[derive(serde::Serialize)]
         struct TagV1 {
