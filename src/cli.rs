@@ -116,9 +116,10 @@ pub struct EnrichArgs {
     /// Most manifest requests (pulls) this run may send.
     #[arg(long, value_name = "N")]
     pub max_pulls: Option<u64>,
-    /// Most request starts per second.
-    #[arg(long, value_name = "R", default_value_t = digestmap::enrich::DEFAULT_RPS)]
-    pub rps: f64,
+    /// Most request starts per second [default: 5; a known mirror's documented rate:
+    /// public.ecr.aws 1, mirror.gcr.io 0.83]
+    #[arg(long, value_name = "R")]
+    pub rps: Option<f64>,
     /// Requests in flight.
     #[arg(long, value_name = "N", default_value_t = digestmap::enrich::DEFAULT_WORKERS)]
     pub workers: usize,

@@ -12,6 +12,8 @@
 //! - [`store`]: the redb store, the only code that opens transactions;
 //! - [`crawl`]: the scheduler (workers, job queue, the store writer that plans what a page
 //!   leads to: next pages, the anonymous-cap cover, re-reads, refresh stops);
+//! - [`enrich`]: `digestmap enrich`, image IDs and layer chains of the stored manifests, from
+//!   the registry;
 //! - [`dataset`]: `finalize`, the NDJSON writer with `current` tags, and `lookup`;
 //! - [`status`]: what a store holds.
 //!

@@ -611,3 +611,76 @@ async fn kill_9_then_enrich_loses_nothing_and_refetches_at_most_what_was_in_flig
     let check = sandbox.command(&["check"]).output().unwrap();
     assert_success(&check, "check after kill -9 and resume");
 }
+
+/// The benchmark figure of the README (`cargo test --test enrich -- --ignored --nocapture`):
+/// manifests and configs learned per second with no limit, from a store of `N` single-platform
+/// images, and the pulls spent per new image (exactly one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn throughput_with_no_limit() {
+    const N: usize = 200;
+    let harness = Harness::start(FrontConfig {
+        pull_limit: Some(100_000),
+        ..FrontConfig::default()
+    })
+    .await;
+    let mut overrides = Vec::new();
+    let mut args = Vec::new();
+    let names: Vec<String> = (0..N).map(|i| format!("bench{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let built = image::build(ImageSpec::linux(
+            "amd64",
+            None,
+            vec![Layer::new(&[("n", i.to_string().as_bytes())])],
+            Format::Docker,
+        ));
+        harness
+            .pusher
+            .image(&format!("library/{name}"), "1", &built)
+            .await;
+        let t = tag(
+            "1",
+            &built.digest,
+            Some(built.media_type),
+            vec![entry(&built)],
+            "2026-01-01T00:00:00Z",
+        );
+        overrides.push((format!("/repositories/{name}/tags"), 200, page(vec![t])));
+    }
+    for name in &names {
+        args.extend(["--repo", name.as_str()]);
+    }
+    let hub = FakeHub::start(FakeHubConfig {
+        repos: 1,
+        max_tags: 3,
+        big_repo_tags: 3,
+        override_paths: overrides,
+        ..FakeHubConfig::default()
+    })
+    .await;
+    let sandbox = Sandbox::new("enrich-bench");
+    assert_success(
+        &sandbox.fast_crawl(&hub.url(), &args).output().unwrap(),
+        "crawl",
+    );
+    let started = Instant::now();
+    let out = enrich_command(&sandbox, &harness, "10000", &["--workers", "8"])
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_success(&out, "enrich");
+    assert_eq!(harness.front.pulls(), N as u64);
+    println!(
+        "{N} manifests + {N} configs in {:.2}s: {:.0} learned/s; pulls per image: {}",
+        elapsed.as_secs_f64(),
+        (2 * N) as f64 / elapsed.as_secs_f64(),
+        harness.front.pulls() as f64 / N as f64
+    );
+    let started = Instant::now();
+    assert_success(&enrich(&sandbox, &harness, &[]), "second enrich");
+    println!(
+        "repeated run: {} pulls in {:.2}s",
+        harness.front.pulls() - N as u64,
+        started.elapsed().as_secs_f64()
+    );
+}

@@ -38,7 +38,9 @@ pub fn run(cli: &Cli, args: &EnrichArgs, ui: &Ui) -> u8 {
         since,
     };
     options.max_pulls = args.max_pulls;
-    options.rps = args.rps;
+    if let Some(rps) = args.rps {
+        options.rps = rps;
+    }
     options.workers = args.workers;
     options.resume = args.resume;
     if let Some(ms) = args.retry_base_ms {

@@ -384,13 +384,30 @@ impl Enrichment {
                 (d, line)
             })
             .collect();
+        let manifests = snapshot.manifests()?;
         let mut images = HashMap::new();
-        for (digest, manifest) in snapshot.manifests()? {
+        for (digest, manifest) in &manifests {
             if let ManifestFact::Image { config, layers } = &manifest.fact {
-                images.insert(digest, (*config, layers.len()));
+                images.insert(*digest, (*config, layers.len()));
                 if let Some(line) = configs.get_mut(config) {
-                    line.manifests.insert(digest);
-                    line.carriers.insert(manifest.via.unwrap_or(digest));
+                    line.manifests.insert(*digest);
+                    line.carriers.insert(manifest.via.unwrap_or(*digest));
+                }
+            }
+        }
+        // An index met where Hub listed a manifest lends its tags to every platform image in it,
+        // also to one learned before through another tag (whose record names no `via`).
+        for (digest, manifest) in &manifests {
+            if let ManifestFact::Index {
+                manifests: children,
+            } = &manifest.fact
+            {
+                for child in children {
+                    if let Some((config, _)) = images.get(child)
+                        && let Some(line) = configs.get_mut(config)
+                    {
+                        line.carriers.insert(manifest.via.unwrap_or(*digest));
+                    }
                 }
             }
         }

@@ -55,8 +55,19 @@ pub use plan::{Candidate, Filter};
 
 /// Attempts before a job moves to `failed`.
 pub const MAX_ATTEMPTS: u32 = 5;
-/// Default request rate against the registry.
+/// Default request rate against Docker Hub's registry and registries not known here.
 pub const DEFAULT_RPS: f64 = 5.0;
+
+/// The default `--rps` for a registry: the documented rate of the mirrors known to cut off
+/// faster clients (Amazon's public mirror: about 1 request/s anonymous; Google's pull-through
+/// cache: about 50 a minute), else [`DEFAULT_RPS`].
+pub fn default_rps(registry: &Url) -> f64 {
+    match registry.host_str() {
+        Some("public.ecr.aws") => 1.0,
+        Some("mirror.gcr.io") => 50.0 / 60.0,
+        _ => DEFAULT_RPS,
+    }
+}
 /// Default number of requests in flight.
 pub const DEFAULT_WORKERS: usize = 4;
 
@@ -87,11 +98,11 @@ impl EnrichOptions {
     /// Options for `registry` with the defaults.
     pub fn new(registry: Url) -> Self {
         Self {
+            rps: default_rps(&registry),
             registry,
             prefix: None,
             filter: Filter::default(),
             max_pulls: None,
-            rps: DEFAULT_RPS,
             workers: DEFAULT_WORKERS,
             resume: false,
             net: NetConfig::default(),
@@ -458,7 +469,11 @@ impl Run {
             Err(err) => {
                 let reason = err.to_string();
                 let attempts = job.attempts + 1;
-                if err.is_transient() && attempts < MAX_ATTEMPTS {
+                // A 429 from the CDN (blobs) is a pause, not an answer.
+                let transient = err.is_transient()
+                    || matches!(&err, RegistryError::Status { status, .. }
+                        if *status == http::StatusCode::TOO_MANY_REQUESTS);
+                if transient && attempts < MAX_ATTEMPTS {
                     stats.retries += 1;
                     let delay = base.saturating_mul(1 << (attempts - 1).min(10));
                     let job = EnrichJob {
@@ -560,5 +575,38 @@ impl Run {
                 learned_at: now,
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrors_get_their_documented_rate() {
+        let table = [
+            ("https://registry-1.docker.io", DEFAULT_RPS),
+            ("https://public.ecr.aws", 1.0),
+            ("https://mirror.gcr.io", 50.0 / 60.0),
+            ("http://127.0.0.1:5000", DEFAULT_RPS),
+        ];
+        for (url, rps) in table {
+            assert!(
+                (default_rps(&url.parse().unwrap()) - rps).abs() < 1e-9,
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_prefix_goes_before_the_repository() {
+        let mut options = EnrichOptions::new("https://public.ecr.aws".parse().unwrap());
+        assert_eq!(options.path_of("library/python"), "library/python");
+        for prefix in ["docker", "/docker/", "docker/"] {
+            options.prefix = Some(prefix.into());
+            assert_eq!(options.path_of("library/python"), "docker/library/python");
+        }
+        options.prefix = Some("/".into());
+        assert_eq!(options.path_of("library/python"), "library/python");
     }
 }
