@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use digestmap::clock;
 use digestmap::enrich::{self, EnrichError, EnrichOptions, EnrichReport, Filter, Stop, plan};
+use digestmap::net::auth;
 use digestmap::store::Store;
 use digestmap::text::printable;
 
@@ -48,6 +49,29 @@ pub fn run(cli: &Cli, args: &EnrichArgs, ui: &Ui) -> u8 {
         options.job_retry_base = base;
         options.net.backoff = (base, base.saturating_mul(20));
     }
+    // Docker Hub credentials (environment, docker's config.json) go to Docker Hub's registry
+    // only; they are looked up on every run, never stored.
+    let found = if options.registry.host_str() == Some(enrich::DOCKER_HUB_REGISTRY_HOST) {
+        auth::explicit(None, None)
+            .and_then(|explicit| auth::discover(explicit, digestmap::crawl::DEFAULT_HUB_URL))
+    } else {
+        Ok(None)
+    };
+    let found = match found {
+        Ok(found) => found,
+        Err(e) => {
+            ui.error(&e.to_string());
+            return super::USAGE;
+        }
+    };
+    if let Some(c) = &found {
+        ui.info(&format!(
+            "asking the registry's token service as {} (credentials from {})",
+            printable(&c.username),
+            c.source
+        ));
+    }
+    options.credentials = enrich::registry_credentials(&options.registry, found);
     // enrich reads what a crawl stored: it never creates a store.
     let store = match Store::open_existing(&cli.db) {
         Ok(store) => Arc::new(store),

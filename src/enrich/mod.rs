@@ -45,8 +45,11 @@ use url::Url;
 
 use crate::clock;
 use crate::model::Digest;
+use crate::net::auth::Credentials;
 use crate::net::{NetConfig, Pacer};
-use crate::registry::{BudgetSnapshot, Manifest, RegistryClient, RegistryConfig, RegistryError};
+use crate::registry::{
+    BudgetSnapshot, HostCredentials, Manifest, RegistryClient, RegistryConfig, RegistryError,
+};
 use crate::store::{
     ConfigRecord, EnrichJob, EnrichStats, EnrichTarget, FailedEnrich, JobId, LayerRef,
     ManifestFact, ManifestRecord, Store, StoreError, StoredBudget, TxError, WriteBatch,
@@ -71,11 +74,31 @@ pub fn default_rps(registry: &Url) -> f64 {
 /// Default number of requests in flight.
 pub const DEFAULT_WORKERS: usize = 4;
 
+/// Docker Hub's registry host, the one Docker Hub credentials belong to.
+pub const DOCKER_HUB_REGISTRY_HOST: &str = "registry-1.docker.io";
+
+/// The registry credentials to use: the Docker Hub credentials found (see
+/// [`crate::net::auth::discover`]) belong to Docker Hub's registry only, over https; any other
+/// registry (a mirror, a local one) is read anonymously, so they never leave for another host.
+pub fn registry_credentials(registry: &Url, found: Option<Credentials>) -> Option<HostCredentials> {
+    let hub = registry.scheme() == "https"
+        && registry.host_str() == Some(DOCKER_HUB_REGISTRY_HOST)
+        && registry.port().is_none();
+    let found = found.filter(|_| hub)?;
+    Some(HostCredentials {
+        host: DOCKER_HUB_REGISTRY_HOST.to_owned(),
+        username: found.username,
+        secret: found.secret,
+    })
+}
+
 /// What to enrich and how.
 #[derive(Debug, Clone)]
 pub struct EnrichOptions {
     /// The registry origin.
     pub registry: Url,
+    /// Credentials for the registry's token realm (Basic); `None`: anonymous.
+    pub credentials: Option<HostCredentials>,
     /// Path before every repository on a mirror (`docker` for `docker/library/python`).
     pub prefix: Option<String>,
     /// Which digests to plan.
@@ -100,6 +123,7 @@ impl EnrichOptions {
         Self {
             rps: default_rps(&registry),
             registry,
+            credentials: None,
             prefix: None,
             filter: Filter::default(),
             max_pulls: None,
@@ -202,12 +226,10 @@ pub async fn enrich(
         )));
     }
     let pacer = Pacer::new(options.rps).map_err(|e| EnrichError::Usage(format!("--rps: {e}")))?;
-    let client = RegistryClient::new(
-        RegistryConfig::new(options.registry.clone()),
-        Arc::new(pacer),
-        &options.net,
-    )
-    .map_err(|e| EnrichError::Usage(format!("--registry: {e}")))?;
+    let mut config = RegistryConfig::new(options.registry.clone());
+    config.credentials = options.credentials.clone();
+    let client = RegistryClient::new(config, Arc::new(pacer), &options.net)
+        .map_err(|e| EnrichError::Usage(format!("--registry: {e}")))?;
     let client = Arc::new(client);
 
     let (stored_budget, jobs, failed) =
@@ -581,6 +603,40 @@ impl Run {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hub_credentials_go_to_hub_s_registry_only() {
+        use crate::net::auth::{CredentialSource, Secret};
+        let found = || {
+            Some(Credentials {
+                username: "me".into(),
+                secret: Secret::new("dckr_pat_x"),
+                source: CredentialSource::Environment,
+            })
+        };
+        let table = [
+            ("https://registry-1.docker.io", true),
+            ("https://registry-1.docker.io:443", true),
+            ("https://registry-1.docker.io:8443", false),
+            ("http://registry-1.docker.io", false),
+            ("https://public.ecr.aws", false),
+            ("http://127.0.0.1:5000", false),
+        ];
+        for (url, sent) in table {
+            let got = registry_credentials(&url.parse().unwrap(), found());
+            assert_eq!(got.is_some(), sent, "{url}");
+            if let Some(c) = got {
+                assert_eq!(
+                    (c.host.as_str(), c.username.as_str()),
+                    (DOCKER_HUB_REGISTRY_HOST, "me")
+                );
+                assert!(c.belong_to(&url.parse().unwrap()));
+            }
+        }
+        assert!(
+            registry_credentials(&"https://registry-1.docker.io".parse().unwrap(), None).is_none()
+        );
+    }
 
     #[test]
     fn mirrors_get_their_documented_rate() {
