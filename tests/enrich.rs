@@ -159,10 +159,16 @@ fn tag(
 }
 
 fn entry(image: &BuiltImage) -> Value {
+    entry_as(image, &image.digest)
+}
+
+fn entry_as(image: &BuiltImage, digest: &str) -> Value {
     let mut e = platform(image);
-    e["digest"] = json!(image.digest);
+    e["digest"] = json!(digest);
     e
 }
+
+const CONFIG_TYPE: &str = "application/vnd.docker.container.image.v1+json";
 
 /// A Hub double whose five repositories list the pushed digests, as Hub's API shows them.
 async fn hub(pushed: &Pushed) -> FakeHub {
@@ -201,13 +207,23 @@ async fn hub(pushed: &Pushed) -> FakeHub {
         ),
         (
             "base",
-            vec![tag(
-                "1",
-                &pushed.base.digest,
-                Some(pushed.base.media_type),
-                vec![entry(&pushed.base)],
-                "2026-01-02T00:00:00.000000Z",
-            )],
+            vec![
+                tag(
+                    "1",
+                    &pushed.base.digest,
+                    Some(pushed.base.media_type),
+                    vec![entry(&pushed.base)],
+                    "2026-01-02T00:00:00.000000Z",
+                ),
+                // A legacy image-ID tag: its digest is the config blob itself.
+                tag(
+                    "id",
+                    &pushed.base.config_digest,
+                    Some(CONFIG_TYPE),
+                    vec![entry_as(&pushed.base, &pushed.base.config_digest)],
+                    "2026-01-02T00:00:00.000000Z",
+                ),
+            ],
         ),
         (
             "derived",
@@ -320,8 +336,13 @@ fn assert_dataset_matches(data: &BTreeMap<String, Value>, pushed: &Pushed) {
         );
         assert_eq!(line["chain_id"], json!(chain_id(&image.diff_ids())));
         assert_eq!(line["manifests"], json!([image.digest]));
-        assert_eq!(line["tags"], carrier_line["tags"]);
-        assert_eq!(line["current"], carrier_line["tags"]);
+        // Base's image ID is also a tag's own digest (a legacy image-ID tag): one line, both tags.
+        let mut tags: Vec<Value> = carrier_line["tags"].as_array().unwrap().clone();
+        if image.config_digest == pushed.base.config_digest {
+            tags.push(json!("base:id"));
+        }
+        assert_eq!(line["tags"], json!(tags));
+        assert_eq!(line["current"], json!(tags));
         let mut want = image.spec.os.clone() + "/" + &image.spec.architecture;
         if let Some(v) = &image.spec.variant {
             want = want + "/" + v;
@@ -513,7 +534,14 @@ async fn bytes_not_matching_the_digest_are_caught_and_nothing_of_them_is_stored(
     assert!(err.contains(&pushed.single.digest), "{err}");
     let data = dataset(&sandbox);
     assert!(data.values().all(|v| v.get("image_id").is_none()));
-    assert!(data.values().all(|v| v["kind"] != "config"));
+    // Only the legacy image-ID tag's config, a blob served intact, was learned.
+    let learned = |data: &BTreeMap<String, Value>| -> Vec<String> {
+        data.values()
+            .filter(|v| v.get("diff_ids").is_some())
+            .map(|v| v["digest"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(learned(&data), [pushed.base.config_digest.clone()]);
 
     // Config blobs too: the manifests are learned, the images are not.
     harness.front.update(|c| {
@@ -523,7 +551,7 @@ async fn bytes_not_matching_the_digest_are_caught_and_nothing_of_them_is_stored(
     let out = enrich(&sandbox, &harness, &["--resume"]);
     assert_code(&out, 3, "enrich against a lying CDN");
     let data = dataset(&sandbox);
-    assert!(data.values().all(|v| v["kind"] != "config"));
+    assert_eq!(learned(&data), [pushed.base.config_digest.clone()]);
     assert_eq!(
         data[&pushed.single.digest]["image_id"],
         json!(pushed.single.config_digest)
