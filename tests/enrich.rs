@@ -712,3 +712,43 @@ async fn throughput_with_no_limit() {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_stops_manifest_requests_for_the_window_while_blobs_go_on() {
+    // Another client on the same address spent the budget: the first manifest GET meets a 429.
+    let harness = Harness::start(FrontConfig {
+        pull_limit: Some(0),
+        ..FrontConfig::default()
+    })
+    .await;
+    let pushed = build();
+    push(&harness, &pushed, "").await;
+    let hub = hub(&pushed).await;
+    let sandbox = crawled("enrich-429", &hub);
+    let out = enrich(&sandbox, &harness, &["--workers", "4"]);
+    assert_code(&out, 6, "enrich after a 429");
+    let requests = harness.front.requests();
+    let manifest_gets = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.target.contains("/manifests/"))
+        .count();
+    let refused = requests.iter().filter(|r| r.status == 429).count();
+    assert_eq!((manifest_gets, refused), (1, 1), "{requests:?}");
+    // The legacy image-ID tag needs only its blob: learned all the same.
+    let data = dataset(&sandbox);
+    assert_eq!(
+        data[&pushed.base.config_digest]["diff_ids"],
+        json!(pushed.base.diff_ids())
+    );
+    // A new run in the window sends no manifest request.
+    harness.front.clear_requests();
+    let out = enrich(&sandbox, &harness, &[]);
+    assert_code(&out, 6, "enrich within the window");
+    assert!(harness.front.requests().is_empty());
+    let text = stdout(&sandbox.command(&["status"]).output().unwrap());
+    assert!(text.contains("429 answers 1"), "{text}");
+    assert!(
+        text.contains("6 digests left (6 manifests, 0 configs)"),
+        "{text}"
+    );
+}
