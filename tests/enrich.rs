@@ -400,6 +400,24 @@ async fn image_ids_and_diff_ids_equal_what_was_pushed_and_a_second_run_spends_no
     assert_success(&out, "lookup of an image ID");
     let answer: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(answer, data[id.as_str()]);
+    let prefix = &id["sha256:".len()..][..12];
+    let out = sandbox
+        .command(&["lookup", "--json", prefix])
+        .output()
+        .unwrap();
+    assert_success(&out, "lookup of an image ID by prefix");
+    let by_prefix: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(by_prefix, answer);
+    sandbox
+        .command(&["finalize", "--out", "d.ndjson"])
+        .output()
+        .unwrap();
+    let out = sandbox
+        .command(&["lookup", "--dataset", "d.ndjson", id])
+        .output()
+        .unwrap();
+    assert_success(&out, "lookup of an image ID in the dataset");
+    assert!(stdout(&out).contains("derived:latest"), "{}", stdout(&out));
 
     // A second run on the unchanged store sends nothing at all.
     harness.front.clear_requests();

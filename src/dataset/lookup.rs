@@ -173,11 +173,18 @@ pub fn lookup_store(snapshot: &ReadBatch, queries: &[Query]) -> Result<Vec<Resol
         .map(|query| {
             let digest = match query.digest() {
                 Some(d) => d,
-                None => match snapshot.digests_with_prefix(&query.hex, 2)?.as_slice() {
-                    [] => return Ok(Resolution::NotFound),
-                    [d] => *d,
-                    [a, b, ..] => return Ok(Resolution::Ambiguous(*a, *b)),
-                },
+                None => {
+                    // Digests Hub listed and image IDs `enrich` learned (some are both).
+                    let mut found = snapshot.digests_with_prefix(&query.hex, 2)?;
+                    found.extend(snapshot.configs_with_prefix(&query.hex, 2)?);
+                    found.sort_unstable();
+                    found.dedup();
+                    match found.as_slice() {
+                        [] => return Ok(Resolution::NotFound),
+                        [d] => *d,
+                        [a, b, ..] => return Ok(Resolution::Ambiguous(*a, *b)),
+                    }
+                }
             };
             if let Some(answer) = config_answer(snapshot, digest)? {
                 return Ok(Resolution::Found(Box::new(answer)));

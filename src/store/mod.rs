@@ -599,6 +599,36 @@ fn meta_get<T: Record>(
     }
 }
 
+/// Up to `limit` keys of a digest-keyed table whose hex form starts with `hex_prefix`
+/// (lowercase hex, any length up to 64), in order.
+fn keys_with_prefix(
+    table: &impl ReadableTable<[u8; 32], &'static [u8]>,
+    hex_prefix: &str,
+    limit: usize,
+) -> Result<Vec<Digest>, TxError> {
+    let mut low = [0u8; 32];
+    let mut high = [0xffu8; 32];
+    for (i, c) in hex_prefix.bytes().take(64).enumerate() {
+        let nibble = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return Ok(Vec::new()),
+        };
+        let shift = if i % 2 == 0 { 4 } else { 0 };
+        low[i / 2] = (low[i / 2] & !(0x0f << shift)) | (nibble << shift);
+        high[i / 2] = (high[i / 2] & !(0x0f << shift)) | (nibble << shift);
+    }
+    let mut out = Vec::new();
+    for item in table.range(low..=high)? {
+        let (key, _) = item?;
+        out.push(Digest::from_bytes(key.value()));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// Decodes the records of `table` whose ids lie in `range`, by id.
 fn decode_range<T: Record>(
     table: &impl ReadableTable<u64, &'static [u8]>,
@@ -1295,28 +1325,20 @@ impl ReadBatch {
         hex_prefix: &str,
         limit: usize,
     ) -> Result<Vec<Digest>, TxError> {
-        let mut low = [0u8; 32];
-        let mut high = [0xffu8; 32];
-        for (i, c) in hex_prefix.bytes().take(64).enumerate() {
-            let nibble = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                _ => return Ok(Vec::new()),
-            };
-            let shift = if i % 2 == 0 { 4 } else { 0 };
-            low[i / 2] = (low[i / 2] & !(0x0f << shift)) | (nibble << shift);
-            high[i / 2] = (high[i / 2] & !(0x0f << shift)) | (nibble << shift);
+        keys_with_prefix(&self.txn.open_table(DIGESTS)?, hex_prefix, limit)
+    }
+
+    /// Up to `limit` image IDs learned by `enrich` whose hex form starts with `hex_prefix`, in
+    /// order.
+    pub fn configs_with_prefix(
+        &self,
+        hex_prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<Digest>, TxError> {
+        match optional_table(self.txn.open_table(CONFIGS))? {
+            Some(table) => keys_with_prefix(&table, hex_prefix, limit),
+            None => Ok(Vec::new()),
         }
-        let table = self.txn.open_table(DIGESTS)?;
-        let mut out = Vec::new();
-        for item in table.range(low..=high)? {
-            let (key, _) = item?;
-            out.push(Digest::from_bytes(key.value()));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
     }
 
     /// One digest's record, its `repo:tag` pairs with their first and last seen times, and its
