@@ -559,7 +559,7 @@ async fn bytes_not_matching_the_digest_are_caught_and_nothing_of_them_is_stored(
             .map(|v| v["digest"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(learned(&data), [pushed.base.config_digest.clone()]);
+    assert_eq!(learned(&data), std::slice::from_ref(&pushed.base.config_digest));
 
     // Config blobs too: the manifests are learned, the images are not.
     harness.front.update(|c| {
@@ -569,7 +569,7 @@ async fn bytes_not_matching_the_digest_are_caught_and_nothing_of_them_is_stored(
     let out = enrich(&sandbox, &harness, &["--resume"]);
     assert_code(&out, 3, "enrich against a lying CDN");
     let data = dataset(&sandbox);
-    assert_eq!(learned(&data), [pushed.base.config_digest.clone()]);
+    assert_eq!(learned(&data), std::slice::from_ref(&pushed.base.config_digest));
     assert_eq!(
         data[&pushed.single.digest]["image_id"],
         json!(pushed.single.config_digest)
