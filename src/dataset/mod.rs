@@ -840,6 +840,109 @@ mod tests {
         }
     }
 
+    #[test]
+    fn image_ids_get_their_lines_in_order_with_the_tags_of_every_carrier() {
+        use crate::store::{ConfigRecord, LayerRef, ManifestFact, ManifestRecord};
+        let temp = TempStore::new("enriched");
+        // x:a lists manifest 2 under index 1; x:b lists 4 as a manifest (under index 3), which
+        // the registry says is an index holding manifest 2.
+        temp.tag("library/x", "a", digest(1), digest(2), 100);
+        temp.tag("library/x", "b", digest(3), digest(4), 200);
+        let layer = LayerRef {
+            digest: digest(7),
+            size: 5,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        };
+        let manifest = |fact| ManifestRecord {
+            fact,
+            media_type: "m".into(),
+            via: None,
+            learned_at: 300,
+        };
+        temp.store
+            .write(|w| {
+                w.put_manifest(
+                    &digest(2),
+                    &manifest(ManifestFact::Image {
+                        config: digest(9),
+                        layers: vec![layer],
+                    }),
+                )?;
+                w.put_manifest(
+                    &digest(4),
+                    &manifest(ManifestFact::Index {
+                        manifests: vec![digest(2)],
+                    }),
+                )?;
+                w.put_config(
+                    &digest(9),
+                    &ConfigRecord {
+                        platform: Some(Platform::new("linux", "amd64", None)),
+                        os_version: None,
+                        diff_ids: vec![digest(8)],
+                        chain_id: Some(digest(8)),
+                        created: None,
+                        learned_at: 300,
+                    },
+                )
+            })
+            .unwrap();
+        let (summary, values) = lines(&temp.store, FinalizeOptions::default());
+        let digests: Vec<&str> = values
+            .iter()
+            .map(|v| v["digest"].as_str().unwrap())
+            .collect();
+        let want: Vec<String> = [1, 2, 3, 4, 9].map(|f| digest(f).to_string()).to_vec();
+        assert_eq!(digests, want);
+        assert_eq!(summary.configs, 1);
+        assert_eq!(
+            values[1]["image_id"],
+            serde_json::json!(digest(9).to_string())
+        );
+        assert_eq!(values[1]["layers"], 1);
+        assert!(
+            values[3].get("image_id").is_none(),
+            "an index has no image ID"
+        );
+        let config = &values[4];
+        assert_eq!(
+            config,
+            &serde_json::json!({
+                "digest": digest(9).to_string(), "kind": "config", "platform": "linux/amd64",
+                "tags": ["x:a", "x:b"], "current": ["x:a", "x:b"],
+                "first_seen": "1970-01-01T00:01:40Z", "last_seen": "1970-01-01T00:03:20Z",
+                "manifests": [digest(2).to_string()], "diff_ids": [digest(8).to_string()],
+                "chain_id": digest(8).to_string(),
+            })
+        );
+        // The keys come in the documented order, the new ones last.
+        let text = {
+            let mut out = Vec::new();
+            write_dataset(
+                &temp.store.snapshot().unwrap(),
+                FinalizeOptions::default(),
+                &mut out,
+            )
+            .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let line = text.lines().last().unwrap();
+        let order = [
+            "\"digest\"",
+            "\"kind\"",
+            "\"platform\"",
+            "\"tags\"",
+            "\"current\"",
+            "\"first_seen\"",
+            "\"last_seen\"",
+            "\"manifests\"",
+            "\"diff_ids\"",
+            "\"chain_id\"",
+        ];
+        let at: Vec<usize> = order.iter().map(|k| line.find(k).unwrap()).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{line}");
+    }
+
     /// A scratch store, removed on drop.
     pub(super) struct TempStore {
         pub(super) store: Store,
