@@ -777,3 +777,36 @@ async fn a_429_stops_manifest_requests_for_the_window_while_blobs_go_on() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_cleanly_and_enrich_continues() {
+    let harness = Harness::start(FrontConfig::default()).await;
+    let pushed = build();
+    push(&harness, &pushed, "").await;
+    let hub = hub(&pushed).await;
+    let sandbox = crawled("enrich-sigint", &hub);
+    let child = enrich_command(&sandbox, &harness, "3", &["--workers", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while harness.front.pulls() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    // Interrupted (130), or, on a fast machine, finished before the signal.
+    match out.status.code() {
+        Some(130) => assert!(
+            stderr(&out).contains("continue with `digestmap enrich"),
+            "{}",
+            stderr(&out)
+        ),
+        Some(0) => {}
+        other => panic!("enrich after Ctrl-C: {other:?}\n{}", stderr(&out)),
+    }
+    assert_success(&enrich(&sandbox, &harness, &[]), "enrich after Ctrl-C");
+    assert!(harness.front.pulls() <= pushed.manifests() + 2);
+    assert_dataset_matches(&dataset(&sandbox), &pushed);
+}
