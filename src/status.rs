@@ -292,10 +292,11 @@ pub fn report(store: &Store, crawl_running: bool) -> Result<StatusReport, StoreE
                     .iter()
                     .filter(|(_, j)| j.target == EnrichTarget::Manifest)
                     .count() as u64;
+                let (manifests, configs) = r.enrich_counts()?;
                 EnrichStatus {
                     stats: r.enrich_stats()?,
-                    manifests: r.manifests()?.len() as u64,
-                    configs: r.configs()?.len() as u64,
+                    manifests,
+                    configs,
                     left: (manifests_left, jobs.len() as u64 - manifests_left),
                     failed: r.enrich_failed()?,
                     budget: r.budget()?,

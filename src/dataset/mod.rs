@@ -384,20 +384,21 @@ impl Enrichment {
                 (d, line)
             })
             .collect();
-        let manifests = snapshot.manifests()?;
+        // Two passes, one record in memory at a time: the images first, then the indexes.
         let mut images = HashMap::new();
-        for (digest, manifest) in &manifests {
+        snapshot.visit_manifests(|digest, manifest| {
             if let ManifestFact::Image { config, layers } = &manifest.fact {
-                images.insert(*digest, (*config, layers.len()));
+                images.insert(digest, (*config, layers.len()));
                 if let Some(line) = configs.get_mut(config) {
-                    line.manifests.insert(*digest);
-                    line.carriers.insert(manifest.via.unwrap_or(*digest));
+                    line.manifests.insert(digest);
+                    line.carriers.insert(manifest.via.unwrap_or(digest));
                 }
             }
-        }
+            Ok(())
+        })?;
         // An index met where Hub listed a manifest lends its tags to every platform image in it,
         // also to one learned before through another tag (whose record names no `via`).
-        for (digest, manifest) in &manifests {
+        snapshot.visit_manifests(|digest, manifest| {
             if let ManifestFact::Index {
                 manifests: children,
             } = &manifest.fact
@@ -406,11 +407,12 @@ impl Enrichment {
                     if let Some((config, _)) = images.get(child)
                         && let Some(line) = configs.get_mut(config)
                     {
-                        line.carriers.insert(manifest.via.unwrap_or(*digest));
+                        line.carriers.insert(manifest.via.unwrap_or(digest));
                     }
                 }
             }
-        }
+            Ok(())
+        })?;
         Ok(Self { images, configs })
     }
 }

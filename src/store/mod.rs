@@ -1231,12 +1231,36 @@ impl ReadBatch {
         }
     }
 
-    /// Every learned manifest, in digest order.
-    pub fn manifests(&self) -> Result<Vec<(Digest, ManifestRecord)>, TxError> {
-        match optional_table(self.txn.open_table(MANIFESTS))? {
-            Some(table) => decode_all(&table),
-            None => Ok(Vec::new()),
-        }
+    /// Calls `f` for every learned manifest, in digest order, one record in memory at a time.
+    pub fn visit_manifests(
+        &self,
+        mut f: impl FnMut(Digest, ManifestRecord) -> Result<(), TxError>,
+    ) -> Result<(), TxError> {
+        let Some(table) = optional_table(self.txn.open_table(MANIFESTS))? else {
+            return Ok(());
+        };
+        guarded(|| {
+            for item in table.iter()? {
+                let (key, value) = item?;
+                f(Digest::from_bytes(key.value()), decode(value.value())?)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// How many manifests and configs `enrich` learned.
+    pub fn enrich_counts(&self) -> Result<(u64, u64), TxError> {
+        let len =
+            |t: Option<redb::ReadOnlyTable<[u8; 32], &'static [u8]>>| -> Result<u64, TxError> {
+                Ok(match t {
+                    Some(t) => t.len()?,
+                    None => 0,
+                })
+            };
+        Ok((
+            len(optional_table(self.txn.open_table(MANIFESTS))?)?,
+            len(optional_table(self.txn.open_table(CONFIGS))?)?,
+        ))
     }
 
     /// Every learned config, in digest order.
