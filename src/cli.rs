@@ -42,6 +42,9 @@ pub enum Command {
     /// Show what the store (or a dataset file) knows of digests: kind, platform, tags (current
     /// and past), indexes, times.
     Lookup(LookupArgs),
+    /// Learn the image ID and layer chain of every platform manifest in the store from the
+    /// registry (resumable; exit 6 when the pull budget stops it).
+    Enrich(EnrichArgs),
     /// Name the official image (and version) a saved image is, or was built FROM: docker save
     /// tarballs, OCI layouts and archives, docker image inspect JSON, image IDs.
     Identify(IdentifyArgs),
@@ -94,6 +97,41 @@ pub struct CrawlArgs {
     /// headers against a local double; the default is an hour).
     #[arg(long, hide = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pause_ms: Option<u64>,
+}
+
+/// `digestmap enrich`.
+#[derive(Debug, Args)]
+pub struct EnrichArgs {
+    /// The registry origin (https; plain http only for loopback).
+    #[arg(long, value_name = "URL", default_value = digestmap::registry::DOCKER_HUB_REGISTRY)]
+    pub registry: String,
+    /// Path before every repository on a mirror: `docker` reads `library/python` as
+    /// `docker/library/python`.
+    #[arg(long, value_name = "PATH")]
+    pub registry_prefix: Option<String>,
+    /// Only digests some tag of this repository points or pointed at (repeatable; `python` is
+    /// `library/python`).
+    #[arg(long = "repo", value_name = "NAME")]
+    pub repos: Vec<String>,
+    /// Only digests last seen on or after this date (`2026-01-31` or RFC 3339).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Most manifest requests (pulls) this run may send.
+    #[arg(long, value_name = "N")]
+    pub max_pulls: Option<u64>,
+    /// Most request starts per second [default: 5; a known mirror's documented rate:
+    /// public.ecr.aws 1, mirror.gcr.io 0.83]
+    #[arg(long, value_name = "R")]
+    pub rps: Option<f64>,
+    /// Requests in flight.
+    #[arg(long, value_name = "N", default_value_t = digestmap::enrich::DEFAULT_WORKERS)]
+    pub workers: usize,
+    /// Only continue the queued jobs, failed ones included; plan nothing new.
+    #[arg(long)]
+    pub resume: bool,
+    /// Base of the retry backoffs in milliseconds (for tests against a local registry).
+    #[arg(long, hide = true, value_name = "MS")]
+    pub retry_base_ms: Option<u64>,
 }
 
 /// `digestmap finalize`.

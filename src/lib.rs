@@ -12,6 +12,8 @@
 //! - [`store`]: the redb store, the only code that opens transactions;
 //! - [`crawl`]: the scheduler (workers, job queue, the store writer that plans what a page
 //!   leads to: next pages, the anonymous-cap cover, re-reads, refresh stops);
+//! - [`enrich`]: `digestmap enrich`, image IDs and layer chains of the stored manifests, from
+//!   the registry;
 //! - [`dataset`]: `finalize`, the NDJSON writer with `current` tags, and `lookup`;
 //! - [`identify`]: reading saved images (tarballs, OCI layouts, inspect JSON) and naming the
 //!   official image each is or was built FROM;
@@ -44,6 +46,7 @@
 pub mod clock;
 pub mod crawl;
 pub mod dataset;
+pub mod enrich;
 pub mod hub;
 pub mod identify;
 pub mod model;

@@ -1,8 +1,9 @@
 //! The `digestmap` binary: parse the command line, run one command, map the outcome to an exit
 //! code. Exit codes: 0 done; 1 error; 2 usage or store-state error; 3 crawl finished with failed
-//! jobs; 4 crawl finished incomplete; 5 `check` found damage; 7 `identify` found no official base image for some image; 130 interrupted; 141 standard output
-//! closed (the commands stop quietly: Rust ignores SIGPIPE, so every write to stdout checks for
-//! `BrokenPipe` instead of panicking in `print!`).
+//! jobs; 4 crawl finished incomplete; 5 `check` found damage; 6 `enrich` stopped by the pull
+//! budget; 7 `identify` found no official base image for some image; 130 interrupted; 141
+//! standard output closed (the commands stop quietly: Rust ignores SIGPIPE, so every write to
+//! stdout checks for `BrokenPipe` instead of panicking in `print!`).
 
 mod cli;
 mod commands;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Command::Status => commands::status::run(&cli, &ui),
         Command::Check => commands::check::run(&cli, &ui),
         Command::Lookup(args) => commands::lookup::run(&cli, args, &ui),
+        Command::Enrich(args) => commands::enrich::run(&cli, args, &ui),
         Command::Identify(args) => commands::identify::run(args, &ui),
     };
     ExitCode::from(code)

@@ -4,9 +4,69 @@ use std::fmt;
 
 use crate::clock;
 use crate::store::{
-    Counts, CrawlRun, FailedJob, Job, JobId, RepoState, RunGaps, RunMode, RunState, RunStats,
-    Store, StoreError,
+    Counts, CrawlRun, EnrichStats, EnrichTarget, FailedEnrich, FailedJob, Job, JobId, RepoState,
+    RunGaps, RunMode, RunState, RunStats, Store, StoreError, StoredBudget,
 };
+
+/// How far `enrich` got.
+#[derive(Debug, Clone, Default)]
+pub struct EnrichStatus {
+    /// Counters over every run.
+    pub stats: EnrichStats,
+    /// Manifests learned.
+    pub manifests: u64,
+    /// Image IDs (configs) learned.
+    pub configs: u64,
+    /// Pending jobs: manifests, configs.
+    pub left: (u64, u64),
+    /// Failed jobs with their reasons.
+    pub failed: Vec<(JobId, FailedEnrich)>,
+    /// The stored pull budget.
+    pub budget: Option<StoredBudget>,
+}
+
+impl fmt::Display for EnrichStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.stats;
+        writeln!(
+            f,
+            "enrich: {} manifests and {} image IDs learned; {} digests left ({} manifests, {} configs); {} failed",
+            self.manifests,
+            self.configs,
+            self.left.0 + self.left.1,
+            self.left.0,
+            self.left.1,
+            self.failed.len()
+        )?;
+        writeln!(
+            f,
+            "  requests: {} manifest GETs (pulls), {} blob GETs, 429 answers {}, retries {}",
+            s.pulls, s.blobs, s.rate_limited, s.retries
+        )?;
+        if let Some(b) = self.budget {
+            let limit = b.limit.map(|l| format!(" of {l}")).unwrap_or_default();
+            if b.remaining == 0 && b.frees_at > clock::now_unix() {
+                writeln!(
+                    f,
+                    "  pull budget: spent ({}{limit} left) until {}; `digestmap enrich` can go on then",
+                    b.remaining,
+                    clock::rfc3339(b.frees_at)
+                )?;
+            } else {
+                writeln!(f, "  pull budget: {}{limit} left", b.remaining)?;
+            }
+        }
+        for (id, failed) in &self.failed {
+            writeln!(
+                f,
+                "  failed #{id} {}: {}",
+                failed.job.describe(),
+                crate::text::printable(&failed.reason)
+            )?;
+        }
+        Ok(())
+    }
+}
 
 /// Something a run knows it missed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +262,8 @@ pub struct StatusReport {
     /// What the current run left out on purpose or found absent (repositories not on Hub,
     /// failed jobs skipped).
     pub left_out: RunGaps,
+    /// How far `enrich` got.
+    pub enrich: EnrichStatus,
 }
 
 /// Reads the status of `store`. `crawl_running` says whether a writer holds it.
@@ -224,6 +286,22 @@ pub fn report(store: &Store, crawl_running: bool) -> Result<StatusReport, StoreE
             repos: in_run,
             left_out: r.gaps(run_id)?,
             run,
+            enrich: {
+                let jobs = r.enrich_jobs()?;
+                let manifests_left = jobs
+                    .iter()
+                    .filter(|(_, j)| j.target == EnrichTarget::Manifest)
+                    .count() as u64;
+                let (manifests, configs) = r.enrich_counts()?;
+                EnrichStatus {
+                    stats: r.enrich_stats()?,
+                    manifests,
+                    configs,
+                    left: (manifests_left, jobs.len() as u64 - manifests_left),
+                    failed: r.enrich_failed()?,
+                    budget: r.budget()?,
+                }
+            },
         })
     })
 }
@@ -342,6 +420,11 @@ impl fmt::Display for StatusReport {
             f,
             "store holds: {} repositories, {} tags, {} digests, {} digest-tag pairs",
             c.repos, c.tags, c.digests, c.pairs
-        )
+        )?;
+        let e = &self.enrich;
+        if e.stats.pulls + e.stats.blobs + e.left.0 + e.left.1 > 0 || !e.failed.is_empty() {
+            write!(f, "{e}")?;
+        }
+        Ok(())
     }
 }

@@ -21,7 +21,7 @@ use std::io::{self, BufRead, Read};
 use serde::de::IgnoredAny;
 use serde_json::Value;
 
-use super::write_line;
+use super::{CurrentTags, Enrichment, config_tags, image_keys, write_config_line, write_line};
 use crate::clock;
 use crate::model::{Digest, ObjectKind};
 use crate::store::{DigestEntry, DigestInfo, ReadBatch, TxError};
@@ -173,12 +173,22 @@ pub fn lookup_store(snapshot: &ReadBatch, queries: &[Query]) -> Result<Vec<Resol
         .map(|query| {
             let digest = match query.digest() {
                 Some(d) => d,
-                None => match snapshot.digests_with_prefix(&query.hex, 2)?.as_slice() {
-                    [] => return Ok(Resolution::NotFound),
-                    [d] => *d,
-                    [a, b, ..] => return Ok(Resolution::Ambiguous(*a, *b)),
-                },
+                None => {
+                    // Digests Hub listed and image IDs `enrich` learned (some are both).
+                    let mut found = snapshot.digests_with_prefix(&query.hex, 2)?;
+                    found.extend(snapshot.configs_with_prefix(&query.hex, 2)?);
+                    found.sort_unstable();
+                    found.dedup();
+                    match found.as_slice() {
+                        [] => return Ok(Resolution::NotFound),
+                        [d] => *d,
+                        [a, b, ..] => return Ok(Resolution::Ambiguous(*a, *b)),
+                    }
+                }
             };
+            if let Some(answer) = config_answer(snapshot, digest)? {
+                return Ok(Resolution::Found(Box::new(answer)));
+            }
             Ok(match snapshot.digest_info(&digest)? {
                 Some(info) => Resolution::Found(Box::new(store_answer(snapshot, digest, info)?)),
                 None => Resolution::NotFound,
@@ -234,6 +244,14 @@ fn store_answer(snapshot: &ReadBatch, digest: Digest, info: DigestInfo) -> Resul
         &current,
     );
     line.truncate(line.len() - "}\n".len());
+    if info.record.kind == ObjectKind::Manifest
+        && let Some(crate::store::ManifestRecord {
+            fact: crate::store::ManifestFact::Image { config, layers },
+            ..
+        }) = snapshot.manifest(&digest)?
+    {
+        image_keys(&mut line, &config, layers.len());
+    }
     line.extend_from_slice(b",\"tag_seen\":{");
     for (i, (repo_tag, (first, last))) in info.tags.iter().enumerate() {
         if i > 0 {
@@ -267,6 +285,67 @@ fn store_answer(snapshot: &ReadBatch, digest: Digest, info: DigestInfo) -> Resul
         last_seen: clock::rfc3339(record.last_seen),
         json,
     })
+}
+
+/// The answer for an image ID `enrich` learned: its dataset line (tags are those of the
+/// manifests that carry it, so no per-tag times); `None` when it is not a learned image ID. It
+/// reads the `manifests` table whole to find the manifests that carry it.
+fn config_answer(snapshot: &ReadBatch, digest: Digest) -> Result<Option<Answer>, TxError> {
+    if snapshot.config(&digest)?.is_none() {
+        return Ok(None);
+    }
+    let enrichment = Enrichment::load(snapshot)?;
+    let Some(config) = enrichment.configs.get(&digest) else {
+        return Ok(None);
+    };
+    let now = CurrentTags::load(snapshot)?;
+    let own = snapshot.digest_info(&digest)?;
+    let own_names: Vec<String> = own
+        .iter()
+        .flat_map(|i| i.tags.iter().map(|(t, _)| t.clone()))
+        .collect();
+    let own_entry = own.as_ref().map(|info| DigestEntry {
+        digest,
+        record: &info.record,
+        tags: &own_names,
+        tag_seen: &[],
+        indexes: &info.indexes,
+    });
+    let (record, names, current) =
+        config_tags(snapshot, &now, &digest, config, own_entry.as_ref())?;
+    let mut line = Vec::with_capacity(1024);
+    write_config_line(
+        &mut line,
+        &DigestEntry {
+            digest,
+            record: &record,
+            tags: &names,
+            tag_seen: &[],
+            indexes: &[],
+        },
+        &current,
+        config,
+    );
+    line.pop();
+    Ok(Some(Answer {
+        digest,
+        kind: ObjectKind::Config.as_str().to_owned(),
+        platform: record.platform.as_ref().map(ToString::to_string),
+        os_version: record.os_version.clone(),
+        tags: names
+            .iter()
+            .zip(&current)
+            .map(|(t, c)| TagAnswer {
+                repo_tag: t.clone(),
+                current: Some(*c),
+                seen: None,
+            })
+            .collect(),
+        indexes: None,
+        first_seen: clock::rfc3339(record.first_seen),
+        last_seen: clock::rfc3339(record.last_seen),
+        json: String::from_utf8(line).expect("the dataset line is UTF-8"),
+    }))
 }
 
 /// Why a dataset file could not be read.

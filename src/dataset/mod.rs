@@ -6,6 +6,16 @@
 //! rather than through a serde struct so that key order and number format are fixed: the same
 //! store always gives the same bytes.
 //!
+//! What `enrich` learned adds keys at the end of a line, never changing the others:
+//! - a manifest whose image manifest is learned gains `image_id` (its config digest) and
+//!   `layers` (its layer count);
+//! - every learned image ID gets a line of its own, kind `config` (or its Hub `config` line gains
+//!   the keys): `platform` and `os_version` from the config, `tags` and `current` the union of
+//!   those of the manifests that carry it (for the platform manifests of an index met where Hub
+//!   listed a manifest, that manifest's), `first_seen`/`last_seen` the span of those manifests,
+//!   then `manifests` (the manifest digests that carry it), `diff_ids` (bottom first) and
+//!   `chain_id` (the ChainID of the whole stack; null for an image without layers).
+//!
 //! `current` holds the tags that pointed at the digest at the latest crawl: the pair
 //! (digest, `repo:tag`) is current when the tag's [`TagState::is_current_pair`] says so (the tag
 //! is not deleted and its latest sighting showed the digest). The tags table is loaded once into
@@ -21,13 +31,16 @@ pub mod images;
 pub mod lookup;
 pub mod output;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use crate::clock;
 use crate::model::{Digest, ObjectKind};
-use crate::store::{DigestEntry, ReadBatch, Store, StoreError, TagState, TxError};
+use crate::store::{
+    ConfigRecord, DigestEntry, DigestRecord, ManifestFact, ReadBatch, Store, StoreError, TagState,
+    TxError,
+};
 
 /// Why the dataset could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -255,11 +268,50 @@ pub fn write_dataset(
     out: &mut impl Write,
 ) -> Result<DatasetSummary, WalkError> {
     let now = CurrentTags::load(snapshot)?;
+    let enrichment = Enrichment::load(snapshot)?;
+    let mut configs = enrichment.configs.iter().peekable();
     let mut summary = DatasetSummary::default();
     let mut line = Vec::with_capacity(1024);
     let mut times = TimeText::default();
     let mut current: Vec<bool> = Vec::new();
+    let write_config = |digest: &Digest,
+                        config: &ConfigLine,
+                        own: Option<&DigestEntry<'_>>,
+                        summary: &mut DatasetSummary,
+                        out: &mut dyn Write|
+     -> Result<(), WalkError> {
+        let (record, tags, current) = config_tags(snapshot, &now, digest, config, own)?;
+        let current_pairs = current.iter().filter(|c| **c).count() as u64;
+        if current_pairs == 0 {
+            summary.not_current += 1;
+            if options.current_only {
+                return Ok(());
+            }
+        }
+        let entry = DigestEntry {
+            digest: *digest,
+            record: &record,
+            tags: &tags,
+            tag_seen: &[],
+            indexes: &[],
+        };
+        let mut line = Vec::with_capacity(1024);
+        write_config_line(&mut line, &entry, &current, config);
+        summary.configs += 1;
+        summary.digests += 1;
+        summary.pairs += tags.len() as u64;
+        summary.current_pairs += current_pairs;
+        summary.bytes += line.len() as u64;
+        out.write_all(&line).map_err(WalkError::Io)
+    };
     snapshot.visit_digests(|entry| {
+        // Image IDs the store knows only from `enrich` sort in among the digests.
+        while let Some((digest, config)) = configs.next_if(|(d, _)| **d < entry.digest) {
+            write_config(digest, config, None, &mut summary, out)?;
+        }
+        if let Some((digest, config)) = configs.next_if(|(d, _)| **d == entry.digest) {
+            return write_config(digest, config, Some(entry), &mut summary, out);
+        }
         current.clear();
         current.extend(
             entry
@@ -275,7 +327,12 @@ pub fn write_dataset(
             }
         }
         line.clear();
-        format_line(&mut line, entry, &current, &mut times);
+        let image = enrichment.images.get(&entry.digest);
+        format_line_with(&mut line, entry, &current, &mut times, |out| {
+            if let (ObjectKind::Manifest, Some((config, layers))) = (entry.record.kind, image) {
+                image_keys(out, config, *layers);
+            }
+        });
         match entry.record.kind {
             ObjectKind::Index => summary.indexes += 1,
             ObjectKind::Manifest => summary.manifests += 1,
@@ -287,7 +344,156 @@ pub fn write_dataset(
         summary.bytes += line.len() as u64;
         out.write_all(&line).map_err(WalkError::Io)
     })?;
+    for (digest, config) in configs {
+        write_config(digest, config, None, &mut summary, out)?;
+    }
     Ok(summary)
+}
+
+/// What `enrich` learned, arranged for the dataset.
+#[derive(Debug, Default)]
+pub struct Enrichment {
+    /// Image manifest digest → (image ID, layer count).
+    pub images: HashMap<Digest, (Digest, usize)>,
+    /// Image ID → its line.
+    pub configs: BTreeMap<Digest, ConfigLine>,
+}
+
+/// One learned image ID, as its dataset line needs it.
+#[derive(Debug, Clone)]
+pub struct ConfigLine {
+    /// The config.
+    pub record: ConfigRecord,
+    /// The image manifests that carry it.
+    pub manifests: BTreeSet<Digest>,
+    /// The store digests whose tags it carries: each manifest, or the digest Hub listed in its
+    /// place.
+    pub carriers: BTreeSet<Digest>,
+}
+
+impl Enrichment {
+    /// Reads the `manifests` and `configs` tables (a few hundred bytes per image).
+    pub fn load(snapshot: &ReadBatch) -> Result<Self, TxError> {
+        let mut configs: BTreeMap<Digest, ConfigLine> = snapshot
+            .configs()?
+            .into_iter()
+            .map(|(d, record)| {
+                let line = ConfigLine {
+                    record,
+                    manifests: BTreeSet::new(),
+                    carriers: BTreeSet::new(),
+                };
+                (d, line)
+            })
+            .collect();
+        // Two passes, one record in memory at a time: the images first, then the indexes.
+        let mut images = HashMap::new();
+        snapshot.visit_manifests(|digest, manifest| {
+            if let ManifestFact::Image { config, layers } = &manifest.fact {
+                images.insert(digest, (*config, layers.len()));
+                if let Some(line) = configs.get_mut(config) {
+                    line.manifests.insert(digest);
+                    line.carriers.insert(manifest.via.unwrap_or(digest));
+                }
+            }
+            Ok(())
+        })?;
+        // An index met where Hub listed a manifest lends its tags to every platform image in it,
+        // also to one learned before through another tag (whose record names no `via`).
+        snapshot.visit_manifests(|digest, manifest| {
+            if let ManifestFact::Index {
+                manifests: children,
+            } = &manifest.fact
+            {
+                for child in children {
+                    if let Some((config, _)) = images.get(child)
+                        && let Some(line) = configs.get_mut(config)
+                    {
+                        line.carriers.insert(manifest.via.unwrap_or(digest));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Self { images, configs })
+    }
+}
+
+/// The record, tags and current flags of an image ID's line: its own (when Hub listed it as a
+/// `config`) and those of every carrier, merged.
+pub fn config_tags(
+    snapshot: &ReadBatch,
+    now: &CurrentTags,
+    digest: &Digest,
+    config: &ConfigLine,
+    own: Option<&DigestEntry<'_>>,
+) -> Result<(DigestRecord, Vec<String>, Vec<bool>), TxError> {
+    let mut tags: BTreeMap<String, bool> = BTreeMap::new();
+    let mut span: Option<(u64, u64)> = None;
+    let mut widen = |first: u64, last: u64| {
+        span = Some(span.map_or((first, last), |(f, l)| (f.min(first), l.max(last))));
+    };
+    if let Some(own) = own {
+        for tag in own.tags {
+            *tags.entry(tag.clone()).or_default() |= now.is_current(tag, digest);
+        }
+        widen(own.record.first_seen, own.record.last_seen);
+    }
+    for carrier in &config.carriers {
+        if let Some(info) = snapshot.digest_info(carrier)? {
+            for (tag, _) in &info.tags {
+                *tags.entry(tag.clone()).or_default() |= now.is_current(tag, carrier);
+            }
+            widen(info.record.first_seen, info.record.last_seen);
+        }
+    }
+    let (first_seen, last_seen) =
+        span.unwrap_or((config.record.learned_at, config.record.learned_at));
+    let record = DigestRecord {
+        kind: ObjectKind::Config,
+        platform: config.record.platform.clone(),
+        os_version: config.record.os_version.clone(),
+        first_seen,
+        last_seen,
+    };
+    let (names, current) = tags.into_iter().unzip();
+    Ok((record, names, current))
+}
+
+fn digest_str(out: &mut Vec<u8>, digest: &Digest) {
+    let mut hex = [0u8; 64];
+    digest.write_hex(&mut hex);
+    out.extend_from_slice(b"\"sha256:");
+    out.extend_from_slice(&hex);
+    out.push(b'"');
+}
+
+/// `,"image_id":…,"layers":N` of a learned manifest.
+pub fn image_keys(out: &mut Vec<u8>, config: &Digest, layers: usize) {
+    out.extend_from_slice(b",\"image_id\":");
+    digest_str(out, config);
+    out.extend_from_slice(format!(",\"layers\":{layers}").as_bytes());
+}
+
+/// `,"manifests":[…],"diff_ids":[…],"chain_id":…` of an image ID's line.
+pub fn config_keys(out: &mut Vec<u8>, config: &ConfigLine) {
+    let list = |out: &mut Vec<u8>, key: &[u8], digests: &mut dyn Iterator<Item = &Digest>| {
+        out.extend_from_slice(key);
+        for (i, d) in digests.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            digest_str(out, d);
+        }
+        out.push(b']');
+    };
+    list(out, b",\"manifests\":[", &mut config.manifests.iter());
+    list(out, b",\"diff_ids\":[", &mut config.record.diff_ids.iter());
+    out.extend_from_slice(b",\"chain_id\":");
+    match &config.record.chain_id {
+        Some(chain) => digest_str(out, chain),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 /// Writes `s` as the inside of a JSON string. Names from Hub are validated and never need
@@ -348,6 +554,18 @@ impl TimeText {
     }
 }
 
+/// The dataset line of an image ID, newline included: `entry` as [`config_tags`] makes it.
+pub fn write_config_line(
+    out: &mut Vec<u8>,
+    entry: &DigestEntry<'_>,
+    current: &[bool],
+    config: &ConfigLine,
+) {
+    format_line_with(out, entry, current, &mut TimeText::default(), |out| {
+        config_keys(out, config);
+    });
+}
+
 /// One dataset line, newline included. `current[i]` says whether `entry.tags[i]` points at the
 /// digest now; a missing flag counts as not current.
 pub fn write_line(out: &mut Vec<u8>, entry: &DigestEntry<'_>, current: &[bool]) {
@@ -355,6 +573,17 @@ pub fn write_line(out: &mut Vec<u8>, entry: &DigestEntry<'_>, current: &[bool]) 
 }
 
 fn format_line(out: &mut Vec<u8>, entry: &DigestEntry<'_>, current: &[bool], times: &mut TimeText) {
+    format_line_with(out, entry, current, times, |_| {});
+}
+
+/// [`format_line`], with `extra` writing keys after the last one.
+fn format_line_with(
+    out: &mut Vec<u8>,
+    entry: &DigestEntry<'_>,
+    current: &[bool],
+    times: &mut TimeText,
+    extra: impl FnOnce(&mut Vec<u8>),
+) {
     let mut hex = [0u8; 64];
     out.extend_from_slice(b"{\"digest\":\"sha256:");
     entry.digest.write_hex(&mut hex);
@@ -420,7 +649,9 @@ fn format_line(out: &mut Vec<u8>, entry: &DigestEntry<'_>, current: &[bool], tim
     times.write(out, entry.record.first_seen);
     out.extend_from_slice(b"\",\"last_seen\":\"");
     times.write(out, entry.record.last_seen);
-    out.extend_from_slice(b"\"}\n");
+    out.push(b'"');
+    extra(out);
+    out.extend_from_slice(b"}\n");
 }
 
 #[cfg(test)]
@@ -611,6 +842,109 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn image_ids_get_their_lines_in_order_with_the_tags_of_every_carrier() {
+        use crate::store::{ConfigRecord, LayerRef, ManifestFact, ManifestRecord};
+        let temp = TempStore::new("enriched");
+        // x:a lists manifest 2 under index 1; x:b lists 4 as a manifest (under index 3), which
+        // the registry says is an index holding manifest 2.
+        temp.tag("library/x", "a", digest(1), digest(2), 100);
+        temp.tag("library/x", "b", digest(3), digest(4), 200);
+        let layer = LayerRef {
+            digest: digest(7),
+            size: 5,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        };
+        let manifest = |fact| ManifestRecord {
+            fact,
+            media_type: "m".into(),
+            via: None,
+            learned_at: 300,
+        };
+        temp.store
+            .write(|w| {
+                w.put_manifest(
+                    &digest(2),
+                    &manifest(ManifestFact::Image {
+                        config: digest(9),
+                        layers: vec![layer],
+                    }),
+                )?;
+                w.put_manifest(
+                    &digest(4),
+                    &manifest(ManifestFact::Index {
+                        manifests: vec![digest(2)],
+                    }),
+                )?;
+                w.put_config(
+                    &digest(9),
+                    &ConfigRecord {
+                        platform: Some(Platform::new("linux", "amd64", None)),
+                        os_version: None,
+                        diff_ids: vec![digest(8)],
+                        chain_id: Some(digest(8)),
+                        created: None,
+                        learned_at: 300,
+                    },
+                )
+            })
+            .unwrap();
+        let (summary, values) = lines(&temp.store, FinalizeOptions::default());
+        let digests: Vec<&str> = values
+            .iter()
+            .map(|v| v["digest"].as_str().unwrap())
+            .collect();
+        let want: Vec<String> = [1, 2, 3, 4, 9].map(|f| digest(f).to_string()).to_vec();
+        assert_eq!(digests, want);
+        assert_eq!(summary.configs, 1);
+        assert_eq!(
+            values[1]["image_id"],
+            serde_json::json!(digest(9).to_string())
+        );
+        assert_eq!(values[1]["layers"], 1);
+        assert!(
+            values[3].get("image_id").is_none(),
+            "an index has no image ID"
+        );
+        let config = &values[4];
+        assert_eq!(
+            config,
+            &serde_json::json!({
+                "digest": digest(9).to_string(), "kind": "config", "platform": "linux/amd64",
+                "tags": ["x:a", "x:b"], "current": ["x:a", "x:b"],
+                "first_seen": "1970-01-01T00:01:40Z", "last_seen": "1970-01-01T00:03:20Z",
+                "manifests": [digest(2).to_string()], "diff_ids": [digest(8).to_string()],
+                "chain_id": digest(8).to_string(),
+            })
+        );
+        // The keys come in the documented order, the new ones last.
+        let text = {
+            let mut out = Vec::new();
+            write_dataset(
+                &temp.store.snapshot().unwrap(),
+                FinalizeOptions::default(),
+                &mut out,
+            )
+            .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let line = text.lines().last().unwrap();
+        let order = [
+            "\"digest\"",
+            "\"kind\"",
+            "\"platform\"",
+            "\"tags\"",
+            "\"current\"",
+            "\"first_seen\"",
+            "\"last_seen\"",
+            "\"manifests\"",
+            "\"diff_ids\"",
+            "\"chain_id\"",
+        ];
+        let at: Vec<usize> = order.iter().map(|k| line.find(k).unwrap()).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{line}");
     }
 
     /// A scratch store, removed on drop.

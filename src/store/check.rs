@@ -18,12 +18,14 @@ use std::path::{Path, PathBuf};
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::records::{
-    CrawlRun, DigestRecord, FailedJob, Job, Record, RepoState, RunStats, TagState,
+    ConfigRecord, CrawlRun, DigestRecord, EnrichJob, EnrichStats, FailedEnrich, FailedJob, Job,
+    ManifestRecord, Record, RepoState, RunStats, StoredBudget, TagState,
 };
 use super::{
-    DIGESTS, FAILED, JOBS, META, META_NEXT_JOB, META_PAUSE, META_RUN, META_SCHEMA, META_STATS,
-    PAIRS, PARENTS, REPOS, SCHEMA_VERSION, StoreError, TAGS, builder, caught, decode, file_len,
-    open_verified, writer_running,
+    CHAINS, CONFIGS, DIGESTS, ENRICH_JOB_BASE, FAILED, JOBS, MANIFESTS, META, META_BUDGET,
+    META_ENRICH_STATS, META_NEXT_ENRICH_JOB, META_NEXT_JOB, META_PAUSE, META_RUN, META_SCHEMA,
+    META_STATS, PAIRS, PARENTS, REPOS, SCHEMA_VERSION, StoreError, TAGS, builder, caught, decode,
+    file_len, open_verified, writer_running,
 };
 use crate::model::Digest;
 
@@ -154,7 +156,9 @@ fn meta_problem(key: &str, value: &[u8]) -> Option<String> {
             )),
             Err(e) => Some(e.to_string()),
         },
-        META_NEXT_JOB | META_PAUSE => undecodable::<u64>(value),
+        META_NEXT_JOB | META_PAUSE | META_NEXT_ENRICH_JOB => undecodable::<u64>(value),
+        META_BUDGET => undecodable::<StoredBudget>(value),
+        META_ENRICH_STATS => undecodable::<EnrichStats>(value),
         META_RUN => undecodable::<CrawlRun>(value),
         META_STATS => undecodable::<RunStats>(value),
         other => Some(format!("unknown meta key {other:?}")),
@@ -208,13 +212,22 @@ macro_rules! walk {
 
 fn walk_all(txn: &ReadTransaction, report: &mut CheckReport) {
     walk!(txn, report, META, |k, v| (k.to_owned(), meta_problem(k, v)));
+    // The crawl's and enrich's jobs share the tables, each family in its own id range.
     walk!(txn, report, JOBS, |k, v| (
         format!("#{k}"),
-        undecodable::<Job>(v)
+        if k < ENRICH_JOB_BASE {
+            undecodable::<Job>(v)
+        } else {
+            undecodable::<EnrichJob>(v)
+        }
     ));
     walk!(txn, report, FAILED, |k, v| (
         format!("#{k}"),
-        undecodable::<FailedJob>(v)
+        if k < ENRICH_JOB_BASE {
+            undecodable::<FailedJob>(v)
+        } else {
+            undecodable::<FailedEnrich>(v)
+        }
     ));
     walk!(txn, report, REPOS, |k, v| (
         k.to_owned(),
@@ -236,6 +249,21 @@ fn walk_all(txn: &ReadTransaction, report: &mut CheckReport) {
         format!("{} in {}", Digest::from_bytes(k.0), Digest::from_bytes(k.1)),
         times_problem(v)
     ));
+    // A store no release with `enrich` has written to lacks these three tables: nothing to check.
+    if txn.open_table(MANIFESTS).is_ok() {
+        walk!(txn, report, MANIFESTS, |k, v| (
+            Digest::from_bytes(k).to_string(),
+            undecodable::<ManifestRecord>(v)
+        ));
+        walk!(txn, report, CONFIGS, |k, v| (
+            Digest::from_bytes(k).to_string(),
+            undecodable::<ConfigRecord>(v)
+        ));
+        walk!(txn, report, CHAINS, |k, v| (
+            format!("{} of {}", Digest::from_bytes(k.0), Digest::from_bytes(k.1)),
+            (v == 0).then(|| "a chain prefix of 0 layers".to_owned())
+        ));
+    }
 }
 
 impl fmt::Display for CheckReport {

@@ -11,7 +11,19 @@
 //! - `digests`: raw digest → kind, platform, first and last seen;
 //! - `pairs`: (raw digest, `repo:tag`) → first and last seen. Pairs are never deleted, so a moved
 //!   tag's old digests keep their history;
-//! - `parents`: (manifest digest, index digest) → first and last seen.
+//! - `parents`: (manifest digest, index digest) → first and last seen;
+//! - `manifests`: manifest digest → what `enrich` learned of it (config digest and layers, the
+//!   platform manifests of an index met in its place, or a legacy type with the reason);
+//! - `configs`: config digest (image ID) → platform, `os_version`, diff_ids, ChainID, created;
+//! - `chains`: (ChainID, image ID) → the number of layers of that prefix, for the ChainID of every
+//!   prefix of every image's diff_ids, so the longest known prefix of an unknown image's chain
+//!   takes one range lookup per layer.
+//!
+//! Job ids split the `jobs` and `failed` tables in two families: the crawl's ids count up from 1,
+//! `enrich`'s from [`ENRICH_JOB_BASE`] (2^63), each holding its own record type. Every reader of
+//! one family reads only its id range, so a crawl never takes (or waits for) an enrich job, and
+//! the reverse; a store written before `enrich` existed simply has no ids in the upper range.
+//! `meta` also keeps the registry's pull budget and `enrich`'s counters.
 //!
 //! The database is opened in redb's single-writer mode: one digestmap process writes (a second
 //! one is refused), while `status`, `finalize` and `lookup` may read a consistent snapshot beside
@@ -51,8 +63,9 @@ use redb::{
 };
 
 pub use records::{
-    CrawlRun, DigestRecord, FailedJob, Job, JobKind, ListingWindow, MissingRepo, Record, RepoState,
-    RunGaps, RunMode, RunState, RunStats, TagState, name_hash,
+    ConfigRecord, CrawlRun, DigestRecord, EnrichJob, EnrichStats, EnrichTarget, FailedEnrich,
+    FailedJob, Job, JobKind, LayerRef, ListingWindow, ManifestFact, ManifestRecord, MissingRepo,
+    Record, RepoState, RunGaps, RunMode, RunState, RunStats, StoredBudget, TagState, name_hash,
 };
 use records::{DecodeError, decode, encode};
 
@@ -67,6 +80,12 @@ const TAGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("tags");
 const DIGESTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("digests");
 const PAIRS: TableDefinition<([u8; 32], &str), (u64, u64)> = TableDefinition::new("pairs");
 const PARENTS: TableDefinition<([u8; 32], [u8; 32]), (u64, u64)> = TableDefinition::new("parents");
+const MANIFESTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("manifests");
+const CONFIGS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("configs");
+const CHAINS: TableDefinition<([u8; 32], [u8; 32]), u32> = TableDefinition::new("chains");
+
+/// The first id of `enrich`'s jobs; the crawl's are below it.
+pub const ENRICH_JOB_BASE: u64 = 1 << 63;
 
 /// Version of the table layout. Bumped when tables or keys change.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -77,6 +96,9 @@ const META_STATS: &str = "stats";
 const META_NEXT_JOB: &str = "next_job_id";
 const META_PAUSE: &str = "pause_until";
 const META_GAPS: &str = "gaps";
+const META_NEXT_ENRICH_JOB: &str = "next_enrich_job_id";
+const META_BUDGET: &str = "pull_budget";
+const META_ENRICH_STATS: &str = "enrich_stats";
 
 /// redb's page cache; bounded so that memory use does not grow with the store.
 ///
@@ -361,6 +383,9 @@ impl Store {
             w.txn.open_table(DIGESTS)?;
             w.txn.open_table(PAIRS)?;
             w.txn.open_table(PARENTS)?;
+            w.txn.open_table(MANIFESTS)?;
+            w.txn.open_table(CONFIGS)?;
+            w.txn.open_table(CHAINS)?;
             match w.meta::<u64>(META_SCHEMA)? {
                 None => w.set_meta(META_SCHEMA, &SCHEMA_VERSION),
                 Some(_) => Ok(()),
@@ -574,6 +599,82 @@ fn meta_get<T: Record>(
     }
 }
 
+/// Up to `limit` keys of a digest-keyed table whose hex form starts with `hex_prefix`
+/// (lowercase hex, any length up to 64), in order.
+fn keys_with_prefix(
+    table: &impl ReadableTable<[u8; 32], &'static [u8]>,
+    hex_prefix: &str,
+    limit: usize,
+) -> Result<Vec<Digest>, TxError> {
+    let mut low = [0u8; 32];
+    let mut high = [0xffu8; 32];
+    for (i, c) in hex_prefix.bytes().take(64).enumerate() {
+        let nibble = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return Ok(Vec::new()),
+        };
+        let shift = if i % 2 == 0 { 4 } else { 0 };
+        low[i / 2] = (low[i / 2] & !(0x0f << shift)) | (nibble << shift);
+        high[i / 2] = (high[i / 2] & !(0x0f << shift)) | (nibble << shift);
+    }
+    let mut out = Vec::new();
+    for item in table.range(low..=high)? {
+        let (key, _) = item?;
+        out.push(Digest::from_bytes(key.value()));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes the records of `table` whose ids lie in `range`, by id.
+fn decode_range<T: Record>(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    range: impl std::ops::RangeBounds<u64>,
+) -> Result<Vec<(JobId, T)>, TxError> {
+    let mut out = Vec::new();
+    for item in table.range(range)? {
+        let (id, value) = item?;
+        out.push((id.value(), decode(value.value())?));
+    }
+    Ok(out)
+}
+
+/// Decodes every record of a digest-keyed table, in digest order.
+fn decode_all<T: Record>(
+    table: &impl ReadableTable<[u8; 32], &'static [u8]>,
+) -> Result<Vec<(Digest, T)>, TxError> {
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (key, value) = item?;
+        out.push((Digest::from_bytes(key.value()), decode(value.value())?));
+    }
+    Ok(out)
+}
+
+/// One record of a digest-keyed table.
+fn get_record<T: Record>(
+    table: &impl ReadableTable<[u8; 32], &'static [u8]>,
+    digest: &Digest,
+) -> Result<Option<T>, TxError> {
+    match table.get(*digest.as_bytes())? {
+        Some(guard) => Ok(Some(decode(guard.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// A table that a store written before `enrich` existed does not have (it is created by the
+/// first command that opens the store for writing): absent reads as empty.
+fn optional_table<T>(opened: Result<T, redb::TableError>) -> Result<Option<T>, TxError> {
+    match opened {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The tags of one repository, by tag name.
 fn tags_of(
     table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
@@ -680,13 +781,10 @@ impl<'t> WriteBatch<'t> {
         Ok(())
     }
 
-    /// Moves every failed job back to `jobs` with fresh attempts; returns how many.
+    /// Moves every failed crawl job back to `jobs` with fresh attempts; returns how many.
     pub fn retry_failed(&mut self) -> Result<u64, TxError> {
         let mut moved = 0;
-        while let Some((id, value)) = self.failed.pop_first()? {
-            let failed: FailedJob = decode(value.value())?;
-            let id = id.value();
-            drop(value);
+        for (id, failed) in self.take_failed()? {
             let job = Job {
                 attempts: 0,
                 not_before_ms: 0,
@@ -698,13 +796,115 @@ impl<'t> WriteBatch<'t> {
         Ok(moved)
     }
 
-    /// Removes every failed job and returns them (`crawl --resume --skip-failed`).
+    /// Removes every failed crawl job and returns them (`crawl --resume --skip-failed`).
     pub fn take_failed(&mut self) -> Result<Vec<(JobId, FailedJob)>, TxError> {
-        let mut out = Vec::new();
-        while let Some((id, value)) = self.failed.pop_first()? {
-            out.push((id.value(), decode(value.value())?));
+        let out: Vec<(JobId, FailedJob)> = decode_range(&self.failed, ..ENRICH_JOB_BASE)?;
+        for (id, _) in &out {
+            self.failed.remove(*id)?;
         }
         Ok(out)
+    }
+
+    /// Adds an enrich job under a fresh id of the enrich range.
+    pub fn add_enrich_job(&mut self, job: &EnrichJob) -> Result<JobId, TxError> {
+        let id: u64 = self
+            .meta(META_NEXT_ENRICH_JOB)?
+            .unwrap_or(ENRICH_JOB_BASE)
+            .max(ENRICH_JOB_BASE);
+        self.set_meta(META_NEXT_ENRICH_JOB, &(id + 1))?;
+        self.put_enrich_job(id, job)?;
+        Ok(id)
+    }
+
+    /// Writes an enrich job under its id.
+    pub fn put_enrich_job(&mut self, id: JobId, job: &EnrichJob) -> Result<(), TxError> {
+        debug_assert!(id >= ENRICH_JOB_BASE);
+        self.jobs.insert(id, encode(job).as_slice())?;
+        Ok(())
+    }
+
+    /// Moves an enrich job to `failed`.
+    pub fn fail_enrich_job(&mut self, id: JobId, failed: &FailedEnrich) -> Result<(), TxError> {
+        self.jobs.remove(id)?;
+        self.failed.insert(id, encode(failed).as_slice())?;
+        Ok(())
+    }
+
+    /// Moves every failed enrich job back to `jobs` with fresh attempts; returns how many.
+    pub fn retry_failed_enrich(&mut self) -> Result<u64, TxError> {
+        let failed: Vec<(JobId, FailedEnrich)> = decode_range(&self.failed, ENRICH_JOB_BASE..)?;
+        for (id, f) in &failed {
+            self.failed.remove(*id)?;
+            let job = EnrichJob {
+                attempts: 0,
+                not_before_ms: 0,
+                ..f.job.clone()
+            };
+            self.jobs.insert(*id, encode(&job).as_slice())?;
+        }
+        Ok(failed.len() as u64)
+    }
+
+    /// What `enrich` learned of a manifest digest, if anything.
+    pub fn manifest(&self, digest: &Digest) -> Result<Option<ManifestRecord>, TxError> {
+        get_record(&self.txn.open_table(MANIFESTS)?, digest)
+    }
+
+    /// Stores what a manifest digest is.
+    pub fn put_manifest(
+        &mut self,
+        digest: &Digest,
+        record: &ManifestRecord,
+    ) -> Result<(), TxError> {
+        self.txn
+            .open_table(MANIFESTS)?
+            .insert(*digest.as_bytes(), encode(record).as_slice())?;
+        Ok(())
+    }
+
+    /// Whether the config `digest` is learned.
+    pub fn has_config(&self, digest: &Digest) -> Result<bool, TxError> {
+        Ok(self
+            .txn
+            .open_table(CONFIGS)?
+            .get(*digest.as_bytes())?
+            .is_some())
+    }
+
+    /// Stores a config and the ChainID of every prefix of its diff_ids.
+    pub fn put_config(&mut self, digest: &Digest, record: &ConfigRecord) -> Result<(), TxError> {
+        self.txn
+            .open_table(CONFIGS)?
+            .insert(*digest.as_bytes(), encode(record).as_slice())?;
+        let mut chains = self.txn.open_table(CHAINS)?;
+        for (depth, chain) in crate::registry::chain_ids(&record.diff_ids)
+            .iter()
+            .enumerate()
+        {
+            let depth = u32::try_from(depth + 1).unwrap_or(u32::MAX);
+            chains.insert((*chain.as_bytes(), *digest.as_bytes()), depth)?;
+        }
+        Ok(())
+    }
+
+    /// The stored pull budget.
+    pub fn budget(&self) -> Result<Option<StoredBudget>, TxError> {
+        self.meta(META_BUDGET)
+    }
+
+    /// Replaces the stored pull budget.
+    pub fn set_budget(&mut self, budget: &StoredBudget) -> Result<(), TxError> {
+        self.set_meta(META_BUDGET, budget)
+    }
+
+    /// `enrich`'s counters.
+    pub fn enrich_stats(&self) -> Result<EnrichStats, TxError> {
+        Ok(self.meta(META_ENRICH_STATS)?.unwrap_or_default())
+    }
+
+    /// Replaces `enrich`'s counters.
+    pub fn set_enrich_stats(&mut self, stats: &EnrichStats) -> Result<(), TxError> {
+        self.set_meta(META_ENRICH_STATS, stats)
     }
 
     /// What run `run` left out so far (nothing when the stored gaps are an earlier run's).
@@ -967,9 +1167,9 @@ pub struct Counts {
     pub digests: u64,
     /// (digest, repo:tag) pairs known.
     pub pairs: u64,
-    /// Jobs pending.
+    /// Crawl jobs pending.
     pub jobs: u64,
-    /// Jobs failed.
+    /// Crawl jobs failed.
     pub failed: u64,
 }
 
@@ -995,26 +1195,105 @@ impl ReadBatch {
             }))
     }
 
-    /// Every pending job, by id.
+    /// Every pending crawl job, by id.
     pub fn jobs(&self) -> Result<Vec<(JobId, Job)>, TxError> {
-        let table = self.txn.open_table(JOBS)?;
+        decode_range(&self.txn.open_table(JOBS)?, ..ENRICH_JOB_BASE)
+    }
+
+    /// Every failed crawl job, by id.
+    pub fn failed(&self) -> Result<Vec<(JobId, FailedJob)>, TxError> {
+        decode_range(&self.txn.open_table(FAILED)?, ..ENRICH_JOB_BASE)
+    }
+
+    /// Every pending enrich job, by id (the order `enrich` takes them in).
+    pub fn enrich_jobs(&self) -> Result<Vec<(JobId, EnrichJob)>, TxError> {
+        decode_range(&self.txn.open_table(JOBS)?, ENRICH_JOB_BASE..)
+    }
+
+    /// Every failed enrich job, by id.
+    pub fn enrich_failed(&self) -> Result<Vec<(JobId, FailedEnrich)>, TxError> {
+        decode_range(&self.txn.open_table(FAILED)?, ENRICH_JOB_BASE..)
+    }
+
+    /// What `enrich` learned of a manifest digest, if anything.
+    pub fn manifest(&self, digest: &Digest) -> Result<Option<ManifestRecord>, TxError> {
+        match optional_table(self.txn.open_table(MANIFESTS))? {
+            Some(table) => get_record(&table, digest),
+            None => Ok(None),
+        }
+    }
+
+    /// A learned config, if any.
+    pub fn config(&self, digest: &Digest) -> Result<Option<ConfigRecord>, TxError> {
+        match optional_table(self.txn.open_table(CONFIGS))? {
+            Some(table) => get_record(&table, digest),
+            None => Ok(None),
+        }
+    }
+
+    /// Calls `f` for every learned manifest, in digest order, one record in memory at a time.
+    pub fn visit_manifests(
+        &self,
+        mut f: impl FnMut(Digest, ManifestRecord) -> Result<(), TxError>,
+    ) -> Result<(), TxError> {
+        let Some(table) = optional_table(self.txn.open_table(MANIFESTS))? else {
+            return Ok(());
+        };
+        guarded(|| {
+            for item in table.iter()? {
+                let (key, value) = item?;
+                f(Digest::from_bytes(key.value()), decode(value.value())?)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// How many manifests and configs `enrich` learned.
+    pub fn enrich_counts(&self) -> Result<(u64, u64), TxError> {
+        let len =
+            |t: Option<redb::ReadOnlyTable<[u8; 32], &'static [u8]>>| -> Result<u64, TxError> {
+                Ok(match t {
+                    Some(t) => t.len()?,
+                    None => 0,
+                })
+            };
+        Ok((
+            len(optional_table(self.txn.open_table(MANIFESTS))?)?,
+            len(optional_table(self.txn.open_table(CONFIGS))?)?,
+        ))
+    }
+
+    /// Every learned config, in digest order.
+    pub fn configs(&self) -> Result<Vec<(Digest, ConfigRecord)>, TxError> {
+        match optional_table(self.txn.open_table(CONFIGS))? {
+            Some(table) => decode_all(&table),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The image IDs whose diff_ids start with the prefix whose ChainID is `chain`, with that
+    /// prefix's length.
+    pub fn images_with_chain(&self, chain: &Digest) -> Result<Vec<(Digest, u32)>, TxError> {
+        let Some(table) = optional_table(self.txn.open_table(CHAINS))? else {
+            return Ok(Vec::new());
+        };
+        let key = *chain.as_bytes();
         let mut out = Vec::new();
-        for item in table.iter()? {
-            let (id, value) = item?;
-            out.push((id.value(), decode(value.value())?));
+        for item in table.range((key, [0u8; 32])..=(key, [0xffu8; 32]))? {
+            let (k, v) = item?;
+            out.push((Digest::from_bytes(k.value().1), v.value()));
         }
         Ok(out)
     }
 
-    /// Every failed job, by id.
-    pub fn failed(&self) -> Result<Vec<(JobId, FailedJob)>, TxError> {
-        let table = self.txn.open_table(FAILED)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (id, value) = item?;
-            out.push((id.value(), decode(value.value())?));
-        }
-        Ok(out)
+    /// The stored pull budget.
+    pub fn budget(&self) -> Result<Option<StoredBudget>, TxError> {
+        self.meta(META_BUDGET)
+    }
+
+    /// `enrich`'s counters.
+    pub fn enrich_stats(&self) -> Result<EnrichStats, TxError> {
+        Ok(self.meta(META_ENRICH_STATS)?.unwrap_or_default())
     }
 
     /// Every repository with its state, by name.
@@ -1070,28 +1349,20 @@ impl ReadBatch {
         hex_prefix: &str,
         limit: usize,
     ) -> Result<Vec<Digest>, TxError> {
-        let mut low = [0u8; 32];
-        let mut high = [0xffu8; 32];
-        for (i, c) in hex_prefix.bytes().take(64).enumerate() {
-            let nibble = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                _ => return Ok(Vec::new()),
-            };
-            let shift = if i % 2 == 0 { 4 } else { 0 };
-            low[i / 2] = (low[i / 2] & !(0x0f << shift)) | (nibble << shift);
-            high[i / 2] = (high[i / 2] & !(0x0f << shift)) | (nibble << shift);
+        keys_with_prefix(&self.txn.open_table(DIGESTS)?, hex_prefix, limit)
+    }
+
+    /// Up to `limit` image IDs learned by `enrich` whose hex form starts with `hex_prefix`, in
+    /// order.
+    pub fn configs_with_prefix(
+        &self,
+        hex_prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<Digest>, TxError> {
+        match optional_table(self.txn.open_table(CONFIGS))? {
+            Some(table) => keys_with_prefix(&table, hex_prefix, limit),
+            None => Ok(Vec::new()),
         }
-        let table = self.txn.open_table(DIGESTS)?;
-        let mut out = Vec::new();
-        for item in table.range(low..=high)? {
-            let (key, _) = item?;
-            out.push(Digest::from_bytes(key.value()));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
     }
 
     /// One digest's record, its `repo:tag` pairs with their first and last seen times, and its
@@ -1134,8 +1405,12 @@ impl ReadBatch {
             tags: self.txn.open_table(TAGS)?.len()?,
             digests: self.txn.open_table(DIGESTS)?.len()?,
             pairs: self.txn.open_table(PAIRS)?.len()?,
-            jobs: self.txn.open_table(JOBS)?.len()?,
-            failed: self.txn.open_table(FAILED)?.len()?,
+            jobs: self.txn.open_table(JOBS)?.range(..ENRICH_JOB_BASE)?.count() as u64,
+            failed: self
+                .txn
+                .open_table(FAILED)?
+                .range(..ENRICH_JOB_BASE)?
+                .count() as u64,
         })
     }
 
@@ -1319,6 +1594,105 @@ mod tests {
         );
         assert_eq!(info.record.os_version.as_deref(), Some("10.0.20348.2849"));
         assert_eq!(info.tags.len(), 3);
+    }
+
+    #[test]
+    fn crawl_and_enrich_jobs_never_see_each_other() {
+        let scratch = Scratch::new("families");
+        let store = scratch.store();
+        let digest = Digest::from_bytes([9; 32]);
+        let enrich_job = EnrichJob::new(EnrichTarget::Manifest, digest, "library/x".into(), None);
+        let crawl_job = Job::new(JobKind::Repos {
+            namespace: "library".into(),
+            url: "https://hub.docker.com/v2/x".into(),
+            descending: false,
+        });
+        let (crawl_id, enrich_id) = store
+            .write(|w| {
+                let e = w.add_enrich_job(&enrich_job)?;
+                let c = w.add_job(&crawl_job)?;
+                let e2 = w.add_enrich_job(&enrich_job)?;
+                w.fail_enrich_job(
+                    e2,
+                    &FailedEnrich {
+                        job: enrich_job.clone(),
+                        reason: "r".into(),
+                        failed_at: 1,
+                    },
+                )?;
+                Ok((c, e))
+            })
+            .unwrap();
+        assert!(crawl_id < ENRICH_JOB_BASE && enrich_id >= ENRICH_JOB_BASE);
+        store
+            .read(|r| {
+                assert_eq!(r.jobs()?, vec![(crawl_id, crawl_job.clone())]);
+                assert!(r.failed()?.is_empty());
+                assert_eq!(r.enrich_jobs()?, vec![(enrich_id, enrich_job.clone())]);
+                assert_eq!(r.enrich_failed()?.len(), 1);
+                let counts = r.counts()?;
+                assert_eq!((counts.jobs, counts.failed), (1, 0));
+                Ok(())
+            })
+            .unwrap();
+        // A crawl's --resume and --skip-failed leave enrich's failed jobs alone, and the reverse.
+        store
+            .write(|w| {
+                assert_eq!(w.retry_failed()?, 0);
+                assert!(w.take_failed()?.is_empty());
+                assert_eq!(w.retry_failed_enrich()?, 1);
+                Ok(())
+            })
+            .unwrap();
+        store
+            .read(|r| {
+                assert_eq!(r.enrich_jobs()?.len(), 2);
+                assert_eq!(r.jobs()?.len(), 1);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn chains_hold_every_prefix_of_every_image() {
+        let scratch = Scratch::new("chains");
+        let store = scratch.store();
+        let (a, b, c) = (
+            Digest::from_bytes([1; 32]),
+            Digest::from_bytes([2; 32]),
+            Digest::from_bytes([3; 32]),
+        );
+        let config = |diff_ids: Vec<Digest>| ConfigRecord {
+            platform: None,
+            os_version: None,
+            chain_id: crate::registry::chain_ids(&diff_ids).last().copied(),
+            diff_ids,
+            created: None,
+            learned_at: 1,
+        };
+        let (base, derived) = (Digest::from_bytes([10; 32]), Digest::from_bytes([11; 32]));
+        store
+            .write(|w| {
+                w.put_config(&base, &config(vec![a, b]))?;
+                w.put_config(&derived, &config(vec![a, b, c]))
+            })
+            .unwrap();
+        let chains = crate::registry::chain_ids(&[a, b, c]);
+        store
+            .read(|r| {
+                assert_eq!(
+                    r.images_with_chain(&chains[0])?,
+                    vec![(base, 1), (derived, 1)]
+                );
+                assert_eq!(
+                    r.images_with_chain(&chains[1])?,
+                    vec![(base, 2), (derived, 2)]
+                );
+                assert_eq!(r.images_with_chain(&chains[2])?, vec![(derived, 3)]);
+                assert!(r.images_with_chain(&c)?.is_empty());
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

@@ -541,6 +541,193 @@ impl Record for RunGaps {
     const WHAT: &'static str = "run gaps";
 }
 
+/// What `enrich` fetches for a job: a manifest by digest, or a config blob (an image ID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EnrichTarget {
+    /// A platform manifest (or an index met in its place).
+    Manifest,
+    /// A config blob.
+    Config,
+}
+
+/// A job of `digestmap enrich`, in the `jobs` table among the crawl's but in its own id range
+/// (see the store's module docs), so that neither command ever takes the other's jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrichJob {
+    /// Manifest or config.
+    pub target: EnrichTarget,
+    /// The digest fetched.
+    pub digest: Digest,
+    /// The repository it is fetched from (`library/python`), before any `--registry-prefix`.
+    pub repo: String,
+    /// The digest of the store (a Hub listing's) this one was found from, when it is not that
+    /// digest itself: the platform manifests of an index met where a manifest was expected.
+    pub via: Option<Digest>,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Not to be tried before this time (unix milliseconds).
+    pub not_before_ms: u64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+impl EnrichJob {
+    /// A fresh job.
+    pub fn new(target: EnrichTarget, digest: Digest, repo: String, via: Option<Digest>) -> Self {
+        Self {
+            target,
+            digest,
+            repo,
+            via,
+            attempts: 0,
+            not_before_ms: 0,
+            last_error: None,
+        }
+    }
+
+    /// `manifest library/python@sha256:…`, for messages.
+    pub fn describe(&self) -> String {
+        let what = match self.target {
+            EnrichTarget::Manifest => "manifest",
+            EnrichTarget::Config => "config",
+        };
+        format!("{what} {}@{}", self.repo, self.digest)
+    }
+}
+
+impl Record for EnrichJob {
+    const VERSION: u8 = 1;
+    const WHAT: &'static str = "enrich job";
+}
+
+/// An enrich job that failed for good, in the `failed` table (enrich id range).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedEnrich {
+    /// The job as it was last tried.
+    pub job: EnrichJob,
+    /// Why it failed.
+    pub reason: String,
+    /// When (unix seconds).
+    pub failed_at: u64,
+}
+
+impl Record for FailedEnrich {
+    const VERSION: u8 = 1;
+    const WHAT: &'static str = "failed enrich job";
+}
+
+/// One layer of an image manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    /// The blob's digest (of the compressed bytes, not the diff_id).
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its media type.
+    pub media_type: String,
+}
+
+/// What the registry answered for a manifest digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ManifestFact {
+    /// An image manifest.
+    Image {
+        /// The config digest: the image ID.
+        config: Digest,
+        /// Its layers, bottom first.
+        layers: Vec<LayerRef>,
+    },
+    /// An index where a platform manifest was expected: its platform manifests (attestations
+    /// left out) are fetched as jobs of their own.
+    Index {
+        /// The platform manifests.
+        manifests: Vec<Digest>,
+    },
+    /// A type not read (Docker schema 1, an unknown type), with the reason; not a failure.
+    Legacy {
+        /// Why it is not read.
+        reason: String,
+    },
+}
+
+/// A manifest learned by `enrich`, in the `manifests` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestRecord {
+    /// What it is.
+    pub fact: ManifestFact,
+    /// The media type it came as.
+    pub media_type: String,
+    /// The store digest (a Hub listing's) whose tags it carries, when not itself.
+    pub via: Option<Digest>,
+    /// When it was learned (unix seconds).
+    pub learned_at: u64,
+}
+
+impl Record for ManifestRecord {
+    const VERSION: u8 = 1;
+    const WHAT: &'static str = "manifest";
+}
+
+/// A config blob learned by `enrich`, in the `configs` table (keyed by the image ID).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigRecord {
+    /// The image's platform.
+    pub platform: Option<Platform>,
+    /// Windows build number.
+    pub os_version: Option<String>,
+    /// `rootfs.diff_ids`, bottom first.
+    pub diff_ids: Vec<Digest>,
+    /// The ChainID of the whole stack (`None` for an image without layers).
+    pub chain_id: Option<Digest>,
+    /// The config's `created`, as written.
+    pub created: Option<String>,
+    /// When it was learned (unix seconds).
+    pub learned_at: u64,
+}
+
+impl Record for ConfigRecord {
+    const VERSION: u8 = 1;
+    const WHAT: &'static str = "config";
+}
+
+/// The registry's pull budget as the last `enrich` knew it, in `meta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBudget {
+    /// Pulls per window, when the registry said.
+    pub limit: Option<u64>,
+    /// Pulls left.
+    pub remaining: u64,
+    /// When a spent budget frees (unix seconds).
+    pub frees_at: u64,
+}
+
+impl Record for StoredBudget {
+    const VERSION: u8 = 1;
+    const WHAT: &'static str = "pull budget";
+}
+
+/// Counters of `enrich`, summed over every run on the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrichStats {
+    /// Manifest GETs sent (pulls spent).
+    pub pulls: u64,
+    /// Blob GETs sent.
+    pub blobs: u64,
+    /// Manifests learned.
+    pub manifests: u64,
+    /// Configs learned.
+    pub configs: u64,
+    /// Manifest answers that were 429.
+    pub rate_limited: u64,
+    /// Attempts that failed and were put back.
+    pub retries: u64,
+}
+
+impl Record for EnrichStats {
+    const VERSION: u8 = 1;
+    const WHAT: &'static str = "enrich statistics";
+}
+
 impl Record for u64 {
     const VERSION: u8 = 1;
     const WHAT: &'static str = "counter";

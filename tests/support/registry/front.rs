@@ -65,6 +65,8 @@ pub struct FrontConfig {
     pub extra_scope: Option<String>,
     /// When set, the token service grants nothing without these Basic credentials.
     pub basic_user: Option<(String, String)>,
+    /// The window the `ratelimit-*` headers give (`w=`), in seconds.
+    pub window_secs: u64,
 }
 
 impl Default for FrontConfig {
@@ -77,6 +79,7 @@ impl Default for FrontConfig {
             links: LinkRewrite::Keep,
             extra_scope: None,
             basic_user: None,
+            window_secs: WINDOW_SECS,
         }
     }
 }
@@ -234,6 +237,11 @@ impl Front {
     pub fn pulls(&self) -> u64 {
         self.shared.state().pulls
     }
+
+    /// A new pull window: the budget is whole again (the pulls counted so far are forgotten).
+    pub fn reset_pulls(&self) {
+        self.shared.state().pulls = 0;
+    }
 }
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>, origin: Origin) {
@@ -288,7 +296,7 @@ fn scope_of(path: &str) -> Option<String> {
 async fn registry(shared: &Shared, request: &Request) -> Response {
     let path = request.path().to_owned();
     let needed = scope_of(&path);
-    let (extra, pull_limit, tamper, links) = {
+    let (extra, pull_limit, tamper, links, window) = {
         let state = shared.state();
         let c = &state.config;
         (
@@ -296,6 +304,7 @@ async fn registry(shared: &Shared, request: &Request) -> Response {
             c.pull_limit,
             c.tamper_manifests,
             c.links,
+            c.window_secs,
         )
     };
     let mut needed_scopes: Vec<String> = needed.iter().cloned().collect();
@@ -341,11 +350,8 @@ async fn registry(shared: &Shared, request: &Request) -> Response {
     let is_manifest = path.contains("/manifests/");
     let budget_headers = |response: Response, remaining: u64, limit: u64| {
         response
-            .header("ratelimit-limit", format!("{limit};w={WINDOW_SECS}"))
-            .header(
-                "ratelimit-remaining",
-                format!("{remaining};w={WINDOW_SECS}"),
-            )
+            .header("ratelimit-limit", format!("{limit};w={window}"))
+            .header("ratelimit-remaining", format!("{remaining};w={window}"))
     };
     if is_manifest
         && request.method == "GET"

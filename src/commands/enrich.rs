@@ -1,0 +1,182 @@
+//! `digestmap enrich`.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use digestmap::clock;
+use digestmap::enrich::{self, EnrichError, EnrichOptions, EnrichReport, Filter, Stop, plan};
+use digestmap::net::auth;
+use digestmap::store::Store;
+use digestmap::text::printable;
+
+use crate::cli::{Cli, EnrichArgs};
+use crate::ui::Ui;
+
+pub fn run(cli: &Cli, args: &EnrichArgs, ui: &Ui) -> u8 {
+    let registry = match args.registry.parse() {
+        Ok(url) => url,
+        Err(e) => {
+            ui.error(&format!("--registry {:?}: {e}", printable(&args.registry)));
+            return super::USAGE;
+        }
+    };
+    let since = match args.since.as_deref().map(|s| (s, plan::parse_time(s))) {
+        None => None,
+        Some((_, Some(t))) => Some(t),
+        Some((text, None)) => {
+            ui.error(&format!(
+                "--since {:?} is not a date (2026-01-31) or an RFC 3339 time",
+                printable(text)
+            ));
+            return super::USAGE;
+        }
+    };
+    let mut options = EnrichOptions::new(registry);
+    options.prefix = args.registry_prefix.clone();
+    options.filter = Filter {
+        repos: args.repos.iter().map(|r| plan::repo_key(r)).collect(),
+        since,
+    };
+    options.max_pulls = args.max_pulls;
+    if let Some(rps) = args.rps {
+        options.rps = rps;
+    }
+    options.workers = args.workers;
+    options.resume = args.resume;
+    if let Some(ms) = args.retry_base_ms {
+        let base = std::time::Duration::from_millis(ms);
+        options.job_retry_base = base;
+        options.net.backoff = (base, base.saturating_mul(20));
+    }
+    // Docker Hub credentials (environment, docker's config.json) go to Docker Hub's registry
+    // only; they are looked up on every run, never stored.
+    let found = if options.registry.host_str() == Some(enrich::DOCKER_HUB_REGISTRY_HOST) {
+        auth::explicit(None, None)
+            .and_then(|explicit| auth::discover(explicit, digestmap::crawl::DEFAULT_HUB_URL))
+    } else {
+        Ok(None)
+    };
+    let found = match found {
+        Ok(found) => found,
+        Err(e) => {
+            ui.error(&e.to_string());
+            return super::USAGE;
+        }
+    };
+    if let Some(c) = &found {
+        ui.info(&format!(
+            "asking the registry's token service as {} (credentials from {})",
+            printable(&c.username),
+            c.source
+        ));
+    }
+    options.credentials = enrich::registry_credentials(&options.registry, found);
+    // enrich reads what a crawl stored: it never creates a store.
+    let store = match Store::open_existing(&cli.db) {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            ui.error(&e.to_string());
+            return super::store_error_code(&e);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            ui.error(&format!("cannot start the async runtime: {e}"));
+            return super::ERROR;
+        }
+    };
+    let cancel = CancellationToken::new();
+    let result = runtime.block_on(async {
+        let interrupt = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    cancel.cancel();
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(i32::from(super::INTERRUPTED));
+                    }
+                }
+            })
+        };
+        let result = enrich::enrich(store.clone(), options, cancel.clone()).await;
+        interrupt.abort();
+        result
+    });
+    let db = cli.db.display();
+    match result {
+        Ok(report) => {
+            summarize(ui, &report);
+            if report.interrupted {
+                ui.info(&format!(
+                    "interrupted: the store is consistent; continue with `digestmap enrich --db {db}`"
+                ));
+                super::INTERRUPTED
+            } else if let Some(stop) = report.stop {
+                let why = match stop {
+                    Stop::Budget { frees_at } => format!(
+                        "the registry's pull budget is spent until {}",
+                        clock::rfc3339(frees_at)
+                    ),
+                    Stop::MaxPulls => "--max-pulls is reached".to_owned(),
+                };
+                ui.info(&format!(
+                    "stopped: {why}; {} job(s) left; continue with `digestmap enrich --db {db}`{}",
+                    report.left,
+                    if matches!(stop, Stop::Budget { .. }) {
+                        " after that"
+                    } else {
+                        ""
+                    }
+                ));
+                super::BUDGET
+            } else if !report.failed.is_empty() {
+                ui.error(&format!(
+                    "{} enrich job(s) failed; try them again with `digestmap enrich --resume --db {db}`",
+                    report.failed.len()
+                ));
+                super::FAILED_JOBS
+            } else {
+                ui.info(&format!(
+                    "next: digestmap finalize --db {db} --out digests.ndjson"
+                ));
+                super::OK
+            }
+        }
+        Err(EnrichError::Usage(e)) => {
+            ui.error(&e);
+            super::USAGE
+        }
+        Err(EnrichError::Store(e)) => {
+            ui.error(&e.to_string());
+            super::store_error_code(&e)
+        }
+    }
+}
+
+fn summarize(ui: &Ui, r: &EnrichReport) {
+    ui.info(&format!(
+        "enrich: {} job(s) planned, {} manifest(s) and {} config(s) learned in {:.1}s",
+        r.planned,
+        r.manifests,
+        r.configs,
+        r.elapsed.as_secs_f64()
+    ));
+    ui.info(&format!(
+        "  requests: {} manifest GETs (pulls), {} blob GETs",
+        r.pulls, r.blobs
+    ));
+    ui.info(&format!("  jobs left: {}", r.left));
+    ui.info(&format!("  failed jobs: {}", r.failed.len()));
+    for (id, f) in &r.failed {
+        ui.info(&format!(
+            "    #{id} {}: {}",
+            f.job.describe(),
+            printable(&f.reason)
+        ));
+    }
+}

@@ -1,0 +1,668 @@
+//! `digestmap enrich`: the image ID and layer chain of every platform manifest the store holds,
+//! learned from the registry.
+//!
+//! For each platform manifest digest not learned yet, the manifest is fetched by digest, then
+//! its config blob; for a Hub `config`-kind digest (an image ID tag), only the config blob. Each
+//! is a job in the store's `jobs` table (enrich's id range, see [`crate::store`]); a job leaves
+//! the table only in the transaction that stores what it fetched and adds the jobs it leads to,
+//! so a `kill -9` at any instant loses nothing, and the next `enrich` re-fetches at most the jobs
+//! that were in flight.
+//!
+//! Content-addressed: a digest learned is never fetched again, and planning skips digests that
+//! already have a job, so a second `enrich` on an unchanged store sends no request at all.
+//!
+//! What is fetched is verified by the registry client against the digest asked for (sha256 of
+//! the bytes as received): a mismatch fails that job at once, and nothing of it is stored.
+//!
+//! An index met where a platform manifest was expected (a Hub tag with `images: []` whose digest
+//! is an index after all) is recorded as such, and each of its platform manifests (attestations
+//! left out) becomes a job of its own, carrying the tags of the digest Hub listed. Docker schema 1
+//! and other types the client does not read are recorded as legacy with the reason: they are
+//! answers, not failures.
+//!
+//! Pull budget (Docker Hub counts every manifest GET as a pull; blob GETs do not count): the
+//! client's budget, as the registry's `ratelimit-*` headers last said, is stored in `meta` after
+//! every manifest answer and restored by the next run, so no run sends a manifest GET the stored
+//! budget does not cover. When it is spent (or a manifest GET is answered 429), no manifest GET
+//! is sent for the rest of the window; config jobs go on; the run then ends with
+//! [`Stop::Budget`] and the time the window frees. `--max-pulls` caps one run's manifest GETs
+//! the same way ([`Stop::MaxPulls`]).
+//!
+//! Failures: transient ones (network, 5xx) put the job back with a backoff (1 s, 2 s, 4 s, 8 s),
+//! and after 5 attempts it moves to `failed` with its reason; others (a digest mismatch, a 404,
+//! a refused redirect, a body that does not parse) fail it at once. `enrich --resume` tries
+//! failed jobs again.
+
+pub mod plan;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::clock;
+use crate::model::Digest;
+use crate::net::auth::Credentials;
+use crate::net::{NetConfig, Pacer};
+use crate::registry::{
+    BudgetSnapshot, HostCredentials, Manifest, RegistryClient, RegistryConfig, RegistryError,
+};
+use crate::store::{
+    ConfigRecord, EnrichJob, EnrichStats, EnrichTarget, FailedEnrich, JobId, LayerRef,
+    ManifestFact, ManifestRecord, Store, StoreError, StoredBudget, TxError, WriteBatch,
+};
+pub use plan::{Candidate, Filter};
+
+/// Attempts before a job moves to `failed`.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Default request rate against Docker Hub's registry and registries not known here.
+pub const DEFAULT_RPS: f64 = 5.0;
+
+/// The default `--rps` for a registry: the documented rate of the mirrors known to cut off
+/// faster clients (Amazon's public mirror: about 1 request/s anonymous; Google's pull-through
+/// cache: about 50 a minute), else [`DEFAULT_RPS`].
+pub fn default_rps(registry: &Url) -> f64 {
+    match registry.host_str() {
+        Some("public.ecr.aws") => 1.0,
+        Some("mirror.gcr.io") => 50.0 / 60.0,
+        _ => DEFAULT_RPS,
+    }
+}
+/// Default number of requests in flight.
+pub const DEFAULT_WORKERS: usize = 4;
+
+/// Docker Hub's registry host, the one Docker Hub credentials belong to.
+pub const DOCKER_HUB_REGISTRY_HOST: &str = "registry-1.docker.io";
+
+/// The registry credentials to use: the Docker Hub credentials found (see
+/// [`crate::net::auth::discover`]) belong to Docker Hub's registry only, over https; any other
+/// registry (a mirror, a local one) is read anonymously, so they never leave for another host.
+pub fn registry_credentials(registry: &Url, found: Option<Credentials>) -> Option<HostCredentials> {
+    let hub = registry.scheme() == "https"
+        && registry.host_str() == Some(DOCKER_HUB_REGISTRY_HOST)
+        && registry.port().is_none();
+    let found = found.filter(|_| hub)?;
+    Some(HostCredentials {
+        host: DOCKER_HUB_REGISTRY_HOST.to_owned(),
+        username: found.username,
+        secret: found.secret,
+    })
+}
+
+/// What to enrich and how.
+#[derive(Debug, Clone)]
+pub struct EnrichOptions {
+    /// The registry origin.
+    pub registry: Url,
+    /// Credentials for the registry's token realm (Basic); `None`: anonymous.
+    pub credentials: Option<HostCredentials>,
+    /// Path before every repository on a mirror (`docker` for `docker/library/python`).
+    pub prefix: Option<String>,
+    /// Which digests to plan.
+    pub filter: Filter,
+    /// Most manifest GETs this run may send.
+    pub max_pulls: Option<u64>,
+    /// Most request starts per second.
+    pub rps: f64,
+    /// Requests in flight.
+    pub workers: usize,
+    /// Only continue what is queued (failed jobs included); plan nothing new.
+    pub resume: bool,
+    /// Timeouts and retries.
+    pub net: NetConfig,
+    /// Base of the backoff between a job's attempts.
+    pub job_retry_base: Duration,
+}
+
+impl EnrichOptions {
+    /// Options for `registry` with the defaults.
+    pub fn new(registry: Url) -> Self {
+        Self {
+            rps: default_rps(&registry),
+            registry,
+            credentials: None,
+            prefix: None,
+            filter: Filter::default(),
+            max_pulls: None,
+            workers: DEFAULT_WORKERS,
+            resume: false,
+            net: NetConfig::default(),
+            job_retry_base: Duration::from_secs(1),
+        }
+    }
+
+    /// The registry path of a store repository (`library/python`), with the prefix.
+    pub fn path_of(&self, repo: &str) -> String {
+        match self.prefix.as_deref().map(|p| p.trim_matches('/')) {
+            Some(prefix) if !prefix.is_empty() => format!("{prefix}/{repo}"),
+            _ => repo.to_owned(),
+        }
+    }
+}
+
+/// Why the run stopped before every job was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The registry's pull budget is spent until this time (unix seconds).
+    Budget {
+        /// When the window frees.
+        frees_at: u64,
+    },
+    /// `--max-pulls` was reached.
+    MaxPulls,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct EnrichReport {
+    /// Jobs planned by this run.
+    pub planned: u64,
+    /// Manifests learned by this run.
+    pub manifests: u64,
+    /// Configs learned by this run.
+    pub configs: u64,
+    /// Manifest GETs this run sent (pulls spent).
+    pub pulls: u64,
+    /// Blob GETs this run sent.
+    pub blobs: u64,
+    /// Enrich jobs left in the store (all, whatever the filter).
+    pub left: u64,
+    /// Failed enrich jobs in the store.
+    pub failed: Vec<(JobId, FailedEnrich)>,
+    /// Why manifest GETs stopped early, when they did and manifests are left.
+    pub stop: Option<Stop>,
+    /// Ctrl-C.
+    pub interrupted: bool,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Why `enrich` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrichError {
+    /// Bad options.
+    #[error("{0}")]
+    Usage(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one fetch gave.
+enum Fetched {
+    Manifest(Result<crate::registry::FetchedManifest, RegistryError>),
+    Config(Result<crate::registry::FetchedConfig, RegistryError>),
+}
+
+/// The run's queues and counters.
+struct Run {
+    manifests: VecDeque<(JobId, EnrichJob)>,
+    configs: VecDeque<(JobId, EnrichJob)>,
+    waiting: Vec<(JobId, EnrichJob)>,
+    queued: HashSet<Digest>,
+    stop: Option<Stop>,
+    manifest_starts: u64,
+    manifests_in_flight: u64,
+    /// A manifest answer came (its `ratelimit-*` headers, or their absence, told the budget).
+    manifest_answered: bool,
+    learned: (u64, u64),
+}
+
+/// Runs `enrich` on `store` until every job of the filter is done, the budget stops manifest
+/// GETs, or `cancel` fires.
+pub async fn enrich(
+    store: Arc<Store>,
+    options: EnrichOptions,
+    cancel: CancellationToken,
+) -> Result<EnrichReport, EnrichError> {
+    let started = Instant::now();
+    if options.workers == 0 || options.workers > 256 {
+        return Err(EnrichError::Usage(format!(
+            "--workers must be between 1 and 256, got {}",
+            options.workers
+        )));
+    }
+    let pacer = Pacer::new(options.rps).map_err(|e| EnrichError::Usage(format!("--rps: {e}")))?;
+    let mut config = RegistryConfig::new(options.registry.clone());
+    config.credentials = options.credentials.clone();
+    let client = RegistryClient::new(config, Arc::new(pacer), &options.net)
+        .map_err(|e| EnrichError::Usage(format!("--registry: {e}")))?;
+    let client = Arc::new(client);
+
+    let (stored_budget, jobs, failed) =
+        store.read(|r| Ok((r.budget()?, r.enrich_jobs()?, r.enrich_failed()?)))?;
+    if let Some(b) = stored_budget {
+        client.restore_pull_budget(BudgetSnapshot {
+            limit: b.limit,
+            remaining: b.remaining,
+            frees_at: UNIX_EPOCH + Duration::from_secs(b.frees_at),
+        });
+    }
+    let mut queued: HashSet<Digest> = jobs.iter().map(|(_, j)| j.digest).collect();
+    queued.extend(failed.iter().map(|(_, f)| f.job.digest));
+
+    let planned = if options.resume {
+        let moved = store.write(|w| w.retry_failed_enrich())?;
+        if moved > 0 {
+            tracing::info!("{moved} failed enrich job(s) are queued again");
+        }
+        0
+    } else {
+        let candidates = store.read(|r| plan::candidates(r, &options.filter, &queued))?;
+        store.write(|w| {
+            for c in &candidates {
+                w.add_enrich_job(&EnrichJob::new(c.target, c.digest, c.repo.clone(), None))?;
+            }
+            Ok(())
+        })?;
+        queued.extend(candidates.iter().map(|c| c.digest));
+        candidates.len() as u64
+    };
+
+    let mut run = Run {
+        manifests: VecDeque::new(),
+        configs: VecDeque::new(),
+        waiting: Vec::new(),
+        queued,
+        stop: None,
+        manifest_starts: 0,
+        manifests_in_flight: 0,
+        manifest_answered: false,
+        learned: (0, 0),
+    };
+    for (id, job) in store.read(|r| r.enrich_jobs())? {
+        if options.filter.takes_repo(&job.repo) {
+            run.push(id, job);
+        }
+    }
+
+    let mut tasks: JoinSet<(JobId, EnrichJob, Fetched)> = JoinSet::new();
+    let options = Arc::new(options);
+    loop {
+        run.wake(clock::now_unix_millis());
+        while tasks.len() < options.workers && !cancel.is_cancelled() {
+            let budget_known = run.manifest_answered || client.pull_budget().is_some();
+            let Some((id, job)) = run.next(&options, budget_known) else {
+                break;
+            };
+            let client = client.clone();
+            let options = options.clone();
+            tasks.spawn(async move {
+                let path = options.path_of(&job.repo);
+                let fetched = match job.target {
+                    EnrichTarget::Manifest => {
+                        Fetched::Manifest(client.manifest(&path, &job.digest).await)
+                    }
+                    EnrichTarget::Config => {
+                        Fetched::Config(client.config(&path, &job.digest).await)
+                    }
+                };
+                (id, job, fetched)
+            });
+        }
+        if tasks.is_empty() {
+            let due = run.waiting.iter().map(|(_, j)| j.not_before_ms).min();
+            match due {
+                Some(due) if !cancel.is_cancelled() => {
+                    let wait = due.saturating_sub(clock::now_unix_millis()).min(60_000);
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                    }
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        let joined = tokio::select! {
+            () = cancel.cancelled() => {
+                // The jobs in flight stay in the store for the next run.
+                tasks.abort_all();
+                break;
+            }
+            joined = tasks.join_next() => joined,
+        };
+        let Some(joined) = joined else { continue };
+        let (id, job, fetched) = match joined {
+            Ok(done) => done,
+            Err(e) if e.is_cancelled() => continue,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        let budget = client.pull_budget();
+        let store = store.clone();
+        let base = options.job_retry_base;
+        tokio::task::block_in_place(|| {
+            store.write(|w| run.apply(w, id, job, fetched, budget, base))
+        })?;
+    }
+
+    let (left, failed) = store.read(|r| Ok((r.enrich_jobs()?.len() as u64, r.enrich_failed()?)))?;
+    let manifests_left = !run.manifests.is_empty()
+        || run
+            .waiting
+            .iter()
+            .any(|(_, j)| j.target == EnrichTarget::Manifest);
+    Ok(EnrichReport {
+        planned,
+        manifests: run.learned.0,
+        configs: run.learned.1,
+        pulls: client
+            .stats()
+            .manifest_gets
+            .load(std::sync::atomic::Ordering::Relaxed),
+        blobs: client
+            .stats()
+            .blob_gets
+            .load(std::sync::atomic::Ordering::Relaxed),
+        left,
+        failed,
+        stop: run.stop.filter(|_| manifests_left),
+        interrupted: cancel.is_cancelled(),
+        elapsed: started.elapsed(),
+    })
+}
+
+impl Run {
+    fn push(&mut self, id: JobId, job: EnrichJob) {
+        if job.not_before_ms > clock::now_unix_millis() {
+            self.waiting.push((id, job));
+        } else {
+            match job.target {
+                EnrichTarget::Manifest => self.manifests.push_back((id, job)),
+                EnrichTarget::Config => self.configs.push_back((id, job)),
+            }
+        }
+    }
+
+    /// Moves the waiting jobs that are due into their queues.
+    fn wake(&mut self, now_ms: u64) {
+        let (due, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(_, j)| j.not_before_ms <= now_ms);
+        self.waiting = wait;
+        for (id, job) in due {
+            self.push(id, job);
+        }
+    }
+
+    /// The next job to start: configs first (they spend no pulls and finish images), then
+    /// manifests while the budget and `--max-pulls` allow. Until an answer has told the budget
+    /// (`budget_known`), one manifest GET at a time: several sent blind could overrun a budget
+    /// of fewer pulls than workers.
+    fn next(&mut self, options: &EnrichOptions, budget_known: bool) -> Option<(JobId, EnrichJob)> {
+        if let Some(job) = self.configs.pop_front() {
+            return Some(job);
+        }
+        if self.stop.is_some() || (!budget_known && self.manifests_in_flight > 0) {
+            return None;
+        }
+        if options
+            .max_pulls
+            .is_some_and(|max| self.manifest_starts >= max)
+        {
+            if !self.manifests.is_empty() {
+                self.stop = Some(Stop::MaxPulls);
+            }
+            return None;
+        }
+        let job = self.manifests.pop_front()?;
+        self.manifest_starts += 1;
+        self.manifests_in_flight += 1;
+        Some(job)
+    }
+
+    /// Commits what one fetch gave: its records, its job's removal and the jobs it leads to, or
+    /// the job back in its queue, or failed.
+    fn apply(
+        &mut self,
+        w: &mut WriteBatch<'_>,
+        id: JobId,
+        job: EnrichJob,
+        fetched: Fetched,
+        budget: Option<BudgetSnapshot>,
+        base: Duration,
+    ) -> Result<(), TxError> {
+        let now = clock::now_unix();
+        let mut stats = w.enrich_stats()?;
+        let outcome = match fetched {
+            Fetched::Manifest(result) => {
+                self.manifests_in_flight = self.manifests_in_flight.saturating_sub(1);
+                self.manifest_answered |= !matches!(
+                    result,
+                    Err(RegistryError::BudgetSpent { .. } | RegistryError::Fetch(_))
+                );
+                if let Some(b) = budget {
+                    w.set_budget(&StoredBudget {
+                        limit: b.limit,
+                        remaining: b.remaining,
+                        frees_at: clock::unix(b.frees_at),
+                    })?;
+                }
+                if !matches!(result, Err(RegistryError::BudgetSpent { .. })) {
+                    stats.pulls += 1;
+                }
+                result.map(|m| self.learn_manifest(w, &job, m, now, &mut stats))
+            }
+            Fetched::Config(result) => {
+                stats.blobs += 1;
+                result.map(|c| {
+                    let config = c.config;
+                    let record = ConfigRecord {
+                        chain_id: config.chain_id(),
+                        platform: Some(config.platform.platform),
+                        os_version: config.platform.os_version,
+                        diff_ids: config.diff_ids,
+                        created: config.created,
+                        learned_at: now,
+                    };
+                    stats.configs += 1;
+                    self.learned.1 += 1;
+                    w.put_config(&job.digest, &record)
+                })
+            }
+        };
+        match outcome {
+            Ok(done) => {
+                done?;
+                w.remove_job(id)?;
+            }
+            Err(RegistryError::BudgetSpent { spent, .. }) => {
+                self.stop = Some(Stop::Budget {
+                    frees_at: clock::unix(spent.frees_at),
+                });
+                self.manifests.push_front((id, job));
+            }
+            Err(RegistryError::RateLimited { url }) => {
+                stats.rate_limited += 1;
+                let frees_at = budget.map_or_else(
+                    || clock::unix(SystemTime::now() + crate::registry::budget::DEFAULT_WINDOW),
+                    |b| clock::unix(b.frees_at),
+                );
+                tracing::warn!(
+                    "{url} answered 429: no manifest request until {}",
+                    clock::rfc3339(frees_at)
+                );
+                self.stop = Some(Stop::Budget { frees_at });
+                self.manifests.push_front((id, job));
+            }
+            Err(err) => {
+                let reason = err.to_string();
+                let attempts = job.attempts + 1;
+                // A 429 from the CDN (blobs) is a pause, not an answer.
+                let transient = err.is_transient()
+                    || matches!(&err, RegistryError::Status { status, .. }
+                        if *status == http::StatusCode::TOO_MANY_REQUESTS);
+                if transient && attempts < MAX_ATTEMPTS {
+                    stats.retries += 1;
+                    let delay = base.saturating_mul(1 << (attempts - 1).min(10));
+                    let job = EnrichJob {
+                        attempts,
+                        not_before_ms: clock::now_unix_millis()
+                            + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        last_error: Some(reason),
+                        ..job
+                    };
+                    w.put_enrich_job(id, &job)?;
+                    self.waiting.push((id, job));
+                } else {
+                    tracing::warn!(
+                        "{} failed: {}",
+                        job.describe(),
+                        crate::text::printable(&reason)
+                    );
+                    let failed = FailedEnrich {
+                        job: EnrichJob {
+                            attempts,
+                            last_error: Some(reason.clone()),
+                            ..job
+                        },
+                        reason,
+                        failed_at: now,
+                    };
+                    w.fail_enrich_job(id, &failed)?;
+                }
+            }
+        }
+        w.set_enrich_stats(&stats)
+    }
+
+    /// Stores a manifest and plans what it leads to: its config, or an index's platform
+    /// manifests.
+    fn learn_manifest(
+        &mut self,
+        w: &mut WriteBatch<'_>,
+        job: &EnrichJob,
+        fetched: crate::registry::FetchedManifest,
+        now: u64,
+        stats: &mut EnrichStats,
+    ) -> Result<(), TxError> {
+        let carrier = job.via.unwrap_or(job.digest);
+        let (fact, media_type) = match fetched.manifest {
+            Manifest::Image(image) if image.is_attestation() => (
+                ManifestFact::Legacy {
+                    reason: "an attestation manifest, not an image".into(),
+                },
+                image.media_type,
+            ),
+            Manifest::Image(image) => {
+                let config = image.config.digest;
+                if !w.has_config(&config)? && self.queued.insert(config) {
+                    let spawned =
+                        EnrichJob::new(EnrichTarget::Config, config, job.repo.clone(), job.via);
+                    let id = w.add_enrich_job(&spawned)?;
+                    self.configs.push_back((id, spawned));
+                }
+                let layers = image
+                    .layers
+                    .iter()
+                    .map(|l| LayerRef {
+                        digest: l.digest,
+                        size: l.size,
+                        media_type: l.media_type.clone(),
+                    })
+                    .collect();
+                (ManifestFact::Image { config, layers }, image.media_type)
+            }
+            Manifest::Index(index) => {
+                let manifests: Vec<Digest> = index.images().map(|d| d.digest).collect();
+                for child in &manifests {
+                    if w.manifest(child)?.is_none() && self.queued.insert(*child) {
+                        let spawned = EnrichJob::new(
+                            EnrichTarget::Manifest,
+                            *child,
+                            job.repo.clone(),
+                            Some(carrier),
+                        );
+                        let id = w.add_enrich_job(&spawned)?;
+                        self.manifests.push_back((id, spawned));
+                    }
+                }
+                (ManifestFact::Index { manifests }, index.media_type)
+            }
+            Manifest::Legacy { media_type, reason } => {
+                (ManifestFact::Legacy { reason }, media_type)
+            }
+        };
+        stats.manifests += 1;
+        self.learned.0 += 1;
+        w.put_manifest(
+            &job.digest,
+            &ManifestRecord {
+                fact,
+                media_type,
+                via: job.via,
+                learned_at: now,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_credentials_go_to_hub_s_registry_only() {
+        use crate::net::auth::{CredentialSource, Secret};
+        let found = || {
+            Some(Credentials {
+                username: "me".into(),
+                secret: Secret::new("dckr_pat_x"),
+                source: CredentialSource::Environment,
+            })
+        };
+        let table = [
+            ("https://registry-1.docker.io", true),
+            ("https://registry-1.docker.io:443", true),
+            ("https://registry-1.docker.io:8443", false),
+            ("http://registry-1.docker.io", false),
+            ("https://public.ecr.aws", false),
+            ("http://127.0.0.1:5000", false),
+        ];
+        for (url, sent) in table {
+            let got = registry_credentials(&url.parse().unwrap(), found());
+            assert_eq!(got.is_some(), sent, "{url}");
+            if let Some(c) = got {
+                assert_eq!(
+                    (c.host.as_str(), c.username.as_str()),
+                    (DOCKER_HUB_REGISTRY_HOST, "me")
+                );
+                assert!(c.belong_to(&url.parse().unwrap()));
+            }
+        }
+        assert!(
+            registry_credentials(&"https://registry-1.docker.io".parse().unwrap(), None).is_none()
+        );
+    }
+
+    #[test]
+    fn mirrors_get_their_documented_rate() {
+        let table = [
+            ("https://registry-1.docker.io", DEFAULT_RPS),
+            ("https://public.ecr.aws", 1.0),
+            ("https://mirror.gcr.io", 50.0 / 60.0),
+            ("http://127.0.0.1:5000", DEFAULT_RPS),
+        ];
+        for (url, rps) in table {
+            assert!(
+                (default_rps(&url.parse().unwrap()) - rps).abs() < 1e-9,
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_prefix_goes_before_the_repository() {
+        let mut options = EnrichOptions::new("https://public.ecr.aws".parse().unwrap());
+        assert_eq!(options.path_of("library/python"), "library/python");
+        for prefix in ["docker", "/docker/", "docker/"] {
+            options.prefix = Some(prefix.into());
+            assert_eq!(options.path_of("library/python"), "docker/library/python");
+        }
+        options.prefix = Some("/".into());
+        assert_eq!(options.path_of("library/python"), "library/python");
+    }
+}
