@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::records::{
-    CrawlRun, DigestRecord, FailedJob, Job, Record, RepoState, RunStats, TagState,
+    CrawlRun, DigestRecord, FailedJob, Job, Record, RepoState, RunStats, TAG_NAMES_PREFIX,
+    TagNames, TagState,
 };
 use super::{
     DIGESTS, FAILED, JOBS, META, META_NEXT_JOB, META_PAUSE, META_RUN, META_SCHEMA, META_STATS,
@@ -157,6 +158,7 @@ fn meta_problem(key: &str, value: &[u8]) -> Option<String> {
         META_NEXT_JOB | META_PAUSE => undecodable::<u64>(value),
         META_RUN => undecodable::<CrawlRun>(value),
         META_STATS => undecodable::<RunStats>(value),
+        key if key.starts_with(TAG_NAMES_PREFIX) => undecodable::<TagNames>(value),
         other => Some(format!("unknown meta key {other:?}")),
     }
 }

@@ -125,6 +125,9 @@ pub struct FakeHubConfig {
     /// `(name, value)`: set on every answer, replacing the double's own header of that name;
     /// for hostile headers (`Retry-After`, `X-RateLimit-Reset`) no real Hub sends.
     pub header_overrides: Vec<(&'static str, String)>,
+    /// The registry facade (`GET /v2/<ns>/<repo>/tags/list`, its token service at `/token`)
+    /// answers at most this many names a page, with a `Link` to the next; `None`: all at once.
+    pub registry_page: Option<usize>,
 }
 
 impl Default for FakeHubConfig {
@@ -160,6 +163,7 @@ impl Default for FakeHubConfig {
             revoke_from: None,
             refuse_tokens_from: None,
             header_overrides: Vec::new(),
+            registry_page: None,
         }
     }
 }
