@@ -908,6 +908,11 @@ impl WriterCtx {
         }
         names.rounds += 1;
         names.pending = (cover.pages.len() + cover.unreachable.len()) as u32;
+        for page in &cover.pages {
+            if !state.filters.contains(&page.filter) {
+                state.filters.push(page.filter.clone());
+            }
+        }
         tracing::info!(
             "{repo}: cover round {}: {} missing tags, {} pages of {} views",
             names.rounds,
@@ -1116,6 +1121,17 @@ pub(super) fn replan_gaps(
         state.full_read = true;
         state.relists = 0;
         state.filters.clear();
+        // The registry's names are kept and the cover is planned afresh from them; names never
+        // read whole (the registry was down) are asked for again.
+        if let Some(mut names) = w.tag_names(&repo, run.id)? {
+            if names.done && names.unavailable.is_none() {
+                names.rounds = 0;
+                names.pending = 0;
+            } else {
+                names = TagNames::default();
+            }
+            w.set_tag_names(&repo, &names)?;
+        }
         let (url, window) = match next_filter(&known_tags(w, run, &repo)?, &[]) {
             Some(name) if state.capped => {
                 state.filters.push(name.clone());
