@@ -1014,7 +1014,11 @@ fn bench_cover(dir: &Path, biggest: usize) -> anyhow::Result<()> {
     let (anonymous, anonymous_pairs, gaps) = crawl("anonymous", false)?;
     let ratio = anonymous as f64 / signed as f64;
     let mut table = Table::default();
-    table.row("signed-in crawl", format!("{signed} requests"), "Hub API and the sign-in");
+    table.row(
+        "signed-in crawl",
+        format!("{signed} requests"),
+        "Hub API and the sign-in",
+    );
     table.row(
         "anonymous crawl",
         format!("{anonymous} requests"),

@@ -112,11 +112,22 @@ fn anonymous_cover_from_the_registrys_names_is_complete_near_the_signed_in_cost(
             .iter()
             .any(|r| r.path_and_query.contains("/tags/list") && r.status == 200)
     );
-    assert!(requests.iter().any(|r| r.path_and_query.starts_with("/token?")));
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.path_and_query.starts_with("/token?"))
+    );
     assert!(err.contains("planning the cover"), "{err}");
     // No name filter read from page 1 onward as the fallback does: only planned pages.
-    assert!(!err.contains("covering the rest through name filters"), "{err}");
-    assert_eq!(pairs(&dataset(&sb)), pairs(&hub.truth()), "every pair found");
+    assert!(
+        !err.contains("covering the rest through name filters"),
+        "{err}"
+    );
+    assert_eq!(
+        pairs(&dataset(&sb)),
+        pairs(&hub.truth()),
+        "every pair found"
+    );
     for line in err.lines().filter(|l| l.contains("capped at 1000 tags")) {
         assert!(line.contains("complete"), "{line}");
     }
@@ -148,10 +159,8 @@ fn a_registry_that_cannot_be_reached_falls_back_to_name_filters_and_says_so() {
     let registry = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let sb = Sandbox::new("cover-down");
-    let output = run(&mut sb.fast_crawl(
-        &hub.url(),
-        &["--registry", &registry, "--repo", "python"],
-    ));
+    let output =
+        run(&mut sb.fast_crawl(&hub.url(), &["--registry", &registry, "--repo", "python"]));
     let err = stderr(&output);
     // The filter cover may leave a gap: then the run says so (exit 4), never silently.
     let code = output.status.code();
@@ -164,7 +173,10 @@ fn a_registry_that_cannot_be_reached_falls_back_to_name_filters_and_says_so() {
             && err.contains("covering the rest through name filters instead"),
         "{err}"
     );
-    assert!(err.contains(&registry), "the message names the registry: {err}");
+    assert!(
+        err.contains(&registry),
+        "the message names the registry: {err}"
+    );
     let want = of_repo(pairs(&hub.truth()), "python");
     let got = pairs(&dataset(&sb));
     assert!(got.is_subset(&want) && got.len() * 100 > want.len() * 99);
@@ -174,7 +186,12 @@ fn a_registry_that_cannot_be_reached_falls_back_to_name_filters_and_says_so() {
 fn a_bad_registry_url_is_refused_before_anything_is_written() {
     let hub = capped_hub(|c| c.repos = 1);
     let sb = Sandbox::new("cover-bad-url");
-    for bad in ["http://example.com", "https://u:p@r.example", "ftp://x", "https://r.example/v2"] {
+    for bad in [
+        "http://example.com",
+        "https://u:p@r.example",
+        "ftp://x",
+        "https://r.example/v2",
+    ] {
         let output = run(&mut sb.fast_crawl(&hub.url(), &["--registry", bad]));
         assert_code(&output, 2, bad);
         let err = stderr(&output);
@@ -223,7 +240,10 @@ fn a_tag_pushed_during_the_cover_is_found() {
         .iter()
         .any(|r| r.path_and_query.contains("/tags/list") && r.status == 200)
     {
-        assert!(std::time::Instant::now() < deadline, "the registry was never asked");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the registry was never asked"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let truth = hub.truth();
@@ -236,7 +256,10 @@ fn a_tag_pushed_during_the_cover_is_found() {
         .take(12)
         .map(|t| {
             let (repo, tag) = t.split_once(':').unwrap();
-            (repo.trim_start_matches("library/").to_owned(), tag.to_owned())
+            (
+                repo.trim_start_matches("library/").to_owned(),
+                tag.to_owned(),
+            )
         })
         .collect();
     hub.update(|c| c.touched = middle);

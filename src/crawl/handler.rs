@@ -429,7 +429,9 @@ mod tests {
             name: "3.12".into(),
             oldest: true,
         };
-        let single = ListingWindow::Single { name: "3.12".into() };
+        let single = ListingWindow::Single {
+            name: "3.12".into(),
+        };
         let planned = ListingWindow::Planned {
             name: "3.12".into(),
             oldest: false,

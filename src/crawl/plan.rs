@@ -193,7 +193,13 @@ pub fn plan_cover(
         // Names no word reaches below the cap: their full name is the narrowest filter.
         let mut stragglers: Vec<usize> = uncovered.iter().copied().collect();
         stragglers.sort_unstable();
-        let narrow: Vec<Candidate> = stragglers.iter().filter_map(|&i| view(unique[i])).collect();
+        // Asking for a tag by name costs one request: a view of more pages than the stragglers
+        // it reaches is worse than that.
+        let narrow: Vec<Candidate> = stragglers
+            .iter()
+            .filter_map(|&i| view(unique[i]))
+            .filter(|c| c.cost() <= c.reaches.iter().filter(|i| uncovered.contains(i)).count())
+            .collect();
         let narrow: Vec<&Candidate> = narrow.iter().collect();
         chosen.extend(greedy(&narrow, &mut uncovered));
         let chosen = without_redundant(chosen);
@@ -349,7 +355,8 @@ impl PartialOrd for Bound {
 /// The words a tag name is made of (`3.12.7-slim-bookworm` → `3`, `12`, `7`, `slim`, `bookworm`),
 /// plus its version line (`3.12`) and version (`3.12.7`): the substrings that group tags pushed
 /// together. The version line with its dot (`3.12.`) is a word too: as a filter it keeps the
-/// line's releases without `3.120.0` or `13.12.1`, which `3.12` also matches.
+/// line's releases without `3.120.0` or `13.12.1`, which `3.12` also matches; and so is the
+/// version with its separator (`3.12-`), which keeps exactly that version's variants.
 pub(super) fn words(tag: &str) -> Vec<&str> {
     let mut out: Vec<&str> = tag
         .split(['-', '.', '_'])
@@ -362,6 +369,10 @@ pub(super) fn words(tag: &str) -> Vec<&str> {
         if let (Some(_), Some((second, _))) = (dots.next(), dots.next()) {
             out.push(&version[..second]);
             out.push(&version[..=second]);
+        }
+        // `3.12-`: the variants of exactly this version (the line's aliases, `3.12-slim`, ...).
+        if tag.len() > version.len() {
+            out.push(&tag[..=version.len()]);
         }
     }
     out
@@ -432,8 +443,11 @@ mod tests {
     fn words_of_tags() {
         assert_eq!(
             words("3.12.7-slim-bookworm"),
-            ["3", "12", "7", "slim", "bookworm", "3.12.7", "3.12", "3.12."]
+            [
+                "3", "12", "7", "slim", "bookworm", "3.12.7", "3.12", "3.12.", "3.12.7-"
+            ]
         );
+        assert_eq!(words("3.12-slim"), ["3", "12", "slim", "3.12", "3.12-"]);
         assert_eq!(words("latest"), ["latest"]);
         assert_eq!(words("22.04"), ["22", "04", "22.04"]);
     }
@@ -511,7 +525,11 @@ mod tests {
             ("cd3", "3"),
         ];
         let listed = ["ab9", "cd8", "cd7", "ab", "cd", "ab1", "cd2", "cd3"];
-        let want = [page("cd", false, 3), page("ab", false, 2), page("ab", false, 3)];
+        let want = [
+            page("cd", false, 3),
+            page("ab", false, 2),
+            page("ab", false, 3),
+        ];
         let mut with_ab6 = stored(&base);
         with_ab6.push(StoredTag {
             name: "ab6".into(),
@@ -558,7 +576,10 @@ mod tests {
         let plan = plan_cover(&all, &stored, &|_| false, 10, 5);
         assert_eq!(plan.missing, 8);
         // Eight positions from 0: one page of 8 (or fewer pages cannot be).
-        assert_eq!(plan.pages, [sized("v3", false, 1, 5), sized("v3", false, 2, 5)]);
+        assert_eq!(
+            plan.pages,
+            [sized("v3", false, 1, 5), sized("v3", false, 2, 5)]
+        );
     }
 
     #[test]

@@ -841,7 +841,15 @@ impl WriterCtx {
         w.set_tag_names(repo, &names)?;
         let mut state = self.repo_state(w, repo)?;
         let now = clock::now_unix();
-        self.plan(w, repo, &ListingWindow::Oldest, true, &mut state, now, applied)?;
+        self.plan(
+            w,
+            repo,
+            &ListingWindow::Oldest,
+            true,
+            &mut state,
+            now,
+            applied,
+        )?;
         w.put_repo(repo, &state)
     }
 
@@ -899,7 +907,9 @@ impl WriterCtx {
         if cover.missing == 0 {
             return self.finish_repo(w, repo, state, distinct, true, now, applied);
         }
-        if names.rounds >= MAX_COVER_ROUNDS || (cover.pages.is_empty() && cover.unreachable.is_empty()) {
+        if names.rounds >= MAX_COVER_ROUNDS
+            || (cover.pages.is_empty() && cover.unreachable.is_empty())
+        {
             tracing::warn!(
                 "{repo}: {} tag names the registry lists were not found in any view below the cap",
                 cover.missing

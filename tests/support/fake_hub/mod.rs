@@ -9,6 +9,11 @@
 //! computed from the same model, never by parsing the rendered JSON, so a parsing bug cannot hide
 //! on both sides.
 //!
+//! It also serves a registry facade for the anonymous cover: `GET /v2/<ns>/<repo>/tags/list`
+//! answers `401` with a `WWW-Authenticate: Bearer realm="<base>/token",...` challenge until asked
+//! with the token its `GET /token?scope=...` issues, then every current tag name (sorted, paged
+//! with `n`/`last` and `Link` when [`FakeHubConfig::registry_page`] says so).
+//!
 //! The server runs on its own thread and runtime: a test may block its own thread (waiting for a
 //! `digestmap` subprocess, say) without starving the double.
 //!
