@@ -348,7 +348,7 @@ fn parse_repos(body: &[u8], namespace: &str) -> Result<Parsed, hub::PageError> {
 
 /// One tag object (`.../tags/<name>`), read as the one entry of a page.
 fn parse_single(body: &[u8], repo: &RepoName) -> Result<Parsed, hub::PageError> {
-    let mut page = format!(r#"{{"count":1,"next":null,"results":["#).into_bytes();
+    let mut page = br#"{"count":1,"next":null,"results":["#.to_vec();
     page.extend_from_slice(body);
     page.extend_from_slice(b"]}");
     let (listing, _, _, skips, skipped_names) = parse_tags(&page, repo)?;

@@ -428,7 +428,7 @@ pub async fn crawl(
 fn registry_url(url: &str) -> Result<url::Url, CrawlError> {
     let parsed = url::Url::parse(url)
         .ok()
-        .filter(|u| crate::registry::origin::secure_or_loopback(u))
+        .filter(crate::registry::origin::secure_or_loopback)
         .filter(|u| matches!(u.path(), "" | "/") && u.query().is_none())
         .filter(|u| u.username().is_empty() && u.password().is_none());
     parsed.ok_or_else(|| {
