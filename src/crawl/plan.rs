@@ -170,7 +170,10 @@ pub fn plan_cover(
             })
     };
 
-    let mut words: Vec<&str> = missing.iter().flat_map(|&i| words(unique[i])).collect();
+    let mut words: Vec<&str> = missing
+        .iter()
+        .flat_map(|&i| cover_words(unique[i]))
+        .collect();
     words.sort_unstable();
     words.dedup();
     let candidates: Vec<Candidate> = words.into_iter().filter_map(&view).collect();
@@ -354,9 +357,7 @@ impl PartialOrd for Bound {
 
 /// The words a tag name is made of (`3.12.7-slim-bookworm` → `3`, `12`, `7`, `slim`, `bookworm`),
 /// plus its version line (`3.12`) and version (`3.12.7`): the substrings that group tags pushed
-/// together. The version line with its dot (`3.12.`) is a word too: as a filter it keeps the
-/// line's releases without `3.120.0` or `13.12.1`, which `3.12` also matches; and so is the
-/// version with its separator (`3.12-`), which keeps exactly that version's variants.
+/// together.
 pub(super) fn words(tag: &str) -> Vec<&str> {
     let mut out: Vec<&str> = tag
         .split(['-', '.', '_'])
@@ -368,9 +369,22 @@ pub(super) fn words(tag: &str) -> Vec<&str> {
         let mut dots = version.match_indices('.');
         if let (Some(_), Some((second, _))) = (dots.next(), dots.next()) {
             out.push(&version[..second]);
+        }
+    }
+    out
+}
+
+/// [`words`], and for the plan also the version line with its dot (`3.12.`: the line's releases
+/// without `3.120.0` or `13.12.1`, which `3.12` also matches) and the version with its separator
+/// (`3.12-`: exactly that version's variants, such as the line's aliases `3.12-slim`).
+fn cover_words(tag: &str) -> Vec<&str> {
+    let mut out = words(tag);
+    let version = tag.split(['-', '_']).next().unwrap_or("");
+    if version.contains('.') {
+        let mut dots = version.match_indices('.');
+        if let (Some(_), Some((second, _))) = (dots.next(), dots.next()) {
             out.push(&version[..=second]);
         }
-        // `3.12-`: the variants of exactly this version (the line's aliases, `3.12-slim`, ...).
         if tag.len() > version.len() {
             out.push(&tag[..=version.len()]);
         }
@@ -443,11 +457,14 @@ mod tests {
     fn words_of_tags() {
         assert_eq!(
             words("3.12.7-slim-bookworm"),
-            [
-                "3", "12", "7", "slim", "bookworm", "3.12.7", "3.12", "3.12.", "3.12.7-"
-            ]
+            ["3", "12", "7", "slim", "bookworm", "3.12.7", "3.12"]
         );
-        assert_eq!(words("3.12-slim"), ["3", "12", "slim", "3.12", "3.12-"]);
+        assert_eq!(
+            cover_words("3.12.7-slim-bookworm")[7..],
+            ["3.12.", "3.12.7-"]
+        );
+        assert_eq!(words("3.12-slim"), ["3", "12", "slim", "3.12"]);
+        assert_eq!(cover_words("3.12-slim")[4..], ["3.12-"]);
         assert_eq!(words("latest"), ["latest"]);
         assert_eq!(words("22.04"), ["22", "04", "22.04"]);
     }
