@@ -194,7 +194,13 @@ async fn attempt(
             ..
         } => parse_single(&body, repo),
         JobKind::Tags { repo, .. } => parse_tags(&body, repo),
-        JobKind::TagNames { .. } => unreachable!("tag-name jobs ask the registry"),
+        // `run` sends these to the registry; a Hub page cannot answer one.
+        JobKind::TagNames { .. } => {
+            return Outcome::Failed {
+                error: format!("{url}: a registry tag-name job was sent to Hub"),
+                transient: false,
+            };
+        }
     };
     let (listing, count, next, skips, skipped_names) = match parsed {
         Ok(parts) => parts,

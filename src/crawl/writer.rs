@@ -290,10 +290,22 @@ impl WriterCtx {
             }
             Outcome::EndOfView => {
                 w.remove_job(*id)?;
-                tracing::info!(
-                    "{} answered 404: the listing shrank while it was read; this view ends here",
-                    job.kind.url()
-                );
+                if let JobKind::Tags {
+                    window: ListingWindow::Single { name },
+                    repo,
+                    ..
+                } = &job.kind
+                {
+                    tracing::info!(
+                        "{repo}: Hub answered 404 for the tag {}: deleted since the registry listed it",
+                        crate::text::printable(name)
+                    );
+                } else {
+                    tracing::info!(
+                        "{} answered 404: the listing shrank while it was read; this view ends here",
+                        job.kind.url()
+                    );
+                }
                 match &job.kind {
                     JobKind::Repos { .. } => self.repo_list_done(w, stats)?,
                     // The handler says this of Hub's listings only.
@@ -805,7 +817,12 @@ impl WriterCtx {
             run: self.run.id,
             ..TagNames::default()
         });
-        stored.names.extend(names.iter().cloned());
+        // Names come from the network: only those Docker's grammar allows can be tags at all
+        // (Hub's listing of any other is skipped, and counted as seen, as always).
+        let valid = names
+            .iter()
+            .filter(|n| crate::model::validate_tag(n).is_ok());
+        stored.names.extend(valid.cloned());
         self.follow_next(w, id, job, page, applied)?;
         if matches!(page.next, Ok(None)) {
             stored.done = true;
