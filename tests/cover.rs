@@ -128,6 +128,9 @@ fn anonymous_cover_from_the_registrys_names_is_complete_near_the_signed_in_cost(
         pairs(&hub.truth()),
         "every pair found"
     );
+    // The stored names (`meta` records of their own) are part of a sound store.
+    let check = run(&mut sb.command(&["check"]));
+    assert_success(&check, "check after the cover");
     for line in err.lines().filter(|l| l.contains("capped at 1000 tags")) {
         assert!(line.contains("complete"), "{line}");
     }
