@@ -24,6 +24,7 @@ out=${OUT:-digests.ndjson}
 workers=${WORKERS:-4}
 rps=${RPS:-2}
 hub_args=()
+registry_args=()
 hub_pid=
 scratch=
 offline=
@@ -97,6 +98,9 @@ if [ -n "$offline" ]; then
   fi
   echo "offline: crawling the local Docker Hub double at $url into $db" >&2
   hub_args=(--hub-url "$url")
+  # The double's registry facade lists every tag name, for the anonymous cover of capped
+  # repositories; the registry is not stored, so a resumed crawl is told again.
+  registry_args=(--registry "$url")
   # The double needs no credentials: none of the user's are sent to it.
   unset DOCKERHUB_USERNAME DOCKERHUB_TOKEN
   mkdir "$scratch/docker"
@@ -109,7 +113,7 @@ fi
 
 crawl() {
   set +e
-  "$bin" --db "$db" crawl "$@" --workers "$workers" --rps "$rps"
+  "$bin" --db "$db" crawl "$@" ${registry_args[@]+"${registry_args[@]}"} --workers "$workers" --rps "$rps"
   code=$?
   set -e
   return $code

@@ -6,6 +6,7 @@
 //! cargo run --release --example bench                      # both parts
 //! cargo run --release --example bench -- crawl            # only the crawl
 //! cargo run --release --example bench -- finalize         # only finalize
+//! cargo run --release --example bench -- cover            # only the anonymous cover
 //! cargo run --release --example bench -- --digests 200000 --tags 20000
 //! ```
 //!
@@ -20,6 +21,14 @@
 //! through `Store::write`, a second child runs `digestmap::dataset::finalize` on it and times
 //! itself, then walks the store once more into `io::sink` to separate the output's I/O. The store
 //! was just written, so it is read from a warm OS page cache.
+//!
+//! Cover (`cover`, not part of the default run): the double serves repositories the size of
+//! Docker Hub's largest (`--cover-tags` for the biggest, default 18,193 like `openjdk`; the next
+//! ones 9,000 and fewer) with the anonymous paging cap, and its registry facade. A signed-in
+//! crawl and an anonymous one (`--registry` at the double) run in this process; the figure is
+//! the anonymous crawl's requests (Hub API, registry, tokens) over the signed-in one's (Hub API
+//! and the sign-in), both counted by the double, against the goal of 1.3x, with every
+//! (digest, repo:tag) pair of the double's truth found.
 //!
 //! Wall-clock figures (pages per second, digests per second) assume an otherwise idle machine;
 //! CPU times are less sensitive to other load. Everything is written under a fresh folder in the
@@ -47,6 +56,7 @@ use digestmap::hub::{
     DigestFact, HubApi, Skips, TagEntry, TagObservation, observe_tag, parse_page,
 };
 use digestmap::model::{Digest, ObjectKind, Platform, RepoName, RepoTag};
+use digestmap::net::auth::{CredentialSource, Credentials, Secret};
 use digestmap::store::Store;
 
 use fake_hub::{FakeHub, FakeHubConfig};
@@ -62,6 +72,8 @@ const RPS: f64 = 10_000.0;
 const TAGS_PER_TXN: usize = 1000;
 /// Timed passes over the fetched pages; the fastest is reported, as the least disturbed.
 const SPLIT_PASSES: usize = 3;
+/// The anonymous cover's goal: requests at most this many times a signed-in crawl's.
+const TARGET_COVER_RATIO: f64 = 1.3;
 
 /// Benchmark digestmap's crawl and finalize against their targets.
 #[derive(Parser)]
@@ -74,6 +86,9 @@ struct Cli {
     /// Tags the fake Hub serves to the crawl (approximate: the double's generator decides).
     #[arg(long, global = true, default_value_t = 40_000)]
     tags: usize,
+    /// Tags of the largest repository in the cover benchmark.
+    #[arg(long, global = true, default_value_t = 18_193)]
+    cover_tags: usize,
 }
 
 #[derive(Subcommand)]
@@ -82,6 +97,8 @@ enum Part {
     Crawl,
     /// Only finalize.
     Finalize,
+    /// Only the anonymous cover against a signed-in crawl.
+    Cover,
     /// Child: crawls the fake Hub at `--hub-url` into `--db`.
     #[command(name = "__crawl-child", hide = true)]
     CrawlChild {
@@ -112,6 +129,10 @@ fn main() -> anyhow::Result<()> {
         Some(Part::CrawlChild { hub_url, db }) => crawl_child(hub_url, &db),
         Some(Part::BuildStore { db }) => build_store(&db, cli.digests),
         Some(Part::FinalizeChild { db, out }) => finalize_child(&db, &out),
+        Some(Part::Cover) => {
+            let dir = TempDir::new()?;
+            bench_cover(&dir.0, cli.cover_tags)
+        }
         part => {
             let dir = TempDir::new()?;
             // Other work on the machine slows the wall-clock figures; the load shows how much.
@@ -938,6 +959,85 @@ fn thread_cpu() -> Duration {
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cover
+
+fn bench_cover(dir: &Path, biggest: usize) -> anyhow::Result<()> {
+    let hub = FakeHub::bind(FakeHubConfig {
+        anonymous_cap: true,
+        repos: 6,
+        max_tags: biggest / 2,
+        big_repo_tags: biggest,
+        ..FakeHubConfig::default()
+    })?;
+    let truth: usize = hub
+        .truth()
+        .values()
+        .map(|v| v["tags"].as_array().map_or(0, Vec::len))
+        .sum();
+    println!(
+        "cover: {} repositories, {} tags, {} pairs; anonymous cap at offset 1000",
+        hub.total_repos(),
+        group(hub.total_tags() as u64),
+        group(truth as u64)
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let crawl = |name: &str, signed_in: bool| -> anyhow::Result<(usize, u64, usize)> {
+        hub.clear_requests();
+        let store = Arc::new(Store::open(&dir.join(format!("{name}.redb")))?);
+        let options = CrawlOptions {
+            hub_url: Some(hub.url()),
+            workers: WORKERS,
+            rps: RPS,
+            registry: (!signed_in).then(|| hub.url()),
+            credentials: signed_in.then(|| Credentials {
+                username: "bench".into(),
+                secret: Secret::new("bench-token"),
+                source: CredentialSource::TokenStdin,
+            }),
+            ..CrawlOptions::default()
+        };
+        let report = runtime.block_on(crawl::crawl(
+            store,
+            options,
+            Arc::new(Progress::default()),
+            CancellationToken::new(),
+        ))?;
+        ensure!(report.failed.is_empty(), "{name} crawl: failed jobs");
+        Ok((hub.requests().len(), report.counts.pairs, report.gaps.len()))
+    };
+    let (signed, signed_pairs, _) = crawl("signed-in", true)?;
+    let (anonymous, anonymous_pairs, gaps) = crawl("anonymous", false)?;
+    let ratio = anonymous as f64 / signed as f64;
+    let mut table = Table::default();
+    table.row(
+        "signed-in crawl",
+        format!("{signed} requests"),
+        "Hub API and the sign-in",
+    );
+    table.row(
+        "anonymous crawl",
+        format!("{anonymous} requests"),
+        "Hub API, registry and its tokens",
+    );
+    table.verdict(
+        "every pair found",
+        format!("{anonymous_pairs} of {truth} (signed in {signed_pairs}), {gaps} gaps"),
+        "all".into(),
+        anonymous_pairs as usize == truth && gaps == 0,
+    );
+    table.verdict(
+        "anonymous / signed in",
+        format!("{ratio:.2}x"),
+        format!("at most {TARGET_COVER_RATIO}x"),
+        ratio <= TARGET_COVER_RATIO,
+    );
+    table.print();
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -56,6 +56,11 @@ pub struct CrawlArgs {
     /// Docker Hub API origin (https; plain http only for loopback) [default: https://hub.docker.com]
     #[arg(long, value_name = "URL")]
     pub hub_url: Option<String>,
+    /// Registry whose tag lists plan the cover of capped repositories in anonymous crawls
+    /// (https; plain http only for loopback) [default: https://registry-1.docker.io when
+    /// crawling Docker Hub]
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
     /// Namespace to crawl [default: library]
     #[arg(long, value_name = "NS")]
     pub namespace: Option<String>,

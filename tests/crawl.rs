@@ -941,6 +941,11 @@ fn a_repository_hub_does_not_have_does_not_lock_the_store() {
         "{text}"
     );
     assert!(text.contains("0 failed"), "{text}");
+    // What the run recorded of the missing repository is a sound record.
+    assert_success(
+        &sb.run(&["check"]),
+        "check of a store with a missing repository",
+    );
 
     // The run is finished: nothing to resume, and a new crawl starts (a refresh) and finishes.
     let resume = sb.run(&["crawl", "--resume"]);
@@ -1135,6 +1140,7 @@ fn skip_failed_gives_up_failed_jobs_and_the_run_finishes() {
     assert!(text.contains("skipped: 1 failed jobs"), "{text}");
     assert!(text.contains(&broken), "{text}");
     assert!(text.contains("0 failed"), "{text}");
+    assert_success(&sb.run(&["check"]), "check of a store with skipped jobs");
 
     // The store is not locked: a new crawl starts, and once Hub answers, the gap is filled.
     hub.update(|c| c.broken_paths.clear());

@@ -2,7 +2,8 @@
 //!
 //! They talk HTTP to the double like a crawler would and check Hub's behaviours one by one:
 //! paging on both endpoint forms, clamping, 404 past the end, orderings and filters, the
-//! anonymous cap, rate windows, forced and random faults. The truth is re-derived here from the
+//! anonymous cap, rate windows, forced and random faults, the registry facade (challenge, token,
+//! `tags/list` paged by `Link`). The truth is re-derived here from the
 //! rendered pages with independent code and compared with the double's own, which is computed
 //! from its model.
 
@@ -1087,4 +1088,91 @@ async fn same_seed_same_data_and_rebuilds_move_tags() {
         })
         .count();
     assert!(kept > 0 && gone < before.len());
+}
+
+#[tokio::test]
+async fn registry_facade_challenges_then_lists_every_name_paged_by_link() {
+    let hub = FakeHub::start(FakeHubConfig {
+        registry_page: Some(40),
+        ..small()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let base = hub.url();
+    let list = format!("{base}/v2/library/python/tags/list");
+
+    // Without a token: 401 and a challenge naming this double's token service and the scope.
+    let refused = get(&client, &list).await;
+    assert_eq!(refused.status, 401);
+    let challenge = refused.headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        challenge,
+        format!(
+            r#"Bearer realm="{base}/token",service="registry.docker.io",scope="repository:library/python:pull""#
+        )
+    );
+    // Another repository's token is refused too.
+    let token_for = |scope: &str| {
+        let client = client.clone();
+        let url = format!("{base}/token?service=registry.docker.io&scope={scope}");
+        async move {
+            get(&client, &url).await.json()["token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let other = token_for("repository:library/ubuntu:pull").await;
+    assert_eq!(
+        send(client.get(&list).bearer_auth(&other)).await.status,
+        401
+    );
+
+    // With the right one: every name, sorted, 40 a page, each page linking the next.
+    let token = token_for("repository:library/python:pull").await;
+    let mut names = Vec::new();
+    let mut url = list.clone();
+    let mut pages = 0;
+    loop {
+        let page = send(client.get(&url).bearer_auth(&token)).await;
+        assert_eq!(page.status, 200);
+        let body = page.json();
+        assert_eq!(body["name"], "library/python");
+        let tags = body["tags"].as_array().unwrap();
+        assert!(tags.len() <= 40);
+        names.extend(tags.iter().map(|t| t.as_str().unwrap().to_owned()));
+        pages += 1;
+        let Some(link) = page.headers.get("link") else {
+            break;
+        };
+        let link = link.to_str().unwrap();
+        let path = link
+            .strip_prefix('<')
+            .and_then(|l| l.split_once(">; rel=\"next\""))
+            .unwrap()
+            .0;
+        url = format!("{base}{path}");
+    }
+    let truth: BTreeSet<String> = all_tags(&hub, &client)
+        .await
+        .into_iter()
+        .filter(|(repo, _)| repo == "python")
+        .map(|(_, tag)| tag["name"].as_str().unwrap().to_owned())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "names come sorted");
+    assert_eq!(names.iter().cloned().collect::<BTreeSet<_>>(), truth);
+    assert_eq!(names.len(), truth.len(), "each name once");
+    assert_eq!(pages, truth.len().div_ceil(40));
+
+    // A repository the double does not have: the registry's NAME_UNKNOWN.
+    let missing = format!("{base}/v2/library/nope/tags/list");
+    let token = token_for("repository:library/nope:pull").await;
+    let answer = send(client.get(&missing).bearer_auth(&token)).await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.json()["errors"][0]["code"], "NAME_UNKNOWN");
 }

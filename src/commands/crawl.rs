@@ -21,6 +21,7 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
         resume: args.resume,
         full: args.full,
         skip_failed: args.skip_failed,
+        registry: args.registry.clone(),
         ..CrawlOptions::default()
     };
     if let Some(ms) = args.retry_base_ms {

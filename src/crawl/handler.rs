@@ -6,6 +6,11 @@
 //! never followed; the following page is read from the origin instead (this URL, `page` + 1), so
 //! a hostile or misconfigured link loses nothing. Such a link is named in a warning once per
 //! process, not on every page, retry and resume.
+//!
+//! A tag-name job asks the registry (`GET /v2/<name>/tags/list`, through
+//! [`crate::registry::RegistryClient`] and its own retries) instead of Hub; when the registry
+//! cannot answer, the outcome says so ([`Outcome::NoRegistry`]) and the writer falls back to the
+//! `name`-filter cover.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,7 +20,8 @@ use crate::clock;
 use crate::hub::{self, HubApi, RepoEntry, Skips, TagEntry, TagObservation};
 use crate::model::RepoName;
 use crate::net::{FetchError, HttpClient, RequestCounter};
-use crate::store::JobKind;
+use crate::registry::RegistryClient;
+use crate::store::{JobKind, ListingWindow};
 
 /// What a fetched page holds, validated.
 #[derive(Debug)]
@@ -24,6 +30,8 @@ pub enum Listing {
     Repos(Vec<RepoName>),
     /// Tags of a repository.
     Tags(Vec<TagObservation>),
+    /// Tag names of a repository, from the registry.
+    Names(Vec<String>),
 }
 
 /// A page fetched and parsed.
@@ -58,6 +66,9 @@ pub enum Outcome {
     /// Hub answered 404 on a later page: the listing shrank while it was read, and this view
     /// ends here.
     EndOfView,
+    /// The registry could not be asked for a repository's tag names (after its retries), or
+    /// none is configured: the cover falls back to `name` filters.
+    NoRegistry(String),
     /// The attempt failed.
     Failed {
         /// Why, naming the URL.
@@ -68,10 +79,59 @@ pub enum Outcome {
 }
 
 /// Runs one job attempt; also returns the requests it took, retries included.
-pub async fn run(client: &HttpClient, api: &HubApi, kind: &JobKind) -> (Outcome, u64) {
+pub async fn run(
+    client: &HttpClient,
+    registry: Option<&RegistryClient>,
+    api: &HubApi,
+    kind: &JobKind,
+) -> (Outcome, u64) {
+    if let JobKind::TagNames { repo, url } = kind {
+        return tag_names(registry, repo, url).await;
+    }
     let counter = RequestCounter::default();
     let outcome = attempt(client, api, kind, &counter).await;
     (outcome, counter.get())
+}
+
+/// Reads one page of the registry's tag names of `repo`. The requests it took are the
+/// registry client's count before and after (its token requests included); with several such
+/// jobs at once a repository may be charged another's, the run's total stays exact.
+async fn tag_names(
+    registry: Option<&RegistryClient>,
+    repo: &RepoName,
+    url: &str,
+) -> (Outcome, u64) {
+    let Some(registry) = registry else {
+        return (
+            Outcome::NoRegistry(format!(
+                "no registry is configured to list the tag names of {repo}"
+            )),
+            0,
+        );
+    };
+    let before = registry.net_stats().requests.load(Ordering::Relaxed);
+    let name = repo.to_string();
+    let result = match registry.stored_page(Some(&name), url) {
+        Ok(page) => registry.tags_page(&name, &page).await,
+        Err(err) => Err(err),
+    };
+    let requests = registry
+        .net_stats()
+        .requests
+        .load(Ordering::Relaxed)
+        .saturating_sub(before);
+    let outcome = match result {
+        Ok(page) => Outcome::Page(Box::new(PageData {
+            fetched_at: clock::now_unix(),
+            listing: Listing::Names(page.names),
+            count: None,
+            next: Ok(page.next.map(|next| next.url().clone())),
+            skips: Skips::default(),
+            skipped_names: Vec::new(),
+        })),
+        Err(err) => Outcome::NoRegistry(err.to_string()),
+    };
+    (outcome, requests)
 }
 
 /// Whether an error answer is Hub's anonymous paging cap: a 403 whose message speaks of the
@@ -128,7 +188,19 @@ async fn attempt(
     let fetched_at = clock::now_unix();
     let parsed = match kind {
         JobKind::Repos { namespace, .. } => parse_repos(&body, namespace),
+        JobKind::Tags {
+            repo,
+            window: ListingWindow::Single { .. },
+            ..
+        } => parse_single(&body, repo),
         JobKind::Tags { repo, .. } => parse_tags(&body, repo),
+        // `run` sends these to the registry; a Hub page cannot answer one.
+        JobKind::TagNames { .. } => {
+            return Outcome::Failed {
+                error: format!("{url}: a registry tag-name job was sent to Hub"),
+                transient: false,
+            };
+        }
     };
     let (listing, count, next, skips, skipped_names) = match parsed {
         Ok(parts) => parts,
@@ -143,6 +215,7 @@ async fn attempt(
     let empty = match &listing {
         Listing::Repos(r) => r.is_empty(),
         Listing::Tags(t) => t.is_empty(),
+        Listing::Names(n) => n.is_empty(),
     };
     let next = match next {
         None => Ok(None),
@@ -222,6 +295,14 @@ pub enum NotFound {
 /// `--namespace`, or `--resume --skip-failed`). A later page is simply past the end.
 pub fn not_found(kind: &JobKind, page: Option<u64>) -> NotFound {
     match (kind, page) {
+        // One tag asked for by name: that tag is gone (deleted since the registry listed it).
+        (
+            JobKind::Tags {
+                window: ListingWindow::Single { .. },
+                ..
+            },
+            _,
+        ) => NotFound::EndOfView,
         (JobKind::Tags { .. }, Some(1)) => NotFound::RepoGone,
         (JobKind::Repos { .. }, Some(1)) => NotFound::Fail,
         (_, Some(p)) if p > 1 => NotFound::EndOfView,
@@ -269,6 +350,15 @@ fn parse_repos(body: &[u8], namespace: &str) -> Result<Parsed, hub::PageError> {
         skips,
         Vec::new(),
     ))
+}
+
+/// One tag object (`.../tags/<name>`), read as the one entry of a page.
+fn parse_single(body: &[u8], repo: &RepoName) -> Result<Parsed, hub::PageError> {
+    let mut page = br#"{"count":1,"next":null,"results":["#.to_vec();
+    page.extend_from_slice(body);
+    page.extend_from_slice(b"]}");
+    let (listing, _, _, skips, skipped_names) = parse_tags(&page, repo)?;
+    Ok((listing, None, None, skips, skipped_names))
 }
 
 fn parse_tags(body: &[u8], repo: &RepoName) -> Result<Parsed, hub::PageError> {
@@ -345,6 +435,13 @@ mod tests {
             name: "3.12".into(),
             oldest: true,
         };
+        let single = ListingWindow::Single {
+            name: "3.12".into(),
+        };
+        let planned = ListingWindow::Planned {
+            name: "3.12".into(),
+            oldest: false,
+        };
         let table = [
             (tags(ListingWindow::Plain), Some(1), NotFound::RepoGone),
             (tags(ListingWindow::Oldest), Some(1), NotFound::RepoGone),
@@ -359,6 +456,10 @@ mod tests {
             (repos(false), Some(2), NotFound::EndOfView),
             (repos(true), Some(2), NotFound::EndOfView),
             (repos(false), None, NotFound::Fail),
+            // One tag by name: a 404 says the tag went, never the repository.
+            (tags(single.clone()), Some(1), NotFound::EndOfView),
+            (tags(single), None, NotFound::EndOfView),
+            (tags(planned), Some(1), NotFound::RepoGone),
         ];
         for (kind, page, want) in table {
             assert_eq!(not_found(&kind, page), want, "{kind:?} page {page:?}");

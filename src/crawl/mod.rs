@@ -17,6 +17,7 @@
 //! binary may draw.
 
 mod handler;
+pub mod plan;
 mod queue;
 mod writer;
 
@@ -86,6 +87,10 @@ pub struct CrawlOptions {
     /// Docker Hub credentials to sign in with; `None` crawls anonymously. Never stored, so a
     /// resumed crawl is given them again.
     pub credentials: Option<Credentials>,
+    /// `--registry`: the registry whose `tags/list` plans the cover of a capped repository
+    /// (anonymous crawls only). `None`: Docker Hub's registry when crawling Docker Hub's own
+    /// origin, else none (the cover then uses `name` filters alone).
+    pub registry: Option<String>,
 }
 
 impl CrawlOptions {
@@ -111,6 +116,9 @@ impl CrawlOptions {
         }
         if let Some(url) = &self.hub_url {
             HubApi::new(url).map_err(|e| CrawlError::Usage(e.to_string()))?;
+        }
+        if let Some(url) = &self.registry {
+            registry_url(url)?;
         }
         let namespace = self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
         if RepoName::new(namespace, "x").is_err() {
@@ -140,6 +148,7 @@ impl Default for CrawlOptions {
             net: NetConfig::default(),
             job_retry_base: JOB_RETRY_BASE,
             credentials: None,
+            registry: None,
         }
     }
 }
@@ -256,6 +265,7 @@ pub async fn crawl(
     }
     // Only now, signed in (or anonymous), is the run written.
     let run = start_run(&store, plan, options.skip_failed)?;
+    let registry = cover_registry(&options, &run.hub_url, &pacer)?.map(Arc::new);
 
     let (jobs, repos) = store.read(|r| Ok((r.jobs()?, r.repos()?)))?;
     let this_run: Vec<&RepoState> = repos
@@ -283,6 +293,7 @@ pub async fn crawl(
             pacer.clone(),
             client.stats().clone(),
             options.job_retry_base,
+            registry.clone(),
         );
         let close = CloseOnPanic(queue.clone());
         std::thread::Builder::new()
@@ -301,12 +312,13 @@ pub async fn crawl(
     let halt = cancel.child_token();
     let mut workers = Vec::with_capacity(options.workers);
     for _ in 0..options.workers {
-        let (queue, client, api, tx, cancel) = (
+        let (queue, client, api, tx, cancel, registry) = (
             queue.clone(),
             client.clone(),
             api.clone(),
             tx.clone(),
             halt.clone(),
+            registry.clone(),
         );
         let progress = progress.clone();
         workers.push(tokio::spawn(async move {
@@ -320,7 +332,7 @@ pub async fn crawl(
                 injected_panic("worker");
                 let (outcome, requests) = tokio::select! {
                     () = cancel.cancelled() => break,
-                    done = handler::run(&client, &api, &job.kind) => done,
+                    done = handler::run(&client, registry.as_deref(), &api, &job.kind) => done,
                 };
                 progress.requests.store(
                     client.stats().requests.load(Ordering::Relaxed),
@@ -410,6 +422,50 @@ pub async fn crawl(
         elapsed: started.elapsed(),
         interrupted,
     })
+}
+
+/// Parses a `--registry` URL as the registry client will take it.
+fn registry_url(url: &str) -> Result<url::Url, CrawlError> {
+    let parsed = url::Url::parse(url)
+        .ok()
+        .filter(crate::registry::origin::secure_or_loopback)
+        .filter(|u| matches!(u.path(), "" | "/") && u.query().is_none())
+        .filter(|u| u.username().is_empty() && u.password().is_none());
+    parsed.ok_or_else(|| {
+        CrawlError::Usage(format!(
+            "--registry {:?} must be an https origin (plain http only on a loopback host) with no path or user name",
+            crate::hub::redact_userinfo(url)
+        ))
+    })
+}
+
+/// The registry the cover asks for tag names: only anonymous crawls need it (signed in, Hub does
+/// not cap listings); `--registry`, else Docker Hub's registry when crawling Docker Hub itself,
+/// else none. Builds its client on the crawl's pacer, so its requests are paced with Hub's.
+fn cover_registry(
+    options: &CrawlOptions,
+    hub_url: &str,
+    pacer: &Arc<Pacer>,
+) -> Result<Option<crate::registry::RegistryClient>, CrawlError> {
+    if options.credentials.is_some() {
+        return Ok(None);
+    }
+    let url = match &options.registry {
+        Some(url) => url.clone(),
+        None if hub_url.trim_end_matches('/') == DEFAULT_HUB_URL => {
+            crate::registry::DOCKER_HUB_REGISTRY.to_owned()
+        }
+        None => {
+            tracing::info!(
+                "no --registry for {hub_url}: a capped repository is covered through name filters alone"
+            );
+            return Ok(None);
+        }
+    };
+    let config = crate::registry::RegistryConfig::new(registry_url(&url)?);
+    crate::registry::RegistryClient::new(config, pacer.clone(), &options.net)
+        .map(Some)
+        .map_err(|e| CrawlError::Usage(format!("--registry: {e}")))
 }
 
 /// Closes the job queue when dropped during a panic, so that a panicking worker or writer does

@@ -19,6 +19,13 @@
 //!   another 1000; after that, `name`-filtered views (each newest-first, then oldest-first if it
 //!   is capped too) chosen by [`next_filter`] cover the middle, until `count` is reached or no
 //!   filter is left (the repository is then marked incomplete).
+//!   When a registry is configured (anonymous crawls only: signed in there is no cap), the
+//!   oldest-first view is followed instead by the registry's list of every tag name
+//!   ([`JobKind::TagNames`], its pages stored in [`TagNames`]), and the cover is planned from the
+//!   names ([`super::plan`]): the planned pages ([`ListingWindow::Planned`]) are read at once, and
+//!   when the last of a round is committed the plan is made again from what is stored, until
+//!   every name is stored or [`MAX_COVER_ROUNDS`] rounds are spent. When the registry cannot be
+//!   asked, the `name` filters above take over.
 //!
 //! A repository list capped at offset 100 is read again by descending name, for another 100.
 //!
@@ -33,15 +40,17 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::plan::{self, MAX_COVER_ROUNDS, StoredTag, VIEW_DEPTH, words};
 use super::queue::JobQueue;
 use super::{JOB_RETRY_MAX, Listing, MAX_ATTEMPTS, Outcome, PageData, Progress};
 use crate::clock;
-use crate::hub::HubApi;
+use crate::hub::{HubApi, PAGE_SIZE};
 use crate::model::RepoName;
 use crate::net::{NetStats, Pacer};
+use crate::registry::RegistryClient;
 use crate::store::{
     CrawlRun, FailedJob, Job, JobId, JobKind, ListingWindow, MissingRepo, RepoState, RunMode,
-    RunStats, Store, StoreError, TagState, TxError, WriteBatch,
+    RunStats, Store, StoreError, TagNames, TagState, TxError, WriteBatch, name_hash,
 };
 
 /// Most outcomes committed in one transaction: amortises the fsync without delaying progress.
@@ -69,6 +78,7 @@ pub(super) struct Completion {
 #[derive(Debug, Default, Clone, Copy)]
 struct NetSnapshot {
     requests: u64,
+    registry: u64,
     fetches: u64,
     rate_limited: u64,
 }
@@ -83,6 +93,8 @@ pub(super) struct WriterCtx {
     pub pacer: Arc<Pacer>,
     pub net: Arc<NetStats>,
     pub job_retry_base: Duration,
+    /// The registry asked for tag names, when the cover may use one.
+    pub registry: Option<Arc<RegistryClient>>,
     synced: NetSnapshot,
 }
 
@@ -117,6 +129,7 @@ impl WriterCtx {
         pacer: Arc<Pacer>,
         net: Arc<NetStats>,
         job_retry_base: Duration,
+        registry: Option<Arc<RegistryClient>>,
     ) -> Self {
         Self {
             store,
@@ -127,6 +140,7 @@ impl WriterCtx {
             pacer,
             net,
             job_retry_base,
+            registry,
             synced: NetSnapshot::default(),
         }
     }
@@ -158,12 +172,18 @@ impl WriterCtx {
         super::injected_panic("writer");
         let snapshot = NetSnapshot {
             requests: self.net.requests.load(Ordering::Relaxed),
+            registry: self
+                .registry
+                .as_ref()
+                .map_or(0, |r| r.net_stats().requests.load(Ordering::Relaxed)),
             fetches: self.net.fetches.load(Ordering::Relaxed),
             rate_limited: self.pacer.rate_limited(),
         };
         let applied = self.store.write(|w| {
             let mut stats = w.stats()?;
             stats.requests += snapshot.requests - self.synced.requests;
+            // The registry's requests (tag names, tokens) count with Hub's.
+            stats.requests += snapshot.registry - self.synced.registry;
             let retries_now = snapshot.requests.saturating_sub(snapshot.fetches);
             let retries_before = self.synced.requests.saturating_sub(self.synced.fetches);
             stats.retries += retries_now.saturating_sub(retries_before);
@@ -203,7 +223,7 @@ impl WriterCtx {
             ..
         } = completion;
         let mut applied = Applied::default();
-        if let JobKind::Tags { repo, .. } = &job.kind {
+        if let JobKind::Tags { repo, .. } | JobKind::TagNames { repo, .. } = &job.kind {
             // Every attempt's requests count toward the repository's cost, failed ones too.
             let mut state = self.repo_state(w, repo)?;
             state.requests += requests;
@@ -248,25 +268,65 @@ impl WriterCtx {
                         applied.tags = tags.len() as u64;
                         self.tags_page(w, *id, job, repo, window, page, tags.len(), &mut applied)?;
                     }
+                    (JobKind::TagNames { repo, .. }, Listing::Names(names)) => {
+                        self.names_page(w, *id, job, repo, names, page, &mut applied)?;
+                    }
                     _ => unreachable!("a job's listing matches its kind"),
                 }
             }
             Outcome::Gone => match &job.kind {
                 JobKind::Tags { repo, .. } => self.repo_gone(w, *id, job, repo, &mut applied)?,
                 // The handler only says "gone" of a tag listing; anything else fails as it was.
-                JobKind::Repos { .. } => {
+                JobKind::Repos { .. } | JobKind::TagNames { .. } => {
                     let error = format!("{} answered 404 Not Found", job.kind.url());
                     self.failed_attempt(w, *id, job, &error, false, stats, &mut applied)?;
                 }
             },
+            Outcome::NoRegistry(error) => {
+                w.remove_job(*id)?;
+                if let JobKind::TagNames { repo, .. } = &job.kind {
+                    self.no_registry(w, repo, error, &mut applied)?;
+                }
+            }
             Outcome::EndOfView => {
                 w.remove_job(*id)?;
-                tracing::info!(
-                    "{} answered 404: the listing shrank while it was read; this view ends here",
-                    job.kind.url()
-                );
+                if let JobKind::Tags {
+                    window: ListingWindow::Single { name },
+                    repo,
+                    ..
+                } = &job.kind
+                {
+                    tracing::info!(
+                        "{repo}: Hub answered 404 for the tag {}: deleted since the registry listed it",
+                        crate::text::printable(name)
+                    );
+                } else {
+                    tracing::info!(
+                        "{} answered 404: the listing shrank while it was read; this view ends here",
+                        job.kind.url()
+                    );
+                }
                 match &job.kind {
                     JobKind::Repos { .. } => self.repo_list_done(w, stats)?,
+                    // The handler says this of Hub's listings only.
+                    JobKind::TagNames { .. } => {}
+                    JobKind::Tags {
+                        repo,
+                        window: ListingWindow::Planned { .. },
+                        ..
+                    } => self.planned_page_done(w, repo, &mut applied)?,
+                    // The tag is gone: the registry listed it, Hub no longer has it.
+                    JobKind::Tags {
+                        repo,
+                        window: ListingWindow::Single { name },
+                        ..
+                    } => {
+                        if let Some(mut names) = w.tag_names(repo, self.run.id)? {
+                            names.names.retain(|n| n != name);
+                            w.set_tag_names(repo, &names)?;
+                        }
+                        self.planned_page_done(w, repo, &mut applied)?;
+                    }
                     JobKind::Tags { repo, window, .. } => {
                         let mut state = self.repo_state(w, repo)?;
                         let now = clock::now_unix();
@@ -297,6 +357,14 @@ impl WriterCtx {
                         )?;
                     }
                     JobKind::Repos { .. } => self.repo_list_done(w, stats)?,
+                    JobKind::TagNames { .. } => {}
+                    // A plan that met the cap (a tie moved its range): planned again at the end
+                    // of the round.
+                    JobKind::Tags {
+                        repo,
+                        window: ListingWindow::Planned { .. } | ListingWindow::Single { .. },
+                        ..
+                    } => self.planned_page_done(w, repo, &mut applied)?,
                     JobKind::Tags { repo, window, .. } => {
                         let mut state = self.repo_state(w, repo)?;
                         let now = clock::now_unix();
@@ -537,6 +605,12 @@ impl WriterCtx {
         }
         state.pages += 1;
         state.tags_seen += stored as u64;
+        if let ListingWindow::Planned { .. } | ListingWindow::Single { .. } = window {
+            // A planned page is read alone; its round is planned again once all are in.
+            w.remove_job(id)?;
+            w.put_repo(repo, &state)?;
+            return self.planned_page_done(w, repo, applied);
+        }
         let whole_listing = matches!(window, ListingWindow::Plain | ListingWindow::Oldest);
         if whole_listing && let Some(count) = page.count {
             if count <= MAX_PLAUSIBLE_COUNT {
@@ -598,7 +672,9 @@ impl WriterCtx {
         view_count: Option<u64>,
     ) -> Result<bool, TxError> {
         Ok(match window {
-            ListingWindow::Plain => false,
+            ListingWindow::Plain | ListingWindow::Planned { .. } | ListingWindow::Single { .. } => {
+                false
+            }
             ListingWindow::Oldest => state.count.is_some_and(|c| {
                 self.seen(w, repo).map_or(0, |s| s.len() as u64) + state.skipped_names.len() as u64
                     >= c
@@ -638,6 +714,37 @@ impl WriterCtx {
         };
         if complete {
             return self.finish_repo(w, repo, state, distinct, true, now, applied);
+        }
+        // A capped repository whose oldest-first view is read: ask the registry for every name
+        // and plan the rest, unless it could not be asked (then `name` filters, below).
+        if let Some(registry) = self.registry.as_ref().filter(|_| state.capped)
+            && *window != ListingWindow::Plain
+        {
+            match w.tag_names(repo, self.run.id)? {
+                None => {
+                    w.set_tag_names(
+                        repo,
+                        &TagNames {
+                            run: self.run.id,
+                            ..TagNames::default()
+                        },
+                    )?;
+                    let url = registry.tags_first_page(&repo.to_string());
+                    return applied.spawn(
+                        w,
+                        JobKind::TagNames {
+                            repo: repo.clone(),
+                            url: url.url().to_string(),
+                        },
+                    );
+                }
+                Some(names) if names.unavailable.is_none() && names.done => {
+                    return self.cover_round(w, repo, state, now, applied);
+                }
+                // Its names are being read; the last page plans the cover.
+                Some(names) if names.unavailable.is_none() => return Ok(()),
+                Some(_) => {}
+            }
         }
         let tags_url = |ordering: Option<&str>, name: Option<&str>| {
             self.api.tags_url_with(repo, ordering, name).to_string()
@@ -692,6 +799,219 @@ impl WriterCtx {
             Some(kind) => applied.spawn(w, kind),
             None => self.finish_repo(w, repo, state, distinct, false, now, applied),
         }
+    }
+
+    /// Stores a page of the registry's tag names of `repo`; the last one plans the cover.
+    #[allow(clippy::too_many_arguments)]
+    fn names_page(
+        &self,
+        w: &mut WriteBatch<'_>,
+        id: JobId,
+        job: &Job,
+        repo: &RepoName,
+        names: &[String],
+        page: &PageData,
+        applied: &mut Applied,
+    ) -> Result<(), TxError> {
+        let mut stored = w.tag_names(repo, self.run.id)?.unwrap_or(TagNames {
+            run: self.run.id,
+            ..TagNames::default()
+        });
+        // Names come from the network: only those Docker's grammar allows can be tags at all
+        // (Hub's listing of any other is skipped, and counted as seen, as always).
+        let valid = names
+            .iter()
+            .filter(|n| crate::model::validate_tag(n).is_ok());
+        stored.names.extend(valid.cloned());
+        self.follow_next(w, id, job, page, applied)?;
+        if matches!(page.next, Ok(None)) {
+            stored.done = true;
+            stored.names.sort_unstable();
+            stored.names.dedup();
+            tracing::info!(
+                "{repo}: the registry lists {} tag names; planning the cover",
+                stored.names.len()
+            );
+            w.set_tag_names(repo, &stored)?;
+            let mut state = self.repo_state(w, repo)?;
+            self.cover_round(w, repo, &mut state, page.fetched_at, applied)?;
+            return w.put_repo(repo, &state);
+        }
+        w.set_tag_names(repo, &stored)
+    }
+
+    /// The registry could not be asked for `repo`'s names: say so, and cover it with `name`
+    /// filters as without a registry.
+    fn no_registry(
+        &self,
+        w: &mut WriteBatch<'_>,
+        repo: &RepoName,
+        error: &str,
+        applied: &mut Applied,
+    ) -> Result<(), TxError> {
+        tracing::warn!(
+            "{repo}: the registry could not be asked for the tag names ({error}); covering the rest through name filters instead"
+        );
+        let mut names = w.tag_names(repo, self.run.id)?.unwrap_or_default();
+        names.run = self.run.id;
+        names.unavailable = Some(error.to_owned());
+        w.set_tag_names(repo, &names)?;
+        let mut state = self.repo_state(w, repo)?;
+        let now = clock::now_unix();
+        self.plan(
+            w,
+            repo,
+            &ListingWindow::Oldest,
+            true,
+            &mut state,
+            now,
+            applied,
+        )?;
+        w.put_repo(repo, &state)
+    }
+
+    /// A planned page of `repo` is committed (or ended without one): the last of its round plans
+    /// the next.
+    fn planned_page_done(
+        &self,
+        w: &mut WriteBatch<'_>,
+        repo: &RepoName,
+        applied: &mut Applied,
+    ) -> Result<(), TxError> {
+        let Some(mut names) = w.tag_names(repo, self.run.id)? else {
+            return Ok(());
+        };
+        names.pending = names.pending.saturating_sub(1);
+        w.set_tag_names(repo, &names)?;
+        if names.pending > 0 {
+            return Ok(());
+        }
+        let mut state = self.repo_state(w, repo)?;
+        self.cover_round(w, repo, &mut state, clock::now_unix(), applied)?;
+        w.put_repo(repo, &state)
+    }
+
+    /// Plans (again) the pages that reach `repo`'s names not yet stored, and queues them; with
+    /// none missing the repository is complete, and after [`MAX_COVER_ROUNDS`] it is incomplete.
+    fn cover_round(
+        &self,
+        w: &mut WriteBatch<'_>,
+        repo: &RepoName,
+        state: &mut RepoState,
+        now: u64,
+        applied: &mut Applied,
+    ) -> Result<(), TxError> {
+        let Some(mut names) = w.tag_names(repo, self.run.id)? else {
+            return Ok(());
+        };
+        let seen = self.seen(w, repo)?;
+        let distinct = seen.len() as u64 + state.skipped_names.len() as u64;
+        let stored: Vec<StoredTag> = seen
+            .into_iter()
+            .map(|(name, t)| StoredTag {
+                name,
+                updated: t.updated,
+            })
+            .collect();
+        let skipped = |name: &str| state.skipped_names.binary_search(&name_hash(name)).is_ok();
+        let cover = plan::plan_cover(
+            &names.names,
+            &stored,
+            &skipped,
+            VIEW_DEPTH,
+            PAGE_SIZE as usize,
+        );
+        if cover.missing == 0 {
+            return self.finish_repo(w, repo, state, distinct, true, now, applied);
+        }
+        if names.rounds >= MAX_COVER_ROUNDS
+            || (cover.pages.is_empty() && cover.unreachable.is_empty())
+        {
+            tracing::warn!(
+                "{repo}: {} tag names the registry lists were not found in any view below the cap",
+                cover.missing
+            );
+            return self.finish_repo(w, repo, state, distinct, false, now, applied);
+        }
+        names.rounds += 1;
+        names.pending = (cover.pages.len() + cover.unreachable.len()) as u32;
+        for page in &cover.pages {
+            if !state.filters.contains(&page.filter) {
+                state.filters.push(page.filter.clone());
+            }
+        }
+        tracing::info!(
+            "{repo}: cover round {}: {} missing tags, {} pages of {} views",
+            names.rounds,
+            cover.missing,
+            cover.pages.len(),
+            plan::views(&cover)
+        );
+        if !cover.unreachable.is_empty() {
+            tracing::info!(
+                "{repo}: {} missing tags lie beyond the cap of every view; asking for each by name",
+                cover.unreachable.len()
+            );
+        }
+        w.set_tag_names(repo, &names)?;
+        for page in &cover.pages {
+            tracing::debug!(
+                "{repo}: planned {} page {} of {} (oldest first: {})",
+                page.filter,
+                page.page,
+                page.size,
+                page.oldest
+            );
+        }
+        for page in cover.pages {
+            let ordering = if page.oldest {
+                "-last_updated"
+            } else {
+                "last_updated"
+            };
+            let mut url = self
+                .api
+                .tags_url_with(repo, Some(ordering), Some(&page.filter));
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = match k.as_ref() {
+                        "page" => page.page.to_string(),
+                        "page_size" => page.size.to_string(),
+                        _ => v.into_owned(),
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+            applied.spawn(
+                w,
+                JobKind::Tags {
+                    repo: repo.clone(),
+                    url: url.to_string(),
+                    window: ListingWindow::Planned {
+                        name: page.filter,
+                        oldest: page.oldest,
+                    },
+                },
+            )?;
+        }
+        for name in cover.unreachable {
+            let mut url = self.api.tags_url(repo);
+            url.set_query(None);
+            url.path_segments_mut()
+                .expect("validated as a hierarchical URL")
+                .push(&name);
+            applied.spawn(
+                w,
+                JobKind::Tags {
+                    repo: repo.clone(),
+                    url: url.to_string(),
+                    window: ListingWindow::Single { name },
+                },
+            )?;
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -828,6 +1148,17 @@ pub(super) fn replan_gaps(
         state.full_read = true;
         state.relists = 0;
         state.filters.clear();
+        // The registry's names are kept and the cover is planned afresh from them; names never
+        // read whole (the registry was down) are asked for again.
+        if let Some(mut names) = w.tag_names(&repo, run.id)? {
+            if names.done && names.unavailable.is_none() {
+                names.rounds = 0;
+                names.pending = 0;
+            } else {
+                names = TagNames::default();
+            }
+            w.set_tag_names(&repo, &names)?;
+        }
         let (url, window) = match next_filter(&known_tags(w, run, &repo)?, &[]) {
             Some(name) if state.capped => {
                 state.filters.push(name.clone());
@@ -859,25 +1190,6 @@ pub(super) fn replan_gaps(
         queued += 1;
     }
     Ok(queued)
-}
-
-/// The words a tag name is made of (`3.12.7-slim-bookworm` → `3`, `12`, `7`, `slim`, `bookworm`),
-/// plus its version line (`3.12`) and version (`3.12.7`): the substrings that group tags pushed
-/// together.
-fn words(tag: &str) -> Vec<&str> {
-    let mut out: Vec<&str> = tag
-        .split(['-', '.', '_'])
-        .filter(|w| !w.is_empty())
-        .collect();
-    let version = tag.split(['-', '_']).next().unwrap_or("");
-    if version.contains('.') {
-        out.push(version);
-        let mut dots = version.match_indices('.');
-        if let (Some(_), Some((second, _))) = (dots.next(), dots.next()) {
-            out.push(&version[..second]);
-        }
-    }
-    out
 }
 
 /// Chooses the next `name` filter for a capped repository.
@@ -940,16 +1252,6 @@ pub fn next_filter(seen: &[(String, TagState)], tried: &[String]) -> Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn words_of_tags() {
-        assert_eq!(
-            words("3.12.7-slim-bookworm"),
-            ["3", "12", "7", "slim", "bookworm", "3.12.7", "3.12"]
-        );
-        assert_eq!(words("latest"), ["latest"]);
-        assert_eq!(words("22.04"), ["22", "04", "22.04"]);
-    }
 
     fn state(pushed: &str) -> TagState {
         TagState {

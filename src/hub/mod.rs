@@ -8,7 +8,7 @@ mod api;
 mod page;
 mod tag;
 
-pub use api::{HubApi, HubUrlError, OffHostError};
+pub use api::{HubApi, HubUrlError, OffHostError, redact_userinfo};
 pub use page::{ImageEntry, Page, PageError, RepoEntry, TagEntry, parse_page};
 pub use tag::{DigestFact, Skips, TagObservation, observe_tag};
 

@@ -19,13 +19,14 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::records::{
     ConfigRecord, CrawlRun, DigestRecord, EnrichJob, EnrichStats, FailedEnrich, FailedJob, Job,
-    ManifestRecord, Record, RepoState, RunStats, StoredBudget, TagState,
+    ManifestRecord, Record, RepoState, RunGaps, RunStats, StoredBudget, TAG_NAMES_PREFIX, TagNames,
+    TagState,
 };
 use super::{
     CHAINS, CONFIGS, DIGESTS, ENRICH_JOB_BASE, FAILED, JOBS, MANIFESTS, META, META_BUDGET,
-    META_ENRICH_STATS, META_NEXT_ENRICH_JOB, META_NEXT_JOB, META_PAUSE, META_RUN, META_SCHEMA,
-    META_STATS, PAIRS, PARENTS, REPOS, SCHEMA_VERSION, StoreError, TAGS, builder, caught, decode,
-    file_len, open_verified, writer_running,
+    META_ENRICH_STATS, META_GAPS, META_NEXT_ENRICH_JOB, META_NEXT_JOB, META_PAUSE, META_RUN,
+    META_SCHEMA, META_STATS, PAIRS, PARENTS, REPOS, SCHEMA_VERSION, StoreError, TAGS, builder,
+    caught, decode, file_len, open_verified, writer_running,
 };
 use crate::model::Digest;
 
@@ -160,7 +161,9 @@ fn meta_problem(key: &str, value: &[u8]) -> Option<String> {
         META_BUDGET => undecodable::<StoredBudget>(value),
         META_ENRICH_STATS => undecodable::<EnrichStats>(value),
         META_RUN => undecodable::<CrawlRun>(value),
+        META_GAPS => undecodable::<RunGaps>(value),
         META_STATS => undecodable::<RunStats>(value),
+        key if key.starts_with(TAG_NAMES_PREFIX) => undecodable::<TagNames>(value),
         other => Some(format!("unknown meta key {other:?}")),
     }
 }

@@ -65,7 +65,8 @@ use redb::{
 pub use records::{
     ConfigRecord, CrawlRun, DigestRecord, EnrichJob, EnrichStats, EnrichTarget, FailedEnrich,
     FailedJob, Job, JobKind, LayerRef, ListingWindow, ManifestFact, ManifestRecord, MissingRepo,
-    Record, RepoState, RunGaps, RunMode, RunState, RunStats, StoredBudget, TagState, name_hash,
+    Record, RepoState, RunGaps, RunMode, RunState, RunStats, StoredBudget, TAG_NAMES_PREFIX,
+    TagNames, TagState, name_hash, tag_names_key,
 };
 use records::{DecodeError, decode, encode};
 
@@ -921,6 +922,18 @@ impl<'t> WriteBatch<'t> {
     /// Replaces what the run left out.
     pub fn set_gaps(&mut self, gaps: &RunGaps) -> Result<(), TxError> {
         self.set_meta(META_GAPS, gaps)
+    }
+
+    /// The registry's tag names of `repo` as run `run` read them (none for another run's).
+    pub fn tag_names(&self, repo: &RepoName, run: u64) -> Result<Option<TagNames>, TxError> {
+        Ok(self
+            .meta::<TagNames>(&tag_names_key(repo))?
+            .filter(|n| n.run == run))
+    }
+
+    /// Replaces the registry's tag names of `repo`.
+    pub fn set_tag_names(&mut self, repo: &RepoName, names: &TagNames) -> Result<(), TxError> {
+        self.set_meta(&tag_names_key(repo), names)
     }
 
     /// How far the current run got with a repository.

@@ -186,6 +186,20 @@ pub enum ListingWindow {
         /// Oldest first instead of newest first.
         oldest: bool,
     },
+    /// One page of a `name`-filtered view chosen by the cover plan (`crawl::plan`), read alone:
+    /// its `next` is not followed.
+    Planned {
+        /// The substring.
+        name: String,
+        /// Oldest first instead of newest first.
+        oldest: bool,
+    },
+    /// One tag by name (`.../tags/<name>`): the cover plan's last resort for a tag no view
+    /// below the cap reaches.
+    Single {
+        /// The tag name.
+        name: String,
+    },
 }
 
 /// What a job asks for: one page of a listing.
@@ -209,13 +223,21 @@ pub enum JobKind {
         /// Which view of the listing.
         window: ListingWindow,
     },
+    /// A page of a repository's tag names from the registry (`GET /v2/<name>/tags/list`),
+    /// read to plan the cover of a capped repository.
+    TagNames {
+        /// The repository whose names are listed.
+        repo: RepoName,
+        /// The registry page URL.
+        url: String,
+    },
 }
 
 impl JobKind {
     /// The page URL.
     pub fn url(&self) -> &str {
         match self {
-            Self::Repos { url, .. } | Self::Tags { url, .. } => url,
+            Self::Repos { url, .. } | Self::Tags { url, .. } | Self::TagNames { url, .. } => url,
         }
     }
 
@@ -235,6 +257,10 @@ impl JobKind {
                 repo: repo.clone(),
                 url,
                 window: window.clone(),
+            },
+            Self::TagNames { repo, .. } => Self::TagNames {
+                repo: repo.clone(),
+                url,
             },
         }
     }
@@ -487,6 +513,37 @@ impl From<TagStateV1> for TagState {
             deleted_at: v.deleted_at,
         }
     }
+}
+
+/// Every tag name the registry lists for a capped repository, and the state of the cover
+/// planned from them (`crawl::plan`), kept in `meta` under [`tag_names_key`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagNames {
+    /// The run that asked.
+    pub run: u64,
+    /// The names read so far, in the registry's order.
+    pub names: Vec<String>,
+    /// Whether the last page is read.
+    pub done: bool,
+    /// Why the registry could not be asked; the cover then falls back to `name` filters.
+    pub unavailable: Option<String>,
+    /// Planned pages of the current cover round not yet committed.
+    pub pending: u32,
+    /// Cover rounds planned so far.
+    pub rounds: u32,
+}
+
+impl Record for TagNames {
+    const VERSION: u8 = 1;
+    const WHAT: &'static str = "registry tag names";
+}
+
+/// Prefix of the `meta` keys holding [`TagNames`].
+pub const TAG_NAMES_PREFIX: &str = "tag_names:";
+
+/// The `meta` key of `repo`'s [`TagNames`].
+pub fn tag_names_key(repo: &RepoName) -> String {
+    format!("{TAG_NAMES_PREFIX}{repo}")
 }
 
 /// What a digest names, and when it was seen.

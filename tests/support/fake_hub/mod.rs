@@ -9,6 +9,11 @@
 //! computed from the same model, never by parsing the rendered JSON, so a parsing bug cannot hide
 //! on both sides.
 //!
+//! It also serves a registry facade for the anonymous cover: `GET /v2/<ns>/<repo>/tags/list`
+//! answers `401` with a `WWW-Authenticate: Bearer realm="<base>/token",...` challenge until asked
+//! with the token its `GET /token?scope=...` issues, then every current tag name (sorted, paged
+//! with `n`/`last` and `Link` when [`FakeHubConfig::registry_page`] says so).
+//!
 //! The server runs on its own thread and runtime: a test may block its own thread (waiting for a
 //! `digestmap` subprocess, say) without starving the double.
 //!
@@ -125,6 +130,9 @@ pub struct FakeHubConfig {
     /// `(name, value)`: set on every answer, replacing the double's own header of that name;
     /// for hostile headers (`Retry-After`, `X-RateLimit-Reset`) no real Hub sends.
     pub header_overrides: Vec<(&'static str, String)>,
+    /// The registry facade (`GET /v2/<ns>/<repo>/tags/list`, its token service at `/token`)
+    /// answers at most this many names a page, with a `Link` to the next; `None`: all at once.
+    pub registry_page: Option<usize>,
 }
 
 impl Default for FakeHubConfig {
@@ -160,6 +168,7 @@ impl Default for FakeHubConfig {
             revoke_from: None,
             refuse_tokens_from: None,
             header_overrides: Vec::new(),
+            registry_page: None,
         }
     }
 }

@@ -551,6 +551,13 @@ enum Endpoint {
         secret: &'static str,
         token: &'static str,
     },
+    /// The registry's `GET /v2/<ns>/<repo>/tags/list`.
+    RegistryTags {
+        ns: String,
+        repo: String,
+    },
+    /// The registry's token service, `GET /token?service=...&scope=...`.
+    RegistryToken,
 }
 
 fn endpoint(path: &str) -> Option<Endpoint> {
@@ -584,6 +591,11 @@ fn endpoint(path: &str) -> Option<Endpoint> {
             secret: "password",
             token: "token",
         },
+        ["v2", ns, repo, "tags", "list"] => Endpoint::RegistryTags {
+            ns: owned(ns),
+            repo: owned(repo),
+        },
+        ["token"] => Endpoint::RegistryToken,
         _ => return None,
     })
 }
@@ -643,8 +655,100 @@ fn route(shared: &Shared, config: &FakeHubConfig, request: &Request, authorized:
             secret,
             token,
         } => Ok(sign_in(shared, config, request, (user, secret, token))),
+        Endpoint::RegistryToken => Ok(registry_token(request)),
+        Endpoint::RegistryTags { ns, repo } => {
+            registry_tags(&shared.base_url, config, request, repo_of(&ns, &repo))
+        }
     };
     answer.unwrap_or_else(|error| error)
+}
+
+/// The registry token for pulling `ns/repo` (the scope, readable; this double checks it equals
+/// what it would issue).
+fn registry_token_for(scope: &str) -> String {
+    format!("registry-token-{}", scope.replace([':', '/'], "."))
+}
+
+/// Answers the registry's token service: any `scope` asked for is granted, anonymously, as
+/// `auth.docker.io` grants pulls of public repositories.
+fn registry_token(request: &Request) -> Response {
+    let scope = query_pairs(request.query())
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    json_response(&json!({
+        "token": registry_token_for(&scope),
+        "access_token": registry_token_for(&scope),
+        "expires_in": 300,
+    }))
+}
+
+/// Answers `GET /v2/<ns>/<repo>/tags/list` as a registry does: without the right token, 401 and
+/// the challenge naming this double's token service; with it, every current tag name (sorted,
+/// as the distribution registry keeps them), `n` at a time after `last` when asked, or at most
+/// [`FakeHubConfig::registry_page`] at a time, with a `Link` to the next page.
+fn registry_tags(
+    base: &str,
+    config: &FakeHubConfig,
+    request: &Request,
+    repo: Result<&Repo, Response>,
+) -> Result<Response, Response> {
+    let path = request.path();
+    let name = path
+        .trim_start_matches("/v2/")
+        .trim_end_matches('/')
+        .trim_end_matches("/tags/list")
+        .to_owned();
+    let scope = format!("repository:{name}:pull");
+    let expected = format!("Bearer {}", registry_token_for(&scope));
+    if request.header("authorization") != Some(expected.as_str()) {
+        let mut r = Response::json(
+            401,
+            json!({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]})
+                .to_string(),
+        );
+        r.headers.push((
+            "WWW-Authenticate",
+            format!(r#"Bearer realm="{base}/token",service="registry.docker.io",scope="{scope}""#),
+        ));
+        return Ok(r);
+    }
+    let repo = repo.map_err(|_| {
+        Response::json(
+            404,
+            json!({"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known to registry"}]})
+                .to_string(),
+        )
+    })?;
+    let mut names: Vec<&str> = repo.tags.iter().map(|t| t.name.as_str()).collect();
+    names.sort_unstable();
+    let (mut n, mut last) = (None, None);
+    for (key, value) in query_pairs(request.query()) {
+        match key.as_str() {
+            "n" => n = value.parse::<usize>().ok(),
+            "last" => last = Some(value),
+            _ => {}
+        }
+    }
+    let size = match (n, config.registry_page) {
+        (Some(n), Some(page)) => Some(n.min(page)),
+        (a, b) => a.or(b),
+    };
+    let start = last.map_or(0, |l| names.partition_point(|x| *x <= l.as_str()));
+    let end = size.map_or(names.len(), |n| (start + n.max(1)).min(names.len()));
+    let page = &names[start..end];
+    let mut r = json_response(&json!({"name": name, "tags": page}));
+    if end < names.len() {
+        r.headers.push((
+            "Link",
+            format!(
+                r#"</v2/{name}/tags/list?n={}&last={}>; rel="next""#,
+                end - start,
+                page.last().copied().unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(r)
 }
 
 fn json_response<T: Serialize>(value: &T) -> Response {
