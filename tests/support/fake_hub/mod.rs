@@ -17,6 +17,7 @@
 //! // run `digestmap` against hub.url(), then compare its dataset with hub.truth()
 //! ```
 
+mod content;
 mod generate;
 mod http;
 mod model;
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+pub use content::Served;
 pub use generate::Churn;
 use generate::DataSpec;
 use server::{Loaded, Shared};
@@ -330,6 +332,13 @@ impl FakeHub {
     /// The dataset a perfect crawl must produce: one object per digest, keyed by digest.
     pub fn truth(&self) -> BTreeMap<String, serde_json::Value> {
         self.shared.loaded().truth.entries.clone()
+    }
+
+    /// What the double's registry serves under `digest` (a platform manifest and its image ID,
+    /// a config and its diff_ids, an index), or `None` when it serves nothing there.
+    pub fn served(&self, digest: &str) -> Option<Served> {
+        let loaded = self.shared.loaded();
+        loaded.content.served(&loaded.dataset, digest)
     }
 
     /// Attestation entries a crawler must leave out, counted per tag object.
