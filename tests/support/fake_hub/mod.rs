@@ -7,7 +7,9 @@
 //! generated from a seed as a typed model (`generate.rs`, `model.rs`); pages are rendered from
 //! that model (`render.rs`), and the dataset a perfect crawl must produce (`truth.rs`) is
 //! computed from the same model, never by parsing the rendered JSON, so a parsing bug cannot hide
-//! on both sides.
+//! on both sides. Its platform manifests, configs and indexes are real content whose digests are
+//! the sha256 of their bytes (`content.rs`), served by registry routes (`/v2/<ns>/<repo>/manifests/
+//! <digest>`, `/blobs/<digest>`), so `digestmap enrich` runs against the double alone.
 //!
 //! The server runs on its own thread and runtime: a test may block its own thread (waiting for a
 //! `digestmap` subprocess, say) without starving the double.
