@@ -454,6 +454,50 @@ fn generate_offline_crawls_enriches_and_finalizes_against_the_double() {
 }
 
 #[test]
+fn generate_offline_writes_the_dataset_when_enrich_meets_the_pull_limit() {
+    // Every manifest GET is refused with a 429, as Docker Hub does once the pull budget is spent.
+    let hub = FakeHub::bind(FakeHubConfig {
+        repos: 3,
+        max_tags: 40,
+        big_repo_tags: 60,
+        override_paths: vec![("/manifests/".to_owned(), 429, b"{}".to_vec())],
+        ..FakeHubConfig::default()
+    })
+    .unwrap();
+    let sb = Sandbox::new("generate-budget");
+    let output = generate_offline_command(&sb, &sb.path("offline.redb"))
+        .env("FAKE_HUB_URL", hub.url())
+        .output()
+        .unwrap();
+    assert_code(&output, 6, "generate.sh --offline at the pull limit");
+    let err = stderr(&output);
+    assert!(
+        err.contains("pull budget") && err.contains("run this script again later"),
+        "{err}"
+    );
+    let text = fs::read_to_string(sb.path("out.ndjson")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        hub.truth().len(),
+        "the crawl's dataset is written whole"
+    );
+    assert!(
+        lines.iter().all(|l| l.get("image_id").is_none()),
+        "no manifest was read"
+    );
+    let manifest_gets = hub
+        .requests()
+        .into_iter()
+        .filter(|r| r.path_and_query.contains("/manifests/"))
+        .count();
+    assert_eq!(manifest_gets, 1, "one 429 stops the manifest GETs");
+}
+
+#[test]
 fn generate_offline_leaves_a_store_of_the_user_as_it_is() {
     // A file that is no store: the script used to `rm -f` it and crawl into its place.
     let sb = Sandbox::new("generate");
