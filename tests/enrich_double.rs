@@ -101,3 +101,46 @@ fn enrich_against_the_double_learns_every_image_id_and_the_diff_ids_it_serves() 
         "{bottoms:?}"
     );
 }
+
+#[test]
+fn a_manifest_the_registry_no_longer_has_is_recorded_as_gone_and_not_fetched_again() {
+    let hub = hub();
+    let (gone, _) = hub
+        .truth()
+        .into_iter()
+        .find(|(d, _)| matches!(hub.served(d), Some(Served::Manifest { image_id: Some(_) })))
+        .unwrap();
+    let body =
+        br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":null}]}"#;
+    hub.update(|c| {
+        c.override_paths = vec![(format!("/manifests/{gone}"), 404, body.to_vec())];
+    });
+    let sandbox = Sandbox::new("enrich-double-gone");
+    let out = sandbox.fast_crawl(&hub.url(), &[]).output().unwrap();
+    assert_success(&out, "crawl");
+    let url = hub.url();
+    let enrich = |extra: &[&str]| {
+        let mut args = vec!["enrich", "--registry", &url, "--rps", "1000"];
+        args.extend_from_slice(extra);
+        sandbox.command(&args).output().unwrap()
+    };
+    let out = enrich(&[]);
+    assert_success(&out, "enrich with one manifest gone");
+    let data = dataset(&sandbox);
+    assert!(data[&gone].get("image_id").is_none(), "{}", data[&gone]);
+    let status = sandbox.command(&["status"]).output().unwrap();
+    let text = stdout(&status);
+    assert!(
+        text.contains("gone: 1 manifests the registry no longer has")
+            && text.contains(&format!("{gone}: "))
+            && text.contains("MANIFEST_UNKNOWN"),
+        "{text}"
+    );
+    assert!(text.contains("0 failed"), "{text}");
+
+    // Neither a second run nor --resume asks for it again.
+    hub.clear_requests();
+    assert_success(&enrich(&[]), "second enrich");
+    assert_success(&enrich(&["--resume"]), "enrich --resume");
+    assert!(hub.requests().is_empty(), "{:?}", hub.requests());
+}
