@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Produce the dataset: crawl Docker Hub's official images into the store, then finalize it.
+# Produce the dataset: crawl Docker Hub's official images into the store, learn the image IDs and
+# layer chains from the registry (`enrich`), then finalize it.
 #
 #   dataset-generation/generate.sh             # against Docker Hub (https://hub.docker.com)
 #   dataset-generation/generate.sh --offline   # against the bundled local Docker Hub double
@@ -8,6 +9,12 @@
 # store that holds a finished crawl is a cheap refresh (fit for a daily schedule). Jobs that fail
 # (exit 3) are tried again once with --resume before the dataset is written.
 #
+# `enrich` runs after the crawl: against Docker Hub's registry online, against the double's own
+# registry routes offline. Online it stops at the pull budget (exit 6); the dataset is still
+# written, with the image IDs learned so far, and the script ends with 6: run it again once the
+# window frees to learn more (nothing is fetched twice). Enrich jobs that fail (exit 3) are tried
+# again once with --resume; the dataset is then written anyway and the script ends with 3.
+#
 # This script never deletes or empties a store. Offline, the double listens on a new port each
 # time, so without DB the crawl goes to a fresh store in a new temporary folder (kept, and named at
 # the end); a DB given offline is used as it is, and refused when it is not a store, holds a crawl
@@ -15,8 +22,10 @@
 # is gone).
 #
 # Environment: DB (store, default digestmap.redb), OUT (dataset, default digests.ndjson),
-# WORKERS (default 4), RPS (default 2), DIGESTMAP_BIN and FAKE_HUB_BIN (use these binaries instead
-# of building them), plus anything digestmap reads (RUST_LOG).
+# WORKERS (default 4), RPS (crawl's, default 2; offline it is also enrich's, default 1000; online
+# enrich keeps its own default), DIGESTMAP_BIN and FAKE_HUB_BIN (use these binaries instead of
+# building them), FAKE_HUB_URL (offline: use this running double instead of starting one), plus
+# anything digestmap reads (RUST_LOG).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +34,7 @@ workers=${WORKERS:-4}
 rps=${RPS:-2}
 hub_args=()
 registry_args=()
+enrich_args=()
 hub_pid=
 scratch=
 offline=
@@ -76,22 +86,26 @@ if [ -n "$offline" ]; then
     fi
   fi
   scratch=$(mktemp -d)
-  if [ -n "${FAKE_HUB_BIN:-}" ]; then
-    fake_hub=$FAKE_HUB_BIN
+  if [ -n "${FAKE_HUB_URL:-}" ]; then
+    url=$FAKE_HUB_URL
   else
-    cargo build --release --quiet --manifest-path "$root/Cargo.toml" --example fake_hub
-    fake_hub="$target/release/examples/fake_hub"
+    if [ -n "${FAKE_HUB_BIN:-}" ]; then
+      fake_hub=$FAKE_HUB_BIN
+    else
+      cargo build --release --quiet --manifest-path "$root/Cargo.toml" --example fake_hub
+      fake_hub="$target/release/examples/fake_hub"
+    fi
+    "$fake_hub" --port 0 >"$scratch/hub.log" &
+    hub_pid=$!
+    url=
+    for _ in $(seq 1 100); do
+      url=$(sed -n 's/^listening on //p' "$scratch/hub.log")
+      [ -n "$url" ] && break
+      kill -0 "$hub_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    [ -n "$url" ] || { echo "the local Docker Hub double did not start" >&2; exit 1; }
   fi
-  "$fake_hub" --port 0 >"$scratch/hub.log" &
-  hub_pid=$!
-  url=
-  for _ in $(seq 1 100); do
-    url=$(sed -n 's/^listening on //p' "$scratch/hub.log")
-    [ -n "$url" ] && break
-    kill -0 "$hub_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$url" ] || { echo "the local Docker Hub double did not start" >&2; exit 1; }
   if [ -z "${DB:-}" ]; then
     # A fresh store of its own, outside the scratch folder so that it outlives the run.
     db=$(mktemp -d "${TMPDIR:-/tmp}/digestmap-offline.XXXXXX")/store.redb
@@ -107,6 +121,8 @@ if [ -n "$offline" ]; then
   export DOCKER_CONFIG="$scratch/docker"
   # The double has no Hub rate limit to respect.
   rps=${RPS:-200}
+  # The double serves its manifests and configs itself, openly.
+  enrich_args=(--registry "$url" --rps "${RPS:-1000}")
 else
   db=${DB:-digestmap.redb}
 fi
@@ -141,6 +157,28 @@ case "$code" in
   *) echo "crawl ended with exit code $code; run this script again to continue" >&2; exit "$code" ;;
 esac
 
+enrich() {
+  set +e
+  "$bin" --db "$db" enrich ${enrich_args[@]+"${enrich_args[@]}"} --workers "$workers" "$@"
+  enrich_code=$?
+  set -e
+  return $enrich_code
+}
+
+# Image IDs and layer chains. Exit 6 (pull budget) and 3 (failed jobs, after one more try) still
+# write the dataset: what the crawl found is whole, only some image IDs are missing.
+enrich_code=0
+enrich || enrich_code=$?
+if [ "$enrich_code" = 3 ]; then
+  echo "some enrich jobs failed; trying them once more" >&2
+  enrich_code=0
+  enrich --resume || enrich_code=$?
+fi
+case "$enrich_code" in
+  0 | 3 | 6) ;;
+  *) echo "enrich ended with exit code $enrich_code; run this script again to continue" >&2; exit "$enrich_code" ;;
+esac
+
 # A dated copy beside the stable name, so a published history of datasets can be kept. Both are
 # written by finalize, which replaces each atomically (through a symbolic link, its target).
 dated="$(dirname "$out")/$(basename "$out" .ndjson)-$(date -u +%Y-%m-%d).ndjson"
@@ -149,6 +187,14 @@ dated="$(dirname "$out")/$(basename "$out" .ndjson)-$(date -u +%Y-%m-%d).ndjson"
 echo "dataset written to $out (and $dated)" >&2
 if [ "$code" = 4 ]; then
   echo "the crawl is incomplete (see \`digestmap --db $db status\`): the dataset holds what was found; run this script again (or sign in) to read the gaps" >&2
+fi
+case "$enrich_code" in
+  6) echo "enrich stopped at the registry's pull budget: the dataset holds the image IDs learned so far; run this script again later (after the window \`digestmap --db $db status\` names) to learn more" >&2 ;;
+  3) echo "some enrich jobs failed (see \`digestmap --db $db status\`): the dataset lacks their image IDs; run this script again to retry them" >&2 ;;
+esac
+# The crawl's exit 4 first, else enrich's 6 or 3: a schedule notices either.
+if [ "$code" = 0 ]; then
+  code=$enrich_code
 fi
 if [ -n "$offline" ] && [ -z "${DB:-}" ]; then
   echo "the offline store is $db (for digestmap --db $db lookup; remove its folder when done)" >&2

@@ -3,7 +3,9 @@
 //! `cargo run --example fake_hub -- --port 8080 [--seed N] [--repos N] [--tags N]
 //! [--rate-limit LIMIT/SECONDS] [--fault-rate 0.05]` prints `listening on http://127.0.0.1:PORT`
 //! and serves until Ctrl-C. Besides Hub's API it answers `GET /_fake/truth` (the dataset a
-//! perfect crawl produces, as NDJSON) and `GET /_fake/requests` (the request log, as JSON).
+//! perfect crawl produces, as NDJSON) and `GET /_fake/requests` (the request log, as JSON), and
+//! serves as a registry the manifests and configs behind its digests (`GET /v2/library/<repo>/
+//! manifests/<digest>`, `.../blobs/<digest>`), for `digestmap enrich --registry`.
 //! Options left out keep [`fake_hub::FakeHubConfig`]'s defaults.
 
 #[allow(dead_code)]

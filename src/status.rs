@@ -3,9 +3,10 @@
 use std::fmt;
 
 use crate::clock;
+use crate::model::Digest;
 use crate::store::{
-    Counts, CrawlRun, EnrichStats, EnrichTarget, FailedEnrich, FailedJob, Job, JobId, RepoState,
-    RunGaps, RunMode, RunState, RunStats, Store, StoreError, StoredBudget,
+    Counts, CrawlRun, EnrichStats, EnrichTarget, FailedEnrich, FailedJob, Job, JobId, ManifestFact,
+    RepoState, RunGaps, RunMode, RunState, RunStats, Store, StoreError, StoredBudget,
 };
 
 /// How far `enrich` got.
@@ -21,6 +22,8 @@ pub struct EnrichStatus {
     pub left: (u64, u64),
     /// Failed jobs with their reasons.
     pub failed: Vec<(JobId, FailedEnrich)>,
+    /// Manifests the registry no longer has (counted in `manifests`), with its answer.
+    pub gone: Vec<(Digest, String)>,
     /// The stored pull budget.
     pub budget: Option<StoredBudget>,
 }
@@ -31,7 +34,7 @@ impl fmt::Display for EnrichStatus {
         writeln!(
             f,
             "enrich: {} manifests and {} image IDs learned; {} digests left ({} manifests, {} configs); {} failed",
-            self.manifests,
+            self.manifests - self.gone.len() as u64,
             self.configs,
             self.left.0 + self.left.1,
             self.left.0,
@@ -64,9 +67,25 @@ impl fmt::Display for EnrichStatus {
                 crate::text::printable(&failed.reason)
             )?;
         }
+        if !self.gone.is_empty() {
+            writeln!(
+                f,
+                "  gone: {} manifests the registry no longer has (not fetched again)",
+                self.gone.len()
+            )?;
+        }
+        for (digest, reason) in self.gone.iter().take(GONE_SHOWN) {
+            writeln!(f, "    {digest}: {}", crate::text::printable(reason))?;
+        }
+        if self.gone.len() > GONE_SHOWN {
+            writeln!(f, "    and {} more", self.gone.len() - GONE_SHOWN)?;
+        }
         Ok(())
     }
 }
+
+/// Gone manifests listed by `status`; old history can hold thousands.
+const GONE_SHOWN: usize = 20;
 
 /// Something a run knows it missed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,6 +318,16 @@ pub fn report(store: &Store, crawl_running: bool) -> Result<StatusReport, StoreE
                     configs,
                     left: (manifests_left, jobs.len() as u64 - manifests_left),
                     failed: r.enrich_failed()?,
+                    gone: {
+                        let mut gone = Vec::new();
+                        r.visit_manifests(|digest, record| {
+                            if let ManifestFact::Gone { reason } = record.fact {
+                                gone.push((digest, reason));
+                            }
+                            Ok(())
+                        })?;
+                        gone
+                    },
                     budget: r.budget()?,
                 }
             },

@@ -1176,3 +1176,144 @@ async fn registry_facade_challenges_then_lists_every_name_paged_by_link() {
     assert_eq!(answer.status, 404);
     assert_eq!(answer.json()["errors"][0]["code"], "NAME_UNKNOWN");
 }
+
+fn sha256_of(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(bytes);
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// `os/arch[/variant]` of a registry platform object (an index entry's, or a config's).
+fn registry_platform(p: &Value) -> String {
+    let mut label = format!(
+        "{}/{}",
+        p["os"].as_str().unwrap(),
+        p["architecture"].as_str().unwrap()
+    );
+    if let Some(v) = p["variant"].as_str() {
+        label = label + "/" + v;
+    }
+    label
+}
+
+#[tokio::test]
+async fn registry_routes_serve_content_whose_digest_is_its_sha256() {
+    let hub = FakeHub::start(FakeHubConfig {
+        rebuilds: 1,
+        ..small()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let base = hub.url();
+    let ping = get(&client, &format!("{base}/v2/")).await;
+    assert_eq!(ping.status, 200);
+    let truth = hub.truth();
+    let (mut images, mut indexes, mut legacy) = (0, 0, 0);
+    for (digest, entry) in &truth {
+        let tag = entry["tags"][0].as_str().unwrap();
+        let repo = tag.split(':').next().unwrap();
+        let kind = entry["kind"].as_str().unwrap();
+        let path = if kind == "config" {
+            "blobs"
+        } else {
+            "manifests"
+        };
+        let url = format!("{base}/v2/library/{repo}/{path}/{digest}");
+        let answer = get(&client, &url).await;
+        assert_eq!(answer.status, 200, "{url}");
+        assert_eq!(&sha256_of(&answer.body), digest, "{url}");
+        assert_eq!(
+            answer.header("docker-content-digest"),
+            Some(digest.as_str())
+        );
+        let media_type = answer.header("content-type").unwrap().to_owned();
+        let body = answer.json();
+        match kind {
+            "index" => {
+                assert_eq!(body["mediaType"], json!(media_type));
+                assert!([OCI_INDEX, DOCKER_LIST].contains(&media_type.as_str()));
+                for m in body["manifests"].as_array().unwrap() {
+                    let listed = m["digest"].as_str().unwrap();
+                    if m["platform"]["os"] == "unknown" {
+                        assert!(!truth.contains_key(listed), "attestations are left out");
+                        continue;
+                    }
+                    let line = &truth[listed];
+                    assert_eq!(line["platform"], json!(registry_platform(&m["platform"])));
+                    assert!(line["indexes"].as_array().unwrap().contains(&json!(digest)));
+                }
+                indexes += 1;
+            }
+            "manifest" if media_type == DOCKER_V1 => {
+                assert_eq!(body["schemaVersion"], 1);
+                legacy += 1;
+            }
+            _ => {
+                let config = if kind == "config" {
+                    body.clone()
+                } else {
+                    assert!([OCI_MANIFEST, DOCKER_V2].contains(&media_type.as_str()));
+                    assert_eq!(body["mediaType"], json!(media_type));
+                    let id = body["config"]["digest"].as_str().unwrap();
+                    assert_eq!(
+                        hub.served(digest),
+                        Some(support::fake_hub::Served::Manifest {
+                            image_id: Some(id.to_owned())
+                        })
+                    );
+                    let blob = get(&client, &format!("{base}/v2/library/{repo}/blobs/{id}")).await;
+                    assert_eq!(sha256_of(&blob.body), id);
+                    let layers = body["layers"].as_array().unwrap().len();
+                    let config = blob.json();
+                    assert_eq!(
+                        config["rootfs"]["diff_ids"].as_array().unwrap().len(),
+                        layers
+                    );
+                    config
+                };
+                assert_eq!(entry["platform"], json!(registry_platform(&config)));
+                images += 1;
+            }
+        }
+    }
+    assert!(
+        images > 100 && indexes > 10,
+        "{images} images, {indexes} indexes, {legacy} legacy"
+    );
+
+    // What a registry answers otherwise: HEAD, another repository, unknown digests, methods.
+    let (digest, entry) = truth.iter().find(|(_, e)| e["kind"] == "manifest").unwrap();
+    let repo = entry["tags"][0]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap();
+    let head = send(client.head(format!("{base}/v2/library/{repo}/manifests/{digest}"))).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("docker-content-digest"), Some(digest.as_str()));
+    let other = hub.repo_names().into_iter().find(|r| r != repo).unwrap();
+    let elsewhere = get(
+        &client,
+        &format!("{base}/v2/library/{other}/manifests/{digest}"),
+    )
+    .await;
+    assert_eq!(elsewhere.status, 404);
+    assert_eq!(elsewhere.json()["errors"][0]["code"], "MANIFEST_UNKNOWN");
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    let blob = get(
+        &client,
+        &format!("{base}/v2/library/{repo}/blobs/{unknown}"),
+    )
+    .await;
+    assert_eq!(blob.json()["errors"][0]["code"], "BLOB_UNKNOWN");
+    let nobody = get(
+        &client,
+        &format!("{base}/v2/library/nobody/manifests/{digest}"),
+    )
+    .await;
+    assert_eq!(nobody.json()["errors"][0]["code"], "NAME_UNKNOWN");
+    let post = send(client.post(format!("{base}/v2/library/{repo}/manifests/{digest}"))).await;
+    assert_eq!(post.status, 405);
+}

@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
-use support::fake_hub::{FakeHub, FakeHubConfig};
+use support::fake_hub::{FakeHub, FakeHubConfig, Served};
 use support::sandbox::{Sandbox, assert_code, assert_success, stderr, stdout};
 
 /// A sandbox holding a store with a finished crawl of a small double.
@@ -380,8 +380,13 @@ fn a_closed_stdout_ends_commands_quietly() {
 
 /// `generate.sh --offline` with `DB` set, using the binary under test instead of building one.
 fn generate_offline(sb: &Sandbox, db: &Path) -> Output {
+    generate_offline_command(sb, db).output().unwrap()
+}
+
+fn generate_offline_command(sb: &Sandbox, db: &Path) -> Command {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dataset-generation/generate.sh");
-    Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg(&script)
         .arg("--offline")
         .current_dir(&sb.dir)
@@ -389,9 +394,107 @@ fn generate_offline(sb: &Sandbox, db: &Path) -> Output {
         .env("OUT", sb.path("out.ndjson"))
         .env("DIGESTMAP_BIN", env!("CARGO_BIN_EXE_digestmap"))
         .env("HOME", sb.home())
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    command
+}
+
+#[test]
+fn generate_offline_crawls_enriches_and_finalizes_against_the_double() {
+    let hub = FakeHub::bind(FakeHubConfig {
+        repos: 3,
+        max_tags: 40,
+        big_repo_tags: 60,
+        ..FakeHubConfig::default()
+    })
+    .unwrap();
+    let sb = Sandbox::new("generate-enrich");
+    let db = sb.path("offline.redb");
+    let output = generate_offline_command(&sb, &db)
+        .env("FAKE_HUB_URL", hub.url())
         .output()
-        .unwrap()
+        .unwrap();
+    assert_success(&output, "generate.sh --offline");
+    let text = fs::read_to_string(sb.path("out.ndjson")).unwrap();
+    let (mut configs, mut manifests) = (0, 0);
+    for line in text.lines() {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        let digest = line["digest"].as_str().unwrap();
+        match (line["kind"].as_str().unwrap(), hub.served(digest)) {
+            ("config", Some(Served::Config { diff_ids })) => {
+                assert_eq!(line["diff_ids"], serde_json::json!(diff_ids), "{line}");
+                configs += 1;
+            }
+            ("manifest", Some(Served::Manifest { image_id })) => {
+                assert_eq!(line["image_id"].as_str(), image_id.as_deref(), "{line}");
+                manifests += 1;
+            }
+            ("index", Some(Served::Index)) => {}
+            (_, served) => panic!("{line}: served as {served:?}"),
+        }
+    }
+    assert!(
+        configs > 20 && manifests > 20,
+        "{configs} config lines, {manifests} manifests\n{}",
+        stderr(&output)
+    );
+    // Every request reached the double: the crawl's, then enrich's manifests and blobs.
+    let paths: Vec<String> = hub
+        .requests()
+        .into_iter()
+        .map(|r| r.path_and_query)
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.contains("/manifests/sha256:")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p.contains("/blobs/sha256:")),
+        "{paths:?}"
+    );
+}
+
+#[test]
+fn generate_offline_writes_the_dataset_when_enrich_meets_the_pull_limit() {
+    // Every manifest GET is refused with a 429, as Docker Hub does once the pull budget is spent.
+    let hub = FakeHub::bind(FakeHubConfig {
+        repos: 3,
+        max_tags: 40,
+        big_repo_tags: 60,
+        override_paths: vec![("/manifests/".to_owned(), 429, b"{}".to_vec())],
+        ..FakeHubConfig::default()
+    })
+    .unwrap();
+    let sb = Sandbox::new("generate-budget");
+    let output = generate_offline_command(&sb, &sb.path("offline.redb"))
+        .env("FAKE_HUB_URL", hub.url())
+        .output()
+        .unwrap();
+    assert_code(&output, 6, "generate.sh --offline at the pull limit");
+    let err = stderr(&output);
+    assert!(
+        err.contains("pull budget") && err.contains("run this script again later"),
+        "{err}"
+    );
+    let text = fs::read_to_string(sb.path("out.ndjson")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        hub.truth().len(),
+        "the crawl's dataset is written whole"
+    );
+    assert!(
+        lines.iter().all(|l| l.get("image_id").is_none()),
+        "no manifest was read"
+    );
+    let manifest_gets = hub
+        .requests()
+        .into_iter()
+        .filter(|r| r.path_and_query.contains("/manifests/"))
+        .count();
+    assert_eq!(manifest_gets, 1, "one 429 stops the manifest GETs");
 }
 
 #[test]

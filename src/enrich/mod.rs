@@ -28,10 +28,12 @@
 //! [`Stop::Budget`] and the time the window frees. `--max-pulls` caps one run's manifest GETs
 //! the same way ([`Stop::MaxPulls`]).
 //!
-//! Failures: transient ones (network, 5xx) put the job back with a backoff (1 s, 2 s, 4 s, 8 s),
-//! and after 5 attempts it moves to `failed` with its reason; others (a digest mismatch, a 404,
-//! a refused redirect, a body that does not parse) fail it at once. `enrich --resume` tries
-//! failed jobs again.
+//! Failures ([`disposition`]): transient ones (network, 5xx) put the job back with a backoff (1 s,
+//! 2 s, 4 s, 8 s), and after 5 attempts it moves to `failed` with its reason; others (a digest
+//! mismatch, a 404 for a config blob, a refused redirect, a body that does not parse) fail it at
+//! once. `enrich --resume` tries failed jobs again. A 404 for a manifest is an answer: the
+//! registry no longer has it there (Hub's old history), so it is recorded as gone, with the
+//! answer, and never fetched again (`status` lists it).
 
 pub mod plan;
 
@@ -189,6 +191,38 @@ pub enum EnrichError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What becomes of a job whose fetch failed (a budget stop or a manifest 429 aside).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Put back, to be tried again after a backoff.
+    Retry,
+    /// The registry no longer has the manifest: recorded as gone, not fetched again.
+    Gone,
+    /// Moved to `failed` with its reason (`enrich --resume` tries it again).
+    Fail,
+}
+
+/// Decides a failed fetch: `attempts` counts this one. A manifest is gone only when the registry
+/// says so in its own words (404 with the distribution spec's `MANIFEST_UNKNOWN`): a 404 without
+/// it (a wrong `--registry-prefix`, a proxy's page) or `NAME_UNKNOWN` (no such repository) may be
+/// a mistake of ours, so it stays a failure that `--resume` tries again. A config blob's 404 also
+/// stays a failure: a registry that serves a manifest keeps its config. A 429 from the CDN
+/// (blobs) is a pause, not an answer.
+pub fn disposition(target: EnrichTarget, err: &RegistryError, attempts: u32) -> Disposition {
+    let transient = err.is_transient()
+        || matches!(err, RegistryError::Status { status, .. }
+            if *status == http::StatusCode::TOO_MANY_REQUESTS);
+    let unknown = matches!(err, RegistryError::Status { detail: Some(d), .. }
+        if d.starts_with("MANIFEST_UNKNOWN"));
+    if target == EnrichTarget::Manifest && err.is_not_found() && unknown {
+        Disposition::Gone
+    } else if transient && attempts < MAX_ATTEMPTS {
+        Disposition::Retry
+    } else {
+        Disposition::Fail
+    }
 }
 
 /// What one fetch gave.
@@ -491,11 +525,24 @@ impl Run {
             Err(err) => {
                 let reason = err.to_string();
                 let attempts = job.attempts + 1;
-                // A 429 from the CDN (blobs) is a pause, not an answer.
-                let transient = err.is_transient()
-                    || matches!(&err, RegistryError::Status { status, .. }
-                        if *status == http::StatusCode::TOO_MANY_REQUESTS);
-                if transient && attempts < MAX_ATTEMPTS {
+                let disposition = disposition(job.target, &err, attempts);
+                if disposition == Disposition::Gone {
+                    tracing::warn!(
+                        "{} is gone: {}",
+                        job.describe(),
+                        crate::text::printable(&reason)
+                    );
+                    w.put_manifest(
+                        &job.digest,
+                        &ManifestRecord {
+                            fact: ManifestFact::Gone { reason },
+                            media_type: String::new(),
+                            via: job.via,
+                            learned_at: now,
+                        },
+                    )?;
+                    w.remove_job(id)?;
+                } else if disposition == Disposition::Retry {
                     stats.retries += 1;
                     let delay = base.saturating_mul(1 << (attempts - 1).min(10));
                     let job = EnrichJob {
@@ -603,6 +650,72 @@ impl Run {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifest_the_registry_says_it_does_not_have_is_gone_and_nothing_else_is() {
+        use EnrichTarget::{Config, Manifest};
+        let status = |code: u16, detail: Option<&str>| RegistryError::Status {
+            url: "https://r.example/v2/library/x/manifests/sha256:aa".into(),
+            status: http::StatusCode::from_u16(code).unwrap(),
+            detail: detail.map(str::to_owned),
+        };
+        let unknown = Some("MANIFEST_UNKNOWN: manifest unknown");
+        let table = [
+            (Manifest, status(404, unknown), 1, Disposition::Gone),
+            (
+                Manifest,
+                status(404, unknown),
+                MAX_ATTEMPTS,
+                Disposition::Gone,
+            ),
+            (
+                Manifest,
+                status(404, Some("MANIFEST_UNKNOWN")),
+                1,
+                Disposition::Gone,
+            ),
+            // No repository there, or a 404 that is not the registry's word: maybe our mistake.
+            (
+                Manifest,
+                status(404, Some("NAME_UNKNOWN: repository name not known")),
+                1,
+                Disposition::Fail,
+            ),
+            (Manifest, status(404, None), 1, Disposition::Fail),
+            (
+                Manifest,
+                status(404, Some("not found")),
+                1,
+                Disposition::Fail,
+            ),
+            // A config blob's 404 stays a failure.
+            (
+                Config,
+                status(404, Some("BLOB_UNKNOWN: blob unknown to registry")),
+                1,
+                Disposition::Fail,
+            ),
+            (Config, status(404, unknown), 1, Disposition::Fail),
+            (Manifest, status(503, None), 1, Disposition::Retry),
+            (
+                Manifest,
+                status(503, None),
+                MAX_ATTEMPTS - 1,
+                Disposition::Retry,
+            ),
+            (Manifest, status(503, None), MAX_ATTEMPTS, Disposition::Fail),
+            (Config, status(429, None), 2, Disposition::Retry),
+            (Manifest, status(400, unknown), 1, Disposition::Fail),
+            (Manifest, status(401, None), 1, Disposition::Fail),
+        ];
+        for (target, err, attempts, want) in table {
+            assert_eq!(
+                disposition(target, &err, attempts),
+                want,
+                "{target:?} {err} after {attempts} attempts"
+            );
+        }
+    }
 
     #[test]
     fn hub_credentials_go_to_hub_s_registry_only() {

@@ -13,7 +13,8 @@
 //!   tag's old digests keep their history;
 //! - `parents`: (manifest digest, index digest) → first and last seen;
 //! - `manifests`: manifest digest → what `enrich` learned of it (config digest and layers, the
-//!   platform manifests of an index met in its place, or a legacy type with the reason);
+//!   platform manifests of an index met in its place, a legacy type with the reason, or gone:
+//!   the registry's 404);
 //! - `configs`: config digest (image ID) → platform, `os_version`, diff_ids, ChainID, created;
 //! - `chains`: (ChainID, image ID) → the number of layers of that prefix, for the ChainID of every
 //!   prefix of every image's diff_ids, so the longest known prefix of an unknown image's chain

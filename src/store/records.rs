@@ -705,6 +705,13 @@ pub enum ManifestFact {
         /// Why it is not read.
         reason: String,
     },
+    /// The registry answered 404: it no longer has this manifest in the repository asked (old
+    /// history); an answer, not a failure, so it is not fetched again. Last, so that records
+    /// written before it decode unchanged.
+    Gone {
+        /// The answer, with the URL.
+        reason: String,
+    },
 }
 
 /// A manifest learned by `enrich`, in the `manifests` table.

@@ -7,7 +7,9 @@
 //! generated from a seed as a typed model (`generate.rs`, `model.rs`); pages are rendered from
 //! that model (`render.rs`), and the dataset a perfect crawl must produce (`truth.rs`) is
 //! computed from the same model, never by parsing the rendered JSON, so a parsing bug cannot hide
-//! on both sides.
+//! on both sides. Its platform manifests, configs and indexes are real content whose digests are
+//! the sha256 of their bytes (`content.rs`), served by registry routes (`/v2/<ns>/<repo>/manifests/
+//! <digest>`, `/blobs/<digest>`), so `digestmap enrich` runs against the double alone.
 //!
 //! It also serves a registry facade for the anonymous cover: `GET /v2/<ns>/<repo>/tags/list`
 //! answers `401` with a `WWW-Authenticate: Bearer realm="<base>/token",...` challenge until asked
@@ -22,6 +24,7 @@
 //! // run `digestmap` against hub.url(), then compare its dataset with hub.truth()
 //! ```
 
+mod content;
 mod generate;
 mod http;
 mod model;
@@ -39,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+pub use content::Served;
 pub use generate::Churn;
 use generate::DataSpec;
 use server::{Loaded, Shared};
@@ -339,6 +343,13 @@ impl FakeHub {
     /// The dataset a perfect crawl must produce: one object per digest, keyed by digest.
     pub fn truth(&self) -> BTreeMap<String, serde_json::Value> {
         self.shared.loaded().truth.entries.clone()
+    }
+
+    /// What the double's registry serves under `digest` (a platform manifest and its image ID,
+    /// a config and its diff_ids, an index), or `None` when it serves nothing there.
+    pub fn served(&self, digest: &str) -> Option<Served> {
+        let loaded = self.shared.loaded();
+        loaded.content.served(&loaded.dataset, digest)
     }
 
     /// Attestation entries a crawler must leave out, counted per tag object.

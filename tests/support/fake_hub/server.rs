@@ -18,6 +18,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+use super::content::{self, Content};
 use super::generate::{DataSpec, generate};
 use super::http::{self, Framing, ReadError, Request, Response};
 use super::model::{Dataset, Repo};
@@ -48,17 +49,20 @@ pub(super) struct Loaded {
     pub(super) spec: DataSpec,
     pub(super) dataset: Dataset,
     pub(super) truth: Truth,
+    pub(super) content: Content,
 }
 
 impl Loaded {
     /// Generates the dataset of a spec and its truth.
     pub(super) fn new(spec: DataSpec) -> Self {
-        let dataset = generate(&spec);
+        let mut dataset = generate(&spec);
+        let content = content::realize(&mut dataset);
         let truth = truth::compute(&dataset);
         Loaded {
             spec,
             dataset,
             truth,
+            content,
         }
     }
 }
@@ -602,6 +606,10 @@ fn endpoint(path: &str) -> Option<Endpoint> {
 
 /// The real answer to an API request.
 fn route(shared: &Shared, config: &FakeHubConfig, request: &Request, authorized: bool) -> Response {
+    let loaded = shared.loaded();
+    if let Some(answer) = content::route(&loaded.dataset, &loaded.content, request) {
+        return answer;
+    }
     let Some(endpoint) = endpoint(request.path()) else {
         return Response::json(404, error_body("httperror 404: page not found", json!({})));
     };
@@ -618,7 +626,6 @@ fn route(shared: &Shared, config: &FakeHubConfig, request: &Request, authorized:
     {
         return Response::json(404, error_body("httperror 404: page not found", json!({})));
     }
-    let loaded = shared.loaded();
     let dataset = &loaded.dataset;
     let listing = Listing {
         base: &shared.base_url,
