@@ -431,3 +431,235 @@ impl ImageIndex for StoreImages<'_> {
         Ok(*self.unenriched.get_or_init(|| count))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::dataset::images::DatasetImages;
+    use crate::dataset::{FinalizeOptions, write_dataset};
+    use crate::hub::{DigestFact, TagObservation};
+    use crate::model::{Platform, RepoName};
+    use crate::registry::chain_ids;
+    use crate::store::{LayerRef, ManifestRecord, Store};
+
+    fn d(fill: u8) -> Digest {
+        Digest::from_bytes([fill; 32])
+    }
+
+    /// A scratch store, removed on drop.
+    struct Scratch {
+        store: Option<Store>,
+        dir: PathBuf,
+    }
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "digestmap-images-{name}-{}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let store = Some(Store::open(&dir.join("s.redb")).unwrap());
+            Self { store, dir }
+        }
+
+        fn store(&self) -> &Store {
+            self.store.as_ref().unwrap()
+        }
+
+        /// `repo:tag` seen pointing at `index` holding `manifest` (on `platform`), or at a bare
+        /// digest of `kind` when `index` is `None`.
+        fn tag(&self, tag: &str, index: Option<u8>, digest: u8, kind: ObjectKind, now: u64) {
+            let repo = RepoName::new("library", "x").unwrap();
+            let platform = Some(Platform::new("linux", "amd64", None));
+            let mut facts = Vec::new();
+            if let Some(index) = index {
+                facts.push(DigestFact {
+                    digest: d(index),
+                    kind: ObjectKind::Index,
+                    platform: None,
+                    os_version: None,
+                    index: None,
+                });
+            }
+            facts.push(DigestFact {
+                digest: d(digest),
+                kind,
+                platform,
+                os_version: None,
+                index: index.map(d),
+            });
+            let obs = TagObservation {
+                tag: tag.to_owned(),
+                digest: Some(d(index.unwrap_or(digest))),
+                pushed: None,
+                updated: None,
+                facts,
+            };
+            self.store()
+                .write(|w| w.record_tag(&repo, &obs, now, 1))
+                .unwrap();
+        }
+
+        fn image(&self, manifest: u8, config: u8, diff_ids: &[u8]) {
+            let diff_ids: Vec<Digest> = diff_ids.iter().map(|f| d(*f)).collect();
+            self.store()
+                .write(|w| {
+                    w.put_manifest(&d(manifest), &record(image_fact(config)))?;
+                    w.put_config(
+                        &d(config),
+                        &ConfigRecord {
+                            platform: Some(Platform::new("linux", "amd64", None)),
+                            os_version: None,
+                            chain_id: chain_ids(&diff_ids).last().copied(),
+                            diff_ids,
+                            created: None,
+                            learned_at: 500,
+                        },
+                    )
+                })
+                .unwrap();
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            drop(self.store.take());
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn image_fact(config: u8) -> ManifestFact {
+        ManifestFact::Image {
+            config: d(config),
+            layers: vec![LayerRef {
+                digest: d(200),
+                size: 1,
+                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            }],
+        }
+    }
+
+    fn record(fact: ManifestFact) -> ManifestRecord {
+        ManifestRecord {
+            fact,
+            media_type: "m".into(),
+            via: None,
+            learned_at: 500,
+        }
+    }
+
+    /// The store and the dataset `finalize` writes of it answer every question alike.
+    #[test]
+    fn the_store_answers_as_its_dataset() {
+        let scratch = Scratch::new("same");
+        // x:a on manifest 2 (image 50: layers 80), then moved to manifest 4 (image 51: 80, 81);
+        // x:b lists 6 as a manifest, which is an index holding manifest 7 (image 52: 80, 81,
+        // 82); x:c on manifest 8, not enriched; x:d on Hub config 9, not enriched; x:e on
+        // manifest 10 whose config 53 has the same layers as image 50.
+        scratch.tag("a", Some(1), 2, ObjectKind::Manifest, 100);
+        scratch.tag("latest", Some(1), 2, ObjectKind::Manifest, 100);
+        scratch.tag("a", Some(3), 4, ObjectKind::Manifest, 200);
+        scratch.tag("b", Some(5), 6, ObjectKind::Manifest, 200);
+        scratch.tag("c", Some(11), 8, ObjectKind::Manifest, 200);
+        scratch.tag("d", None, 9, ObjectKind::Config, 200);
+        scratch.tag("e", Some(12), 10, ObjectKind::Manifest, 300);
+        scratch.image(2, 50, &[80]);
+        scratch.image(4, 51, &[80, 81]);
+        scratch.image(7, 52, &[80, 81, 82]);
+        scratch.image(10, 53, &[80]);
+        scratch
+            .store()
+            .write(|w| {
+                w.put_manifest(
+                    &d(6),
+                    &record(ManifestFact::Index {
+                        manifests: vec![d(7)],
+                    }),
+                )
+            })
+            .unwrap();
+
+        let snapshot = scratch.store().snapshot().unwrap();
+        let mut text = Vec::new();
+        write_dataset(&snapshot, FinalizeOptions::default(), &mut text).unwrap();
+        let all: Vec<Digest> = [1, 2, 3, 4, 6, 7, 8, 9, 10, 50, 51, 52, 53, 99]
+            .map(d)
+            .to_vec();
+        let wanted = Wanted {
+            digests: all.iter().copied().collect(),
+            chains: chain_ids(&[d(80), d(81), d(82), d(83)])
+                .into_iter()
+                .collect(),
+            prefixes: vec![
+                "323232323232".into(), // image 50's
+                "060606060606".into(), // the index met in place of a manifest: a manifest line
+                "010101010101".into(), // an index: not an image
+            ],
+        };
+        let file = DatasetImages::load(text.as_slice(), &wanted).unwrap();
+        let store = StoreImages::load(&snapshot, &wanted).unwrap();
+        for digest in &all {
+            let Ok(want) = file.by_digest(digest);
+            assert_eq!(store.by_digest(digest).unwrap(), want, "by_digest {digest}");
+        }
+        for chain in &wanted.chains {
+            let Ok(want) = file.by_chain(chain);
+            assert_eq!(store.by_chain(chain).unwrap(), want, "by_chain {chain}");
+        }
+        for prefix in &wanted.prefixes {
+            let Ok(want) = file.resolve_prefix(prefix);
+            assert_eq!(store.resolve_prefix(prefix).unwrap(), want, "{prefix}");
+        }
+        for tag in ["x:a", "x:b", "x:c", "x:d", "x:e", "x:latest", "x:none"] {
+            for platform in [Some("linux/amd64"), Some("linux/arm64"), None] {
+                let Ok(want) = file.current_image(tag, platform);
+                let got = store.current_image(tag, platform).unwrap();
+                assert_eq!(got, want, "current_image {tag} {platform:?}");
+            }
+        }
+        let Ok(want) = file.unenriched();
+        assert_eq!(store.unenriched().unwrap(), want);
+
+        // What the table says, beyond agreeing with the dataset.
+        let old = store.by_digest(&d(2)).unwrap().unwrap();
+        assert_eq!(old.image_id, Some(d(50)));
+        assert_eq!(old.tags, ["x:a", "x:latest"]);
+        assert_eq!(old.current, ["x:latest"]);
+        assert_eq!(store.current_image("x:a", Some("linux/amd64")).unwrap(), Some(d(51)));
+        let whole: Vec<_> = store
+            .by_chain(&chain_ids(&[d(80)])[0])
+            .unwrap()
+            .into_iter()
+            .map(|i| i.image_id)
+            .collect();
+        assert_eq!(whole, [Some(d(50)), Some(d(53))]);
+        let via_index = store.by_digest(&d(7)).unwrap().unwrap();
+        assert_eq!((via_index.image_id, via_index.tags), (Some(d(52)), vec!["x:b".to_owned()]));
+        let unenriched = store.by_digest(&d(8)).unwrap().unwrap();
+        assert_eq!((unenriched.image_id, unenriched.diff_ids), (None, None));
+        assert_eq!(store.unenriched().unwrap(), 3); // manifests 6 and 8, config 9
+        assert_eq!(
+            store.resolve_prefix("010101010101").unwrap(),
+            PrefixMatch::None
+        );
+        assert!(store.by_digest(&d(99)).unwrap().is_none());
+    }
+
+    /// A question outside what `load` prepared still gets the full answer (one more pass).
+    #[test]
+    fn an_image_not_prepared_for_is_still_answered_whole() {
+        let scratch = Scratch::new("lazy");
+        scratch.tag("a", Some(1), 2, ObjectKind::Manifest, 100);
+        scratch.image(2, 50, &[80]);
+        let snapshot = scratch.store().snapshot().unwrap();
+        let store = StoreImages::load(&snapshot, &Wanted::default()).unwrap();
+        let image = store.by_digest(&d(50)).unwrap().unwrap();
+        assert_eq!(image.manifests, [d(2)]);
+        assert_eq!(image.tags, ["x:a"]);
+        assert!(StoreImages::has_enrichment(&snapshot).unwrap());
+    }
+}
