@@ -41,7 +41,11 @@ fn layers(i: usize) -> Vec<Digest> {
         vec![digest("os", i % BASES), digest("mid", i)]
     } else {
         let mid = BASES + i % MIDS;
-        vec![digest("os", mid % BASES), digest("mid", mid), digest("own", i)]
+        vec![
+            digest("os", mid % BASES),
+            digest("mid", mid),
+            digest("own", i),
+        ]
     }
 }
 
@@ -100,8 +104,8 @@ fn run(path: &std::path::Path, images: usize, queries: usize) {
                                     .map(|d| LayerRef {
                                         digest: *d,
                                         size: 1 << 20,
-                                        media_type:
-                                            "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                                        media_type: "application/vnd.oci.image.layer.v1.tar+gzip"
+                                            .into(),
                                     })
                                     .collect(),
                             },
@@ -172,7 +176,11 @@ fn run(path: &std::path::Path, images: usize, queries: usize) {
         })
         .collect();
     let whole: Vec<Digest> = (0..queries)
-        .map(|_| *chain_ids(&layers(rng.below(images))).last().expect("a chain"))
+        .map(|_| {
+            *chain_ids(&layers(rng.below(images)))
+                .last()
+                .expect("a chain")
+        })
         .collect();
     let mut wanted = Wanted::default();
     wanted.chains.extend(&whole);

@@ -36,7 +36,11 @@ fn python(deb: &Layer, top: &str) -> BuiltIndex {
         vec![deb.clone(), layer(&format!("{top}-arm64"))],
         Format::Oci,
     ));
-    image::index(vec![amd64(&[deb, &layer(top)], Format::Oci), arm], Format::Oci, true)
+    image::index(
+        vec![amd64(&[deb, &layer(top)], Format::Oci), arm],
+        Format::Oci,
+        true,
+    )
 }
 
 fn platform(image: &BuiltImage) -> Value {
@@ -195,7 +199,12 @@ fn summary(v: &Value) -> String {
         );
     }
     for level in v["ancestry"].as_array().unwrap() {
-        let images: Vec<String> = level["images"].as_array().unwrap().iter().map(named).collect();
+        let images: Vec<String> = level["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(named)
+            .collect();
         out += &format!(" < {} {}", level["layers"], images.join(" | "));
     }
     out
@@ -213,7 +222,11 @@ async fn identify_from_the_store_after_enrich_and_after_a_rebuild_that_moves_a_t
     let python1 = python(&deb, "usr/local/bin/python3.12.1");
     let py_amd64 = python1.images[0].clone();
     let app = amd64(
-        &[&deb, &layer("usr/local/bin/python3.12.1"), &layer("app/main.py")],
+        &[
+            &deb,
+            &layer("usr/local/bin/python3.12.1"),
+            &layer("app/main.py"),
+        ],
         Format::Docker,
     );
     assert_eq!(app.diff_ids()[..2], py_amd64.diff_ids()[..]);
@@ -273,8 +286,14 @@ async fn identify_from_the_store_after_enrich_and_after_a_rebuild_that_moves_a_t
             format!("exact = {PY} < 1 {DEB}"),
         ]
     );
-    assert_eq!(answers[0]["base"]["images"][0]["image_id"], json!(py_amd64.config_digest));
-    assert_eq!(answers[0]["base"]["images"][0]["manifests"], json!([py_amd64.digest]));
+    assert_eq!(
+        answers[0]["base"]["images"][0]["image_id"],
+        json!(py_amd64.config_digest)
+    );
+    assert_eq!(
+        answers[0]["base"]["images"][0]["manifests"],
+        json!([py_amd64.digest])
+    );
     assert_eq!(answers[1]["notes"], json!([]));
     // A bare image ID, its unique prefix and a manifest digest answer from the store too.
     let prefix = &py_amd64.config_digest[7..21];

@@ -127,13 +127,7 @@ fn load_dataset(dataset: &Path, wanted: &Wanted) -> Result<DatasetImages, (Strin
 }
 
 /// Answers from a snapshot of the store (`--db`), which must hold what `enrich` learned.
-fn from_store(
-    cli: &Cli,
-    args: &IdentifyArgs,
-    ui: &Ui,
-    reads: &mut [Read],
-    wanted: &Wanted,
-) -> u8 {
+fn from_store(cli: &Cli, args: &IdentifyArgs, ui: &Ui, reads: &mut [Read], wanted: &Wanted) -> u8 {
     let store = match Store::open_read(&cli.db) {
         Ok(store) => store,
         Err(e) => {

@@ -110,7 +110,12 @@ impl<'s> StoreImages<'s> {
     }
 
     fn digest_record(&self, digest: &Digest) -> Result<Option<DigestRecord>, TxError> {
-        match self.snapshot.txn.open_table(DIGESTS)?.get(*digest.as_bytes())? {
+        match self
+            .snapshot
+            .txn
+            .open_table(DIGESTS)?
+            .get(*digest.as_bytes())?
+        {
             Some(guard) => Ok(Some(decode(guard.value())?)),
             None => Ok(None),
         }
@@ -456,10 +461,8 @@ mod tests {
 
     impl Scratch {
         fn new(name: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!(
-                "digestmap-images-{name}-{}",
-                std::process::id()
-            ));
+            let dir = std::env::temp_dir()
+                .join(format!("digestmap-images-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             let store = Some(Store::open(&dir.join("s.redb")).unwrap());
@@ -629,7 +632,10 @@ mod tests {
         assert_eq!(old.image_id, Some(d(50)));
         assert_eq!(old.tags, ["x:a", "x:latest"]);
         assert_eq!(old.current, ["x:latest"]);
-        assert_eq!(store.current_image("x:a", Some("linux/amd64")).unwrap(), Some(d(51)));
+        assert_eq!(
+            store.current_image("x:a", Some("linux/amd64")).unwrap(),
+            Some(d(51))
+        );
         let whole: Vec<_> = store
             .by_chain(&chain_ids(&[d(80)])[0])
             .unwrap()
@@ -638,7 +644,10 @@ mod tests {
             .collect();
         assert_eq!(whole, [Some(d(50)), Some(d(53))]);
         let via_index = store.by_digest(&d(7)).unwrap().unwrap();
-        assert_eq!((via_index.image_id, via_index.tags), (Some(d(52)), vec!["x:b".to_owned()]));
+        assert_eq!(
+            (via_index.image_id, via_index.tags),
+            (Some(d(52)), vec!["x:b".to_owned()])
+        );
         let unenriched = store.by_digest(&d(8)).unwrap().unwrap();
         assert_eq!((unenriched.image_id, unenriched.diff_ids), (None, None));
         assert_eq!(store.unenriched().unwrap(), 3); // manifests 6 and 8, config 9
