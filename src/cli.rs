@@ -176,10 +176,10 @@ pub struct IdentifyArgs {
     /// prefix of at least 12 hex characters), or `-` for a tarball on standard input.
     #[arg(value_name = "INPUT", required = true)]
     pub inputs: Vec<String>,
-    /// The dataset to answer from (NDJSON written by `finalize`, with the image IDs and layer
-    /// chains of `enrich`; `-` for standard input when no INPUT is `-`).
+    /// Answer from this dataset (NDJSON written by `finalize`, with the image IDs and layer
+    /// chains of `enrich`; `-` for standard input when no INPUT is `-`) instead of the store.
     #[arg(long, value_name = "FILE")]
-    pub dataset: PathBuf,
+    pub dataset: Option<PathBuf>,
     /// One JSON object per image on standard output.
     #[arg(long)]
     pub json: bool,

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         Command::Check => commands::check::run(&cli, &ui),
         Command::Lookup(args) => commands::lookup::run(&cli, args, &ui),
         Command::Enrich(args) => commands::enrich::run(&cli, args, &ui),
-        Command::Identify(args) => commands::identify::run(args, &ui),
+        Command::Identify(args) => commands::identify::run(&cli, args, &ui),
     };
     ExitCode::from(code)
 }

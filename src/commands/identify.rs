@@ -1,17 +1,19 @@
-//! `digestmap identify INPUT... --dataset FILE`: which official image is each saved image, or
+//! `digestmap identify INPUT... [--dataset FILE]`: which official image is each saved image, or
 //! which official image was it built FROM.
 //!
 //! Every input is read first (each failure reported, naming the input, the rest still
-//! answered), then the dataset once for all of them, then each image is matched. Answers go to
+//! answered), then the index: the dataset read once for all of them, or else a snapshot of the
+//! store (`--db`), which must hold what `enrich` learned; then each image is matched. Answers go to
 //! stdout (a block per image, or one JSON object per image with `--json`), errors to stderr.
 //! Exit 0: every image identified (exact or base); 7: some image has no official base found
 //! (the others are still answered); 1: an input or the dataset could not be read; 2: usage (an
-//! ambiguous prefix, `-` twice, no dataset file).
+//! ambiguous prefix, `-` twice, no dataset file, no store, a store not enriched yet).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufReader, Write};
+use std::path::Path;
 
 use digestmap::dataset::images::{DatasetImages, Wanted};
 use digestmap::identify::SavedImage;
@@ -20,10 +22,12 @@ use digestmap::identify::matching::{
     self, Found, Identification, ImageIndex, PrefixMatch, Verdict,
 };
 use digestmap::registry::config::chain_ids;
+use digestmap::store::Store;
+use digestmap::store::images::StoreImages;
 use digestmap::text::printable;
 use serde_json::{Value, json};
 
-use crate::cli::IdentifyArgs;
+use crate::cli::{Cli, IdentifyArgs};
 use crate::ui::Ui;
 
 /// Exit code when some image has no official base image found.
@@ -35,10 +39,11 @@ struct Read {
     images: Result<Vec<SavedImage>, String>,
 }
 
-pub fn run(args: &IdentifyArgs, ui: &Ui) -> u8 {
+pub fn run(cli: &Cli, args: &IdentifyArgs, ui: &Ui) -> u8 {
     let inputs: Vec<Input> = args.inputs.iter().map(|t| Input::parse(t)).collect();
     let stdin_inputs = inputs.iter().filter(|i| **i == Input::Stdin).count();
-    if stdin_inputs + usize::from(args.dataset.as_os_str() == "-") > 1 {
+    let dataset_stdin = args.dataset.as_ref().is_some_and(|d| d.as_os_str() == "-");
+    if stdin_inputs + usize::from(dataset_stdin) > 1 {
         ui.error("standard input (`-`) can be read only once: as one INPUT or as --dataset");
         return super::USAGE;
     }
@@ -78,43 +83,105 @@ pub fn run(args: &IdentifyArgs, ui: &Ui) -> u8 {
         }
     }
 
-    let stdin = args.dataset.as_os_str() == "-";
+    match &args.dataset {
+        Some(dataset) => match load_dataset(dataset, &wanted) {
+            Ok(index) => answer(args, ui, &mut reads, &index, &|e| match e {}),
+            Err((message, code)) => {
+                ui.error(&message);
+                code
+            }
+        },
+        None => from_store(cli, args, ui, &mut reads, &wanted),
+    }
+}
+
+/// Reads the dataset once for every question, or says why not (with the exit code).
+fn load_dataset(dataset: &Path, wanted: &Wanted) -> Result<DatasetImages, (String, u8)> {
+    let stdin = dataset.as_os_str() == "-";
     let shown = if stdin {
         "on standard input".to_owned()
     } else {
-        args.dataset.display().to_string()
+        dataset.display().to_string()
     };
     let loaded = if stdin {
-        Ok(DatasetImages::load(io::stdin().lock(), &wanted))
+        Ok(DatasetImages::load(io::stdin().lock(), wanted))
     } else {
-        File::open(&args.dataset)
-            .map(|file| DatasetImages::load(BufReader::with_capacity(1 << 16, file), &wanted))
+        File::open(dataset)
+            .map(|file| DatasetImages::load(BufReader::with_capacity(1 << 16, file), wanted))
     };
-    let index = match loaded {
-        Ok(Ok(index)) => index,
-        Ok(Err(e)) => {
-            ui.error(&format!("the dataset {}: {e}", printable(&shown)));
-            return super::ERROR;
-        }
-        Err(e) => {
-            ui.error(&format!(
-                "cannot read the dataset {}: {e}",
-                printable(&shown)
-            ));
-            return if e.kind() == io::ErrorKind::NotFound {
+    match loaded {
+        Ok(Ok(index)) => Ok(index),
+        Ok(Err(e)) => Err((
+            format!("the dataset {}: {e}", printable(&shown)),
+            super::ERROR,
+        )),
+        Err(e) => Err((
+            format!("cannot read the dataset {}: {e}", printable(&shown)),
+            if e.kind() == io::ErrorKind::NotFound {
                 super::USAGE
             } else {
                 super::ERROR
-            };
+            },
+        )),
+    }
+}
+
+/// Answers from a snapshot of the store (`--db`), which must hold what `enrich` learned.
+fn from_store(cli: &Cli, args: &IdentifyArgs, ui: &Ui, reads: &mut [Read], wanted: &Wanted) -> u8 {
+    let store = match Store::open_read(&cli.db) {
+        Ok(store) => store,
+        Err(e) => {
+            ui.error(&e.to_string());
+            return super::store_error_code(&e);
         }
     };
+    let snapshot = match store.snapshot() {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            ui.error(&e.to_string());
+            return super::store_error_code(&e);
+        }
+    };
+    match StoreImages::has_enrichment(&snapshot) {
+        Ok(true) => {}
+        Ok(false) => {
+            ui.error(&format!(
+                "the store {} holds no image IDs or layer chains yet: run `digestmap enrich` (after a crawl), then identify again; or give a dataset with --dataset",
+                printable(&cli.db.display().to_string())
+            ));
+            return super::USAGE;
+        }
+        Err(e) => {
+            let e = store.error(e);
+            ui.error(&e.to_string());
+            return super::store_error_code(&e);
+        }
+    }
+    let index = match StoreImages::load(&snapshot, wanted) {
+        Ok(index) => index,
+        Err(e) => {
+            let e = store.error(e);
+            ui.error(&e.to_string());
+            return super::store_error_code(&e);
+        }
+    };
+    answer(args, ui, reads, &index, &|e| store.error(e).to_string())
+}
 
+/// Matches every image read against `index` and prints the answers; the exit code.
+fn answer<I: ImageIndex>(
+    args: &IdentifyArgs,
+    ui: &Ui,
+    reads: &mut [Read],
+    index: &I,
+    shown: &dyn Fn(I::Error) -> String,
+) -> u8 {
     let mut failed = false;
     let mut ambiguous = false;
     let mut none = false;
     let mut stdout = io::stdout().lock();
     let mut printed = false;
-    for read in &mut reads {
+    for read in reads.iter_mut() {
         let input_shown = read.input.shown();
         let images = match &mut read.images {
             Ok(images) => images,
@@ -128,7 +195,14 @@ pub fn run(args: &IdentifyArgs, ui: &Ui) -> u8 {
         if let Input::Digest(query) = &read.input
             && query.digest().is_none()
         {
-            let Ok(resolved) = index.resolve_prefix(&query.hex);
+            let resolved = match index.resolve_prefix(&query.hex) {
+                Ok(resolved) => resolved,
+                Err(e) => {
+                    let _ = stdout.flush();
+                    ui.error(&shown(e));
+                    return super::ERROR;
+                }
+            };
             match resolved {
                 PrefixMatch::One(digest) => images[0].digests = vec![digest],
                 PrefixMatch::None => {}
@@ -144,7 +218,14 @@ pub fn run(args: &IdentifyArgs, ui: &Ui) -> u8 {
             }
         }
         for image in images.iter() {
-            let Ok(found) = matching::identify(image, &index);
+            let found = match matching::identify(image, index) {
+                Ok(found) => found,
+                Err(e) => {
+                    let _ = stdout.flush();
+                    ui.error(&shown(e));
+                    return super::ERROR;
+                }
+            };
             none |= found.verdict == Verdict::NotFound;
             let text = if args.json {
                 format!("{}\n", as_json(&input_shown, image, &found))

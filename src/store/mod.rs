@@ -20,6 +20,8 @@
 //!   prefix of every image's diff_ids, so the longest known prefix of an unknown image's chain
 //!   takes one range lookup per layer.
 //!
+//! [`images`] reads those tables as the official images' index `identify` matches against.
+//!
 //! Job ids split the `jobs` and `failed` tables in two families: the crawl's ids count up from 1,
 //! `enrich`'s from [`ENRICH_JOB_BASE`] (2^63), each holding its own record type. Every reader of
 //! one family reads only its id range, so a crawl never takes (or waits for) an enrich job, and
@@ -50,6 +52,7 @@
 //! Cost: the check reads the whole file once per command (1 s wall, 0.3 s CPU for a 159 MB store).
 
 pub mod check;
+pub mod images;
 pub mod records;
 pub mod verified;
 

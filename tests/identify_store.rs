@@ -1,0 +1,350 @@
+//! `digestmap identify` answered from the store, end to end through the binary: official-like
+//! images pushed into Debian's real `docker-registry` (behind the Hub-like front), a Hub double
+//! whose tags point at them, crawl → enrich, then saved images (a user image built FROM one of
+//! them, and the official image itself) identified from the store and from the finalized
+//! dataset, which must answer alike; then a rebuild that moves a tag, a second crawl + enrich,
+//! and the moved tag shown with where it points now.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::archives::{self, Saved};
+use support::fake_hub::{FakeHub, FakeHubConfig};
+use support::registry::Harness;
+use support::registry::front::FrontConfig;
+use support::registry::image::{self, BuiltImage, BuiltIndex, Format, ImageSpec, Layer};
+use support::sandbox::{Sandbox, assert_code, assert_success, stderr, stdout};
+
+fn layer(name: &str) -> Layer {
+    Layer::new(&[(name, name.as_bytes())])
+}
+
+fn amd64(layers: &[&Layer], format: Format) -> BuiltImage {
+    image::build(ImageSpec::linux(
+        "amd64",
+        None,
+        layers.iter().map(|l| (*l).clone()).collect(),
+        format,
+    ))
+}
+
+/// python for amd64 and arm64 on the given top layer, over debian's layer.
+fn python(deb: &Layer, top: &str) -> BuiltIndex {
+    let arm = image::build(ImageSpec::linux(
+        "arm64",
+        Some("v8"),
+        vec![deb.clone(), layer(&format!("{top}-arm64"))],
+        Format::Oci,
+    ));
+    image::index(
+        vec![amd64(&[deb, &layer(top)], Format::Oci), arm],
+        Format::Oci,
+        true,
+    )
+}
+
+fn platform(image: &BuiltImage) -> Value {
+    let mut p = json!({"os": image.spec.os, "architecture": image.spec.architecture,
+        "digest": image.digest});
+    if let Some(v) = &image.spec.variant {
+        p["variant"] = json!(v);
+    }
+    p
+}
+
+fn tag(name: &str, digest: &str, media_type: &str, images: Vec<Value>, pushed: &str) -> Value {
+    json!({"name": name, "digest": digest, "media_type": media_type, "images": images,
+        "last_updated": pushed, "tag_last_pushed": pushed})
+}
+
+fn page(tags: Vec<Value>) -> Vec<u8> {
+    serde_json::to_vec(
+        &json!({"count": tags.len(), "next": null, "previous": null, "results": tags}),
+    )
+    .unwrap()
+}
+
+/// The double's pages: debian:12 on `debian`; python:3.12 on `moving` and python:3.12.1 on
+/// `python` (newest first).
+fn pages(
+    debian: &BuiltImage,
+    python: &BuiltIndex,
+    moving: &BuiltIndex,
+    moved_at: &str,
+) -> Vec<(String, u16, Vec<u8>)> {
+    let index_tag = |name: &str, index: &BuiltIndex, at: &str| {
+        tag(
+            name,
+            &index.digest,
+            index.media_type,
+            index.images.iter().map(platform).collect(),
+            at,
+        )
+    };
+    vec![
+        (
+            "/repositories/debian/tags".to_owned(),
+            200,
+            page(vec![tag(
+                "12",
+                &debian.digest,
+                debian.media_type,
+                vec![platform(debian)],
+                "2026-01-01T00:00:00.000000Z",
+            )]),
+        ),
+        (
+            "/repositories/python/tags".to_owned(),
+            200,
+            page(vec![
+                index_tag("3.12", moving, moved_at),
+                index_tag("3.12.1", python, "2026-01-02T00:00:00.000000Z"),
+            ]),
+        ),
+    ]
+}
+
+fn crawl_and_enrich(sandbox: &Sandbox, hub: &FakeHub, harness: &Harness) {
+    let out = sandbox
+        .fast_crawl(&hub.url(), &["--repo", "debian", "--repo", "python"])
+        .output()
+        .unwrap();
+    assert_success(&out, "crawl");
+    let registry = harness.front.url().to_string();
+    let out = sandbox
+        .command(&[
+            "enrich",
+            "--registry",
+            registry.trim_end_matches('/'),
+            "--rps",
+            "500",
+            "--retry-base-ms",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    assert_success(&out, "enrich");
+    let out = sandbox
+        .command(&["finalize", "--out", "d.ndjson"])
+        .output()
+        .unwrap();
+    assert_success(&out, "finalize");
+}
+
+/// `identify` of `inputs` from the store and from the dataset: both outputs (JSON and text)
+/// must be equal, and exit with `code`; the JSON objects.
+fn identify_both(sandbox: &Sandbox, inputs: &[&str], code: i32) -> Vec<Value> {
+    let mut json_out = None;
+    for json in [true, false] {
+        let mut from_store = vec!["identify"];
+        if json {
+            from_store.push("--json");
+        }
+        from_store.extend_from_slice(inputs);
+        let mut from_dataset = from_store.clone();
+        from_dataset.extend(["--dataset", "d.ndjson"]);
+        let store = sandbox.command(&from_store).output().unwrap();
+        assert_code(&store, code, "identify from the store");
+        let dataset = sandbox.command(&from_dataset).output().unwrap();
+        assert_code(&dataset, code, "identify from the dataset");
+        assert_eq!(
+            stdout(&store),
+            stdout(&dataset),
+            "the store and the dataset answer differently"
+        );
+        if json {
+            json_out = Some(stdout(&store));
+        }
+    }
+    json_out
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// An official image found: `platform [tag tag>abcdef tag>?]` (`>`: moved, now on that image).
+fn named(v: &Value) -> String {
+    let tags: Vec<String> = v["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let name = t["tag"].as_str().unwrap();
+            match (t["current"].as_bool().unwrap(), t["now"].as_str()) {
+                (true, _) => name.to_owned(),
+                (false, Some(now)) => format!("{name}>{}", &now[7..19]),
+                (false, None) => format!("{name}>?"),
+            }
+        })
+        .collect();
+    format!("{} [{}]", v["platform"].as_str().unwrap(), tags.join(" "))
+}
+
+/// `result = exact... base L/T+N images < L ancestry...`.
+fn summary(v: &Value) -> String {
+    let mut out = v["result"].as_str().unwrap().to_owned();
+    for e in v["exact"].as_array().unwrap() {
+        out += &format!(" = {}", named(e));
+    }
+    if !v["base"].is_null() {
+        let b = &v["base"];
+        let images: Vec<String> = b["images"].as_array().unwrap().iter().map(named).collect();
+        out += &format!(
+            " base {}/{}+{} {}",
+            b["layers"],
+            b["of"],
+            b["on_top"],
+            images.join(" | ")
+        );
+    }
+    for level in v["ancestry"].as_array().unwrap() {
+        let images: Vec<String> = level["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(named)
+            .collect();
+        out += &format!(" < {} {}", level["layers"], images.join(" | "));
+    }
+    out
+}
+
+fn short(id: &str) -> &str {
+    &id[7..19]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identify_from_the_store_after_enrich_and_after_a_rebuild_that_moves_a_tag() {
+    let harness = Harness::start(FrontConfig::default()).await;
+    let deb = layer("etc/debian_version");
+    let debian = amd64(&[&deb], Format::Docker);
+    let python1 = python(&deb, "usr/local/bin/python3.12.1");
+    let py_amd64 = python1.images[0].clone();
+    let app = amd64(
+        &[
+            &deb,
+            &layer("usr/local/bin/python3.12.1"),
+            &layer("app/main.py"),
+        ],
+        Format::Docker,
+    );
+    assert_eq!(app.diff_ids()[..2], py_amd64.diff_ids()[..]);
+    let p = &harness.pusher;
+    p.image("library/debian", "12", &debian).await;
+    p.index("library/python", "3.12.1", &python1).await;
+    p.index("library/python", "3.12", &python1).await;
+    let hub = FakeHub::start(FakeHubConfig {
+        repos: 1,
+        max_tags: 3,
+        big_repo_tags: 3,
+        override_paths: pages(&debian, &python1, &python1, "2026-01-02T00:00:00.000000Z"),
+        ..FakeHubConfig::default()
+    })
+    .await;
+    let sandbox = Sandbox::new("identify-store");
+
+    // Crawled, not enriched: the store cannot answer yet, and says how to fix it.
+    let out = sandbox
+        .fast_crawl(&hub.url(), &["--repo", "debian", "--repo", "python"])
+        .output()
+        .unwrap();
+    assert_success(&out, "crawl");
+    std::fs::write(
+        sandbox.path("app.tar"),
+        archives::legacy(&[Saved {
+            image: &app,
+            repo_tags: vec!["myapp:1".into()],
+        }]),
+    )
+    .unwrap();
+    let out = sandbox.command(&["identify", "app.tar"]).output().unwrap();
+    assert_code(&out, 2, "identify before enrich");
+    assert!(
+        stderr(&out).contains("no image IDs or layer chains yet: run `digestmap enrich`"),
+        "{}",
+        stderr(&out)
+    );
+
+    crawl_and_enrich(&sandbox, &hub, &harness);
+    std::fs::write(
+        sandbox.path("python.tar"),
+        archives::docker25(&[Saved {
+            image: &py_amd64,
+            repo_tags: vec!["python:3.12".into()],
+        }]),
+    )
+    .unwrap();
+    const PY: &str = "linux/amd64 [python:3.12.1 python:3.12]";
+    const DEB: &str = "linux/amd64 [debian:12]";
+    let answers = identify_both(&sandbox, &["app.tar", "python.tar"], 0);
+    let got: Vec<String> = answers.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        [
+            format!("base base 2/3+1 {PY} < 1 {DEB}"),
+            format!("exact = {PY} < 1 {DEB}"),
+        ]
+    );
+    assert_eq!(
+        answers[0]["base"]["images"][0]["image_id"],
+        json!(py_amd64.config_digest)
+    );
+    assert_eq!(
+        answers[0]["base"]["images"][0]["manifests"],
+        json!([py_amd64.digest])
+    );
+    assert_eq!(answers[1]["notes"], json!([]));
+    // A bare image ID, its unique prefix and a manifest digest answer from the store too.
+    let prefix = &py_amd64.config_digest[7..21];
+    let answers = identify_both(&sandbox, &[prefix, &py_amd64.digest], 0);
+    let got: Vec<String> = answers.iter().map(summary).collect();
+    assert_eq!(got, [format!("exact = {PY}"), format!("exact = {PY}")]);
+
+    // A rebuild moves python:3.12 to new layers; the second crawl + enrich learns it.
+    let python2 = python(&deb, "usr/local/bin/python3.12.2");
+    p.index("library/python", "3.12", &python2).await;
+    hub.update(|c| {
+        c.override_paths = pages(&debian, &python1, &python2, "2026-02-01T00:00:00.000000Z");
+    });
+    crawl_and_enrich(&sandbox, &hub, &harness);
+    let moved = format!(
+        "linux/amd64 [python:3.12.1 python:3.12>{}]",
+        short(&python2.images[0].config_digest)
+    );
+    let answers = identify_both(&sandbox, &["app.tar", "python.tar"], 0);
+    let got: Vec<String> = answers.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        [
+            format!("base base 2/3+1 {moved} < 1 {DEB}"),
+            format!("exact = {moved} < 1 {DEB}"),
+        ]
+    );
+    // The rebuilt python saved as is: exact, its tag current.
+    std::fs::write(
+        sandbox.path("python2.tar"),
+        archives::legacy(&[Saved {
+            image: &python2.images[0],
+            repo_tags: vec!["python:3.12".into()],
+        }]),
+    )
+    .unwrap();
+    let answers = identify_both(&sandbox, &["python2.tar"], 0);
+    assert_eq!(
+        summary(&answers[0]),
+        format!("exact = linux/amd64 [python:3.12] < 1 {DEB}")
+    );
+    // An image on nothing official: exit 7 from both.
+    let custom = amd64(&[&layer("opt/custom-os")], Format::Docker);
+    std::fs::write(
+        sandbox.path("custom.tar"),
+        archives::legacy(&[Saved {
+            image: &custom,
+            repo_tags: vec![],
+        }]),
+    )
+    .unwrap();
+    let answers = identify_both(&sandbox, &["custom.tar"], 7);
+    assert_eq!(summary(&answers[0]), "none");
+}
