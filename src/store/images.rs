@@ -309,6 +309,8 @@ impl<'s> StoreImages<'s> {
                 ObjectKind::Index => false,
                 ObjectKind::Manifest => match &manifests {
                     Some(table) => match table.get(key.value())? {
+                        // As in the dataset, where such a line has no `image_id`: a legacy
+                        // answer or a manifest the registry no longer has counts too.
                         Some(guard) => !matches!(
                             decode::<super::ManifestRecord>(guard.value())?.fact,
                             ManifestFact::Image { .. }
@@ -396,7 +398,9 @@ impl ImageIndex for StoreImages<'_> {
                         }
                         ids
                     }
-                    Some(ManifestFact::Legacy { .. }) | None => Vec::new(),
+                    Some(ManifestFact::Legacy { .. } | ManifestFact::Gone { .. }) | None => {
+                        Vec::new()
+                    }
                 };
                 for id in images {
                     if let Some(record) = self.config(&id)? {
