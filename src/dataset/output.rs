@@ -1,7 +1,7 @@
 //! Where `finalize` writes the dataset, and how it gets there without harming what stands at the
 //! path.
 //!
-//! What stands at `--out` decides how the dataset is written ([`plan`] decides, [`write_file`]
+//! What stands at `--out` decides how the dataset is written ([`plan`] decides, `write_file`
 //! looks and acts):
 //! - nothing, or a regular file: the dataset goes to a temporary file in the same folder, which is
 //!   synced and renamed over the path, so a reader sees the old or the new dataset, never half of
