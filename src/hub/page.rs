@@ -1,7 +1,7 @@
 //! Tolerant serde types of Hub's paginated answers.
 //!
-//! Real tag data is full of holes (missing keys, nulls where strings belong, see HUB-FACTS.md), so
-//! every scalar field is optional and a value of the wrong JSON type reads as absent instead of
+//! Real tag data is full of holes (tags pushed before about 2021 have no `digest` key, `images`
+//! may be `[]`, an image's `digest` or a timestamp may be null), so every scalar field is optional and a value of the wrong JSON type reads as absent instead of
 //! failing the whole page. Only the envelope's structure is required: a body that is not JSON, or
 //! whose `results` is not a list of objects, is a broken page. A tag object whose `images` is not
 //! a list of objects (nor null) is read with no images and marked [`TagEntry::malformed`], so that

@@ -1,6 +1,6 @@
 //! From a Hub tag object to digest facts.
 //!
-//! The rules (HUB-FACTS.md, "Tag objects and their quirks"):
+//! The rules, from what Docker Hub's tag objects hold in practice:
 //! - the tag's own `digest` names an index for multi-platform media types, a platform manifest for
 //!   single-platform ones (it then equals `images[0].digest`), and an image config for the legacy
 //!   `application/vnd.docker.container.image.v1+json` type;

@@ -170,9 +170,10 @@ impl From<RunStatsV1> for RunStats {
 
 /// Which view of a repository's tag list a job reads.
 ///
-/// Anonymous listings stop at offset 1000 (HUB-FACTS.md), so a repository with more tags is read
-/// through several views, each again capped at 1000: the plain listing (newest first), the
-/// oldest-first listing, and `name`-filtered listings in both orders.
+/// Anonymous listings stop at offset 1000 (Hub answers 403 `pagination offset too large` there),
+/// so a repository with more tags is read through several views, each again capped at 1000: the
+/// plain listing (newest first), the oldest-first listing, and `name`-filtered listings in both
+/// orders.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ListingWindow {
     /// The plain listing, newest first.
