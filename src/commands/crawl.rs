@@ -82,31 +82,13 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            ui.error(&format!("cannot start the async runtime: {e}"));
-            return super::ERROR;
-        }
+    let Some(runtime) = super::runtime(ui) else {
+        return super::ERROR;
     };
     let progress = Arc::new(Progress::default());
     let cancel = CancellationToken::new();
     let result = runtime.block_on(async {
-        let interrupt = {
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    cancel.cancel();
-                    // The store is consistent after every commit, so a second Ctrl-C may leave at once.
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        std::process::exit(i32::from(super::INTERRUPTED));
-                    }
-                }
-            })
-        };
+        let interrupt = super::cancel_on_ctrl_c(cancel.clone());
         let guard = ui.start_progress(progress.clone());
         let result = crawl::crawl(store.clone(), options, progress, cancel.clone()).await;
         drop(guard);

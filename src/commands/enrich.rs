@@ -80,29 +80,12 @@ pub fn run(cli: &Cli, args: &EnrichArgs, ui: &Ui) -> u8 {
             return super::store_error_code(&e);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            ui.error(&format!("cannot start the async runtime: {e}"));
-            return super::ERROR;
-        }
+    let Some(runtime) = super::runtime(ui) else {
+        return super::ERROR;
     };
     let cancel = CancellationToken::new();
     let result = runtime.block_on(async {
-        let interrupt = {
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    cancel.cancel();
-                    if tokio::signal::ctrl_c().await.is_ok() {
-                        std::process::exit(i32::from(super::INTERRUPTED));
-                    }
-                }
-            })
-        };
+        let interrupt = super::cancel_on_ctrl_c(cancel.clone());
         let result = enrich::enrich(store.clone(), options, cancel.clone()).await;
         interrupt.abort();
         result

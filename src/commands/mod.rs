@@ -91,3 +91,33 @@ pub fn install_panic_hook() {
         std::process::exit(i32::from(ERROR));
     }));
 }
+
+/// The async runtime of a long-running command; `None` (after saying why) when it cannot start.
+pub fn runtime(ui: &crate::ui::Ui) -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            ui.error(&format!("cannot start the async runtime: {e}"));
+            None
+        }
+    }
+}
+
+/// Cancels `cancel` on the first Ctrl-C, so the command stops taking work and commits what is
+/// done; a second Ctrl-C exits at once with [`INTERRUPTED`], which is safe because the store is
+/// consistent after every commit. Abort the returned task once the command is done.
+pub fn cancel_on_ctrl_c(
+    cancel: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(i32::from(INTERRUPTED));
+            }
+        }
+    })
+}
