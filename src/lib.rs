@@ -17,7 +17,8 @@
 //! - [`dataset`]: `finalize`, the NDJSON writer with `current` tags, and `lookup`;
 //! - [`identify`]: reading saved images (tarballs, OCI layouts, inspect JSON) and naming the
 //!   official image each is or was built FROM;
-//! - [`status`]: what a store holds.
+//! - [`status`]: what a store holds;
+//! - [`text`]: control characters escaped in whatever is shown to a person.
 //!
 //! ```
 //! use digestmap::hub::{Skips, TagEntry, observe_tag};
