@@ -26,7 +26,7 @@ use super::{
     CHAINS, CONFIGS, DIGESTS, ENRICH_JOB_BASE, FAILED, JOBS, MANIFESTS, META, META_BUDGET,
     META_ENRICH_STATS, META_GAPS, META_NEXT_ENRICH_JOB, META_NEXT_JOB, META_PAUSE, META_RUN,
     META_SCHEMA, META_STATS, PAIRS, PARENTS, REPOS, SCHEMA_VERSION, StoreError, TAGS, builder,
-    caught, decode, file_len, open_verified, writer_running,
+    caught, decode, open_verified, require_existing, writer_running,
 };
 use crate::model::Digest;
 
@@ -64,20 +64,7 @@ impl CheckReport {
 /// Checks the store at `path` without writing to it. Errors are for a store that cannot be
 /// checked at all (missing, empty, in use, unreadable); damage is reported in the report.
 pub fn check(path: &Path) -> Result<CheckReport, StoreError> {
-    match file_len(path)? {
-        None => {
-            return Err(StoreError::Missing {
-                path: path.to_owned(),
-            });
-        }
-        Some(0) => {
-            return Err(StoreError::Incompatible {
-                path: path.to_owned(),
-                reason: "the file is empty".into(),
-            });
-        }
-        Some(_) => {}
-    }
+    require_existing(path)?;
     if writer_running(path)? {
         return Err(StoreError::Busy {
             path: path.to_owned(),

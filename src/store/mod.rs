@@ -330,20 +330,7 @@ impl Store {
     /// works). With no crawl running, the store is verified first (see the module docs); beside
     /// a running crawl it reads the writer's committed snapshots.
     pub fn open_read(path: &Path) -> Result<Self, StoreError> {
-        match file_len(path)? {
-            None => {
-                return Err(StoreError::Missing {
-                    path: path.to_owned(),
-                });
-            }
-            Some(0) => {
-                return Err(StoreError::Incompatible {
-                    path: path.to_owned(),
-                    reason: "the file is empty".into(),
-                });
-            }
-            Some(_) => {}
-        }
+        require_existing(path)?;
         let (db, pin) = if writer_running(path)? {
             let db = caught(|| builder().open_read_only(path))
                 .map_err(|detail| damaged(path, detail))?
@@ -556,6 +543,22 @@ fn damaged(path: &Path, detail: String) -> StoreError {
 }
 
 /// The file's length, `None` when there is no file.
+/// Fails unless a non-empty file stands at `path`: a missing one is [`StoreError::Missing`], an
+/// empty one no store at all. For the commands that read an existing store and must not create
+/// one.
+fn require_existing(path: &Path) -> Result<(), StoreError> {
+    match file_len(path)? {
+        None => Err(StoreError::Missing {
+            path: path.to_owned(),
+        }),
+        Some(0) => Err(StoreError::Incompatible {
+            path: path.to_owned(),
+            reason: "the file is empty".into(),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
 fn file_len(path: &Path) -> Result<Option<u64>, StoreError> {
     match std::fs::metadata(path) {
         Ok(meta) => Ok(Some(meta.len())),
