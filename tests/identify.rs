@@ -12,6 +12,7 @@ use std::time::Duration;
 use digestmap::model::Digest;
 use digestmap::registry::chain_ids;
 use serde_json::{Value, json};
+use support::answers::{short, summary};
 use support::archives::{self, Saved, TarWriter};
 use support::measured::run_measured;
 use support::registry::image::{self, BuiltImage, Format, ImageSpec, Layer};
@@ -203,63 +204,11 @@ fn identify(sandbox: &Sandbox, inputs: &[&str], json: bool) -> Command {
     sandbox.command(&args)
 }
 
-/// One line per image: `result [exact tags] [base L/T+N tags] [< ancestry tags L]`, tags written
-/// `name` (current), `name>abcdef` (moved; now on image abcdef…), `name>?` (moved, now unknown).
+/// One line per image (see [`summary`]).
 fn summarize(output: &str) -> Vec<String> {
-    let image = |v: &Value| -> String {
-        let tags: Vec<String> = v["tags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| {
-                let name = t["tag"].as_str().unwrap();
-                if t["current"].as_bool().unwrap() {
-                    name.to_owned()
-                } else {
-                    match t["now"].as_str() {
-                        Some(now) => format!("{name}>{}", &now[7..13]),
-                        None => format!("{name}>?"),
-                    }
-                }
-            })
-            .collect();
-        format!(
-            "{} [{}]",
-            v["platform"].as_str().unwrap_or("-"),
-            tags.join(" ")
-        )
-    };
     output
         .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
-            let mut out = v["result"].as_str().unwrap().to_owned();
-            for e in v["exact"].as_array().unwrap() {
-                out += &format!(" = {}", image(e));
-            }
-            if !v["base"].is_null() {
-                let b = &v["base"];
-                let images: Vec<String> =
-                    b["images"].as_array().unwrap().iter().map(image).collect();
-                out += &format!(
-                    " base {}/{}+{} {}",
-                    b["layers"],
-                    b["of"],
-                    b["on_top"],
-                    images.join(" | ")
-                );
-            }
-            for level in v["ancestry"].as_array().unwrap() {
-                let images: Vec<String> = level["images"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(image)
-                    .collect();
-                out += &format!(" < {} {}", level["layers"], images.join(" | "));
-            }
-            out
-        })
+        .map(|line| summary(&serde_json::from_str(line).unwrap()))
         .collect()
 }
 
@@ -390,7 +339,7 @@ fn a_base_whose_tag_moved_says_where_it_points_now() {
     )
     .unwrap();
     let out = run_ok(&mut identify(&sandbox, &["old.tar"], true), 0, "old");
-    let new = &world.python_new.config_digest[7..13];
+    let new = short(&world.python_new.config_digest);
     assert_eq!(
         summarize(&out),
         vec![format!(

@@ -8,6 +8,7 @@
 mod support;
 
 use serde_json::{Value, json};
+use support::answers::{short, summary};
 use support::archives::{self, Saved};
 use support::fake_hub::{FakeHub, FakeHubConfig};
 use support::registry::Harness;
@@ -161,57 +162,6 @@ fn identify_both(sandbox: &Sandbox, inputs: &[&str], code: i32) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-/// An official image found: `platform [tag tag>abcdef tag>?]` (`>`: moved, now on that image).
-fn named(v: &Value) -> String {
-    let tags: Vec<String> = v["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let name = t["tag"].as_str().unwrap();
-            match (t["current"].as_bool().unwrap(), t["now"].as_str()) {
-                (true, _) => name.to_owned(),
-                (false, Some(now)) => format!("{name}>{}", &now[7..19]),
-                (false, None) => format!("{name}>?"),
-            }
-        })
-        .collect();
-    format!("{} [{}]", v["platform"].as_str().unwrap(), tags.join(" "))
-}
-
-/// `result = exact... base L/T+N images < L ancestry...`.
-fn summary(v: &Value) -> String {
-    let mut out = v["result"].as_str().unwrap().to_owned();
-    for e in v["exact"].as_array().unwrap() {
-        out += &format!(" = {}", named(e));
-    }
-    if !v["base"].is_null() {
-        let b = &v["base"];
-        let images: Vec<String> = b["images"].as_array().unwrap().iter().map(named).collect();
-        out += &format!(
-            " base {}/{}+{} {}",
-            b["layers"],
-            b["of"],
-            b["on_top"],
-            images.join(" | ")
-        );
-    }
-    for level in v["ancestry"].as_array().unwrap() {
-        let images: Vec<String> = level["images"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(named)
-            .collect();
-        out += &format!(" < {} {}", level["layers"], images.join(" | "));
-    }
-    out
-}
-
-fn short(id: &str) -> &str {
-    &id[7..19]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

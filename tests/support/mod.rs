@@ -3,6 +3,7 @@
 //! Each test file uses only part of them, hence the blanket `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod answers;
 pub mod archives;
 pub mod fake_hub;
 pub mod measured;
