@@ -287,18 +287,7 @@ fn enrich(sandbox: &Sandbox, harness: &Harness, extra: &[&str]) -> Output {
 
 /// The dataset, keyed by digest.
 fn dataset(sandbox: &Sandbox) -> BTreeMap<String, Value> {
-    let out = sandbox
-        .command(&["finalize", "--out", "-"])
-        .output()
-        .unwrap();
-    assert_success(&out, "finalize");
-    stdout(&out)
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (v["digest"].as_str().unwrap().to_owned(), v)
-        })
-        .collect()
+    sandbox.finalized()
 }
 
 fn chain_id(diff_ids: &[String]) -> String {

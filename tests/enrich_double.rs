@@ -24,18 +24,7 @@ fn hub() -> FakeHub {
 }
 
 fn dataset(sandbox: &Sandbox) -> BTreeMap<String, Value> {
-    let out = sandbox
-        .command(&["finalize", "--out", "-"])
-        .output()
-        .unwrap();
-    assert_success(&out, "finalize");
-    stdout(&out)
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (v["digest"].as_str().unwrap().to_owned(), v)
-        })
-        .collect()
+    sandbox.finalized()
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! empty scratch `HOME` (with `DOCKER_CONFIG` unset), so a tester's own credentials are never read
 //! or sent to the double; a test adds the ones it means.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -62,6 +63,19 @@ impl Sandbox {
         ];
         args.extend_from_slice(extra);
         self.command(&args)
+    }
+
+    /// The store's dataset (`finalize --out -`, which must succeed), its lines keyed by digest.
+    pub fn finalized(&self) -> BTreeMap<String, serde_json::Value> {
+        let out = self.command(&["finalize", "--out", "-"]).output().unwrap();
+        assert_success(&out, "finalize");
+        stdout(&out)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (v["digest"].as_str().unwrap().to_owned(), v)
+            })
+            .collect()
     }
 
     /// `digestmap --db <db> ARGS...`, not yet started.
