@@ -475,13 +475,15 @@ impl RegistryClient {
         self.all_pages(None).await
     }
 
-    /// Reads a whole listing, refusing a page URL met twice (a loop through several pages).
+    /// Reads a whole listing, refusing a page URL met twice (a loop through several pages) and a
+    /// page listing names an earlier page listed (names skipped).
     async fn all_pages(&self, repository: Option<&str>) -> Result<Vec<String>, RegistryError> {
         let mut page = Some(match repository {
             Some(name) => self.tags_first_page(name),
             None => self.catalog_first_page(),
         });
         let mut names = Vec::new();
+        let mut listed = HashSet::new();
         let mut seen = HashSet::new();
         while let Some(current) = page.take() {
             if !seen.insert(current.url().clone()) || seen.len() > MAX_PAGES {
@@ -494,6 +496,13 @@ impl RegistryClient {
                 Some(name) => self.tags_page(name, &current).await?,
                 None => self.catalog_page(&current).await?,
             };
+            if let Some(name) = paging::repeated(&listed, &result.names) {
+                return Err(RegistryError::Link {
+                    url: current.url().to_string(),
+                    source: LinkError::Repeated(name.to_owned()),
+                });
+            }
+            listed.extend(result.names.iter().cloned());
             names.extend(result.names);
             page = result.next;
         }

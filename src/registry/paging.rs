@@ -13,7 +13,12 @@
 //! A `Link` comes from the network, so it is checked before anyone follows it: it must stay on
 //! the registry's origin and on the same endpoint (a registry sending us to another host would
 //! receive our token), and it must advance (a `Link` to the same page, or with the same `last`,
-//! would loop forever). A whole-listing loop also refuses any page URL met twice.
+//! would loop forever). A whole-listing loop also refuses any page URL met twice, and a page
+//! that lists a name an earlier page listed: with `last` paging a registry that honours `last`
+//! never does, so one that does has skipped the names it should have served (a page repeating
+//! the one before, its `Link` going on), and the listing would be short without saying so.
+
+use std::collections::HashSet;
 
 use url::Url;
 
@@ -60,6 +65,21 @@ pub enum LinkError {
     /// The same page again, or the same `last`.
     #[error("Link {0} does not advance the listing; refusing to loop")]
     NoProgress(String),
+    /// A page lists a name (this one) an earlier page of the same listing listed.
+    #[error(
+        "the page lists {0:?}, which an earlier page listed: the registry does not page \
+         forward, so names may be missing; refusing the listing"
+    )]
+    Repeated(String),
+}
+
+/// The first of `names` (one page) that an earlier page of the same listing listed (`listed`).
+/// A name twice within one page is not counted: nothing was skipped for it.
+pub fn repeated<'a>(listed: &HashSet<String>, names: &'a [String]) -> Option<&'a str> {
+    names
+        .iter()
+        .find(|name| listed.contains(*name))
+        .map(String::as_str)
 }
 
 /// The first page of `/v2/<repository>/tags/list`, `n` names at a time when given.
@@ -247,5 +267,22 @@ mod tests {
             next_page(&at_b, [r#"</v2/_catalog?n=2&last=b>; rel="next""#]),
             Err(LinkError::NoProgress(_))
         ));
+    }
+
+    #[test]
+    fn repeated_names() {
+        let listed: HashSet<String> = ["a", "b"].map(String::from).into();
+        let page = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let table: Vec<(Vec<String>, Option<&str>)> = vec![
+            (page(&[]), None),
+            (page(&["c", "d"]), None),
+            (page(&["c", "c"]), None),
+            (page(&["a", "b"]), Some("a")),
+            (page(&["c", "b"]), Some("b")),
+        ];
+        for (names, want) in table {
+            assert_eq!(repeated(&listed, &names), want, "{names:?}");
+        }
+        assert_eq!(repeated(&HashSet::new(), &page(&["a"])), None);
     }
 }

@@ -465,13 +465,25 @@ fn rewrite_link(shared: &Shared, value: &str, target: &str, mode: LinkRewrite) -
 
 /// Sends the request on to the backend registry (no auth there) and copies the answer.
 async fn forward(shared: &Shared, request: &Request, target: &str) -> Response {
-    let url = match shared.backend.join(target) {
+    forward_to(&shared.client, &shared.backend, request, target).await
+}
+
+/// Sends `request` to `target` on `backend` (with its `Accept`) and copies status, body and the
+/// headers a registry client reads (`Content-Type`, `Docker-Content-Digest`, `Link`,
+/// `Location`; `Content-Length` for HEAD). Shared with the Microsoft-like front (`mcr.rs`).
+pub(super) async fn forward_to(
+    client: &reqwest::Client,
+    backend: &Url,
+    request: &Request,
+    target: &str,
+) -> Response {
+    let url = match backend.join(target) {
         Ok(url) => url,
         Err(_) => return Response::new(400, "bad target"),
     };
     let method =
         reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::GET);
-    let mut outgoing = shared.client.request(method, url);
+    let mut outgoing = client.request(method, url);
     if let Some(accept) = request.header("accept") {
         outgoing = outgoing.header("Accept", accept);
     }

@@ -9,6 +9,25 @@
 //! (platform `unknown/unknown`, `vnd.docker.reference.*` annotations, an in-toto layer). Pushing
 //! is the distribution API's two-step blob upload (POST, then PUT with the digest) and a PUT of
 //! each manifest. zstd layers are not built (no zstd encoder among the dev-dependencies).
+//!
+//! Windows-shaped images ([`WindowsChain`]): Microsoft's base (`os: windows`, `os.version`,
+//! `architecture: amd64`) whose bottom layers may be foreign (Docker's
+//! `...rootfs.foreign.diff.tar.gzip`, OCI's `...nondistributable...`, with `urls`; their blobs
+//! are never pushed, as Microsoft kept its Windows base layers on its own servers until June
+//! 2023), an official Hub image built FROM it and a user image FROM that, so a test can walk
+//! user image → official Hub image → Microsoft base. `docker-registry` 2.8 (configured by
+//! `process.rs` to allow `^https?://`) accepts a foreign layer whose blob it does not hold
+//! when every URL is http or https without a fragment; `tests/registry_support.rs` shows which
+//! URLs pass and which are refused (with a `500`, not a `400`).
+//!
+//! ```ignore
+//! let chain = WindowsChain::new("10.0.20348.2227", Foreign::Yes);
+//! chain.push_base(&mcr.pusher).await;       // windows/servercore:ltsc2022 on Microsoft's
+//! chain.push_official(&hub.pusher).await;   // library/python:3.12-windowsservercore-ltsc2022
+//! // The user image is python's four layers plus one: save it (tests/support/archives) and
+//! // identify it; it is pushed only by `chain.push_user`.
+//! assert_eq!(chain.user.diff_ids()[..4], chain.official.images[0].diff_ids()[..]);
+//! ```
 
 use std::io::Write;
 
@@ -63,6 +82,14 @@ impl Format {
         match self {
             Format::Docker => "application/vnd.docker.image.rootfs.diff.tar.gzip",
             Format::Oci => "application/vnd.oci.image.layer.v1.tar+gzip",
+        }
+    }
+
+    /// The media type of a foreign (non-distributable) layer in this format.
+    pub fn foreign_layer(self) -> &'static str {
+        match self {
+            Format::Docker => "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+            Format::Oci => "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
         }
     }
 }
@@ -172,6 +199,19 @@ impl ImageSpec {
             format,
         }
     }
+
+    /// A Windows image as Microsoft builds them: `os: windows`, `architecture: amd64`, and
+    /// `os.version` (`10.0.20348.2227`) in the config and in its index entry.
+    pub fn windows(os_version: &str, layers: Vec<Layer>, format: Format) -> Self {
+        ImageSpec {
+            os: "windows".into(),
+            architecture: "amd64".into(),
+            variant: None,
+            os_version: Some(os_version.into()),
+            layers,
+            format,
+        }
+    }
 }
 
 /// An image as pushed.
@@ -223,10 +263,7 @@ pub fn build(spec: ImageSpec) -> BuiltImage {
             let mut d =
                 json!({"mediaType": spec.format.layer(), "digest": l.digest, "size": l.blob.len()});
             if !l.urls.is_empty() {
-                d["mediaType"] = json!(match spec.format {
-                    Format::Docker => "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-                    Format::Oci => "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-                });
+                d["mediaType"] = json!(spec.format.foreign_layer());
                 d["urls"] = json!(l.urls);
             }
             d
@@ -351,6 +388,116 @@ pub fn index(images: Vec<BuiltImage>, format: Format, attest: bool) -> BuiltInde
     }
 }
 
+/// Whether Microsoft's Windows base layers are foreign: they were until June 2023 (older tags
+/// still are), plain layers since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Foreign {
+    /// Foreign layers with `urls` on `mcr.microsoft.com`; their blobs are never pushed.
+    Yes,
+    /// Ordinary layers, pushed like any other.
+    No,
+}
+
+/// Where [`WindowsChain::push_base`] puts Microsoft's base: repository and tag.
+pub const WINDOWS_BASE: (&str, &str) = ("windows/servercore", "ltsc2022");
+/// Where [`WindowsChain::push_official`] puts the official image: repository and tag.
+pub const WINDOWS_OFFICIAL: (&str, &str) = ("library/python", "3.12-windowsservercore-ltsc2022");
+/// Where [`WindowsChain::push_user`] puts the user image: repository and tag.
+pub const WINDOWS_USER: (&str, &str) = ("user/winapp", "latest");
+
+/// Three Windows images, each built FROM the one before: Microsoft's base, an official Hub image
+/// and a user image. Deterministic: the same `os.version` gives the same digests; another one
+/// (Microsoft's monthly update) gives new ones throughout.
+#[derive(Debug, Clone)]
+pub struct WindowsChain {
+    /// `os.version` of every image (`10.0.20348.2227`).
+    pub os_version: String,
+    /// `windows/servercore`-like: a Docker manifest list with one `windows/amd64` entry
+    /// (carrying `os.version`) whose image has two base layers.
+    pub base: BuiltIndex,
+    /// `python`-like, FROM the base: its two layers (foreign ones stay foreign, as Docker keeps
+    /// them) and two of its own; a Docker manifest list with one entry, as Hub's Windows tags.
+    pub official: BuiltIndex,
+    /// A user image FROM the official one: its four layers and one more; a plain Docker manifest.
+    pub user: BuiltImage,
+}
+
+impl WindowsChain {
+    /// Builds the three images for `os_version`, the base's layers foreign or not.
+    pub fn new(os_version: &str, foreign: Foreign) -> WindowsChain {
+        let layer = |name: &str| {
+            let content = format!("{name} {os_version}\n");
+            Layer::new(&[(&format!("Files/Windows/{name}.dll"), content.as_bytes())])
+        };
+        let base_layers: Vec<Layer> = ["servercore-base", "servercore-update"]
+            .into_iter()
+            .map(|name| {
+                let plain = layer(name);
+                match foreign {
+                    Foreign::Yes => {
+                        let url = format!(
+                            "https://mcr.microsoft.com/v2/{}/blobs/{}",
+                            WINDOWS_BASE.0, plain.digest
+                        );
+                        plain.foreign(&url)
+                    }
+                    Foreign::No => plain,
+                }
+            })
+            .collect();
+        let base = index(
+            vec![build(ImageSpec::windows(
+                os_version,
+                base_layers.clone(),
+                Format::Docker,
+            ))],
+            Format::Docker,
+            false,
+        );
+        let mut official_layers = base_layers;
+        official_layers.extend([layer("python-install"), layer("python-pip")]);
+        let official = index(
+            vec![build(ImageSpec::windows(
+                os_version,
+                official_layers.clone(),
+                Format::Docker,
+            ))],
+            Format::Docker,
+            false,
+        );
+        let mut user_layers = official_layers;
+        user_layers.push(layer("user-app"));
+        let user = build(ImageSpec::windows(os_version, user_layers, Format::Docker));
+        WindowsChain {
+            os_version: os_version.to_owned(),
+            base,
+            official,
+            user,
+        }
+    }
+
+    /// Pushes the base as [`WINDOWS_BASE`] (its foreign blobs are not pushed).
+    pub async fn push_base(&self, pusher: &Pusher) {
+        pusher
+            .index(WINDOWS_BASE.0, WINDOWS_BASE.1, &self.base)
+            .await;
+    }
+
+    /// Pushes the official image as [`WINDOWS_OFFICIAL`].
+    pub async fn push_official(&self, pusher: &Pusher) {
+        pusher
+            .index(WINDOWS_OFFICIAL.0, WINDOWS_OFFICIAL.1, &self.official)
+            .await;
+    }
+
+    /// Pushes the user image as [`WINDOWS_USER`].
+    pub async fn push_user(&self, pusher: &Pusher) {
+        pusher
+            .image(WINDOWS_USER.0, WINDOWS_USER.1, &self.user)
+            .await;
+    }
+}
+
 /// Pushes blobs and manifests to a registry (directly, without auth).
 pub struct Pusher {
     client: reqwest::Client,
@@ -410,6 +557,21 @@ impl Pusher {
         media_type: &str,
         bytes: &[u8],
     ) {
+        let (status, body) = self
+            .try_manifest(repository, reference, media_type, bytes)
+            .await;
+        assert_eq!(status, 201, "manifest {reference} of {repository}: {body}");
+    }
+
+    /// PUTs a manifest and returns the registry's status and body, whatever they are (for tests
+    /// of what the registry refuses).
+    pub async fn try_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> (u16, String) {
         let answer = self
             .client
             .put(
@@ -422,13 +584,8 @@ impl Pusher {
             .send()
             .await
             .expect("put a manifest");
-        let status = answer.status();
-        assert_eq!(
-            status,
-            201,
-            "manifest {reference} of {repository}: {:?}",
-            answer.text().await
-        );
+        let status = answer.status().as_u16();
+        (status, answer.text().await.unwrap_or_default())
     }
 
     /// Pushes an image's layers, config and manifest, tagged `tag`.
