@@ -13,7 +13,7 @@ use digestmap::registry::chain_ids;
 use serde_json::{Value, json};
 use support::fake_hub::{FakeHub, FakeHubConfig};
 use support::registry::Harness;
-use support::registry::front::{FrontConfig, Origin, Record};
+use support::registry::front::{FrontConfig, LinkRewrite, Origin, Record};
 use support::registry::image::{self, BuiltImage, BuiltIndex, Format, ImageSpec, Layer, Pusher};
 use support::registry::process::RegistryProcess;
 use support::sandbox::{Sandbox, assert_code, assert_success, stderr, stdout};
@@ -623,6 +623,80 @@ async fn two_sources_share_one_store_and_one_finalize_and_a_second_process_is_re
     }
     let out = slow.wait_with_output().unwrap();
     assert_success(&out, "the first crawl");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_off_host_or_back_to_its_page_ends_the_listing_incomplete_and_resume_reads_it_again()
+{
+    let harness = Harness::start(FrontConfig::default()).await;
+    let pushed = build();
+    push(&harness.pusher, &pushed).await;
+    let url = harness.front.url().to_string();
+    let url = url.trim_end_matches('/');
+    let host = host_of(harness.front.url());
+    for (links, says) in [
+        (
+            LinkRewrite::OffHost,
+            "leaves the registry's origin; not following it",
+        ),
+        (
+            LinkRewrite::Stuck,
+            "does not advance the listing; refusing to loop",
+        ),
+    ] {
+        harness.front.update(|c| c.links = links);
+        harness.front.clear_requests();
+        let sandbox = Sandbox::new("catalog-hostile-links");
+        let out = catalog_crawl(&sandbox, url, &["--page-size", "2"])
+            .output()
+            .unwrap();
+        assert_code(&out, 4, &format!("{links:?}"));
+        let err = stderr(&out);
+        assert!(err.contains(says), "{links:?}: {err}");
+        assert!(err.contains(&format!("the catalog of {host}:")), "{err}");
+        assert!(
+            harness
+                .front
+                .requests()
+                .iter()
+                .all(|r| r.origin != Origin::Cdn),
+            "{links:?}: a listing's Link was followed off the registry"
+        );
+        let text = status(&sandbox);
+        assert!(text.contains("finished INCOMPLETE"), "{text}");
+        assert!(text.contains("listing(s) ended early"), "{text}");
+        // The catalog's first page carried the refused Link: the answer is refused whole.
+        assert!(sandbox.finalized().is_empty(), "{links:?}");
+
+        // With the registry sane again, --resume reads the listings that ended early.
+        harness.front.update(|c| c.links = LinkRewrite::Keep);
+        let out = catalog_crawl(&sandbox, url, &["--page-size", "2", "--resume"])
+            .output()
+            .unwrap();
+        assert_success(&out, "resume of an incomplete crawl");
+        assert_dataset(&sandbox.finalized(), &host, &pushed, 0);
+        assert!(status(&sandbox).contains("crawl #1: finished"));
+    }
+
+    // A tag list that ends early marks none of its repository's stored tags deleted.
+    let sandbox = Sandbox::new("catalog-hostile-tags");
+    let alpine = ["--page-size", "2", "--repo", "base/alpine"];
+    let out = catalog_crawl(&sandbox, url, &alpine).output().unwrap();
+    assert_success(&out, "crawl of base/alpine");
+    let before = timeless(&sandbox.finalized());
+    harness.front.update(|c| c.links = LinkRewrite::Stuck);
+    let out = catalog_crawl(&sandbox, url, &alpine).output().unwrap();
+    assert_code(&out, 4, "a stuck tag list");
+    assert!(
+        stderr(&out).contains(&format!("{host}/base/alpine: ")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        timeless(&sandbox.finalized()),
+        before,
+        "nothing marked deleted"
+    );
 }
 
 #[test]

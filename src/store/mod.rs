@@ -1856,7 +1856,7 @@ mod tests {
     }
 
     #[test]
-    fn crawl_and_enrich_jobs_never_see_each_other() {
+    fn job_families_never_see_each_other() {
         let scratch = Scratch::new("families");
         let store = scratch.store();
         let digest = Digest::from_bytes([9; 32]);
@@ -1882,7 +1882,53 @@ mod tests {
                 Ok((c, e))
             })
             .unwrap();
-        assert!(crawl_id < ENRICH_JOB_BASE && enrich_id >= ENRICH_JOB_BASE);
+        assert!(crawl_id < CATALOG_JOB_BASE && enrich_id >= ENRICH_JOB_BASE);
+        // A catalog job of each of two sources, one failed: seen by its own source only.
+        let catalog_job = |host: &str| {
+            CatalogJob::new(
+                host,
+                CatalogTask::Head {
+                    repo: "a".into(),
+                    tag: "1".into(),
+                },
+            )
+        };
+        let (mcr, local) = store
+            .write(|w| {
+                let mcr = w.add_catalog_job(&catalog_job("mcr.microsoft.com"))?;
+                let local = w.add_catalog_job(&catalog_job("127.0.0.1:5000"))?;
+                let failed = w.add_catalog_job(&catalog_job("127.0.0.1:5000"))?;
+                w.fail_catalog_job(
+                    failed,
+                    &FailedCatalogJob {
+                        job: catalog_job("127.0.0.1:5000"),
+                        reason: "r".into(),
+                        failed_at: 1,
+                    },
+                )?;
+                Ok((mcr, local))
+            })
+            .unwrap();
+        assert!((CATALOG_JOB_BASE..ENRICH_JOB_BASE).contains(&mcr) && local == mcr + 1);
+        store
+            .read(|r| {
+                assert_eq!(r.catalog_jobs("mcr.microsoft.com")?.len(), 1);
+                assert_eq!(
+                    r.catalog_jobs("127.0.0.1:5000")?,
+                    vec![(local, catalog_job("127.0.0.1:5000"))]
+                );
+                assert_eq!(r.catalog_failed("127.0.0.1:5000")?.len(), 1);
+                assert!(r.catalog_failed("mcr.microsoft.com")?.is_empty());
+                Ok(())
+            })
+            .unwrap();
+        store
+            .write(|w| {
+                assert_eq!(w.retry_failed_catalog("mcr.microsoft.com")?, 0);
+                assert_eq!(w.retry_failed_catalog("127.0.0.1:5000")?, 1);
+                Ok(())
+            })
+            .unwrap();
         store
             .read(|r| {
                 assert_eq!(r.jobs()?, vec![(crawl_id, crawl_job.clone())]);
