@@ -30,7 +30,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Crawl a Docker Hub namespace into the store (resumable).
+    /// Crawl a Docker Hub namespace, or any registry by its catalog (--catalog), into the store
+    /// (resumable).
     Crawl(CrawlArgs),
     /// Write the store's digest dataset as NDJSON.
     Finalize(FinalizeArgs),
@@ -91,6 +92,16 @@ pub struct CrawlArgs {
     /// Docker Hub user name for --token-stdin.
     #[arg(long, value_name = "NAME", requires = "token_stdin")]
     pub username: Option<String>,
+    /// Crawl this OCI registry through its catalog (`/v2/_catalog`) instead of Docker Hub (https;
+    /// plain http only for loopback); its repositories are stored host-qualified.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["hub_url", "namespace", "registry", "token_stdin", "skip_failed"])]
+    pub catalog: Option<String>,
+    /// With --catalog: only the catalog's repositories whose name starts with this (`windows/`).
+    #[arg(long, value_name = "P", requires = "catalog")]
+    pub repo_prefix: Option<String>,
+    /// With --catalog: names asked for per listing page (`n`) [default: 1000].
+    #[arg(long, hide = true, value_name = "N", requires = "catalog")]
+    pub page_size: Option<u32>,
     /// Base of the retry backoffs in milliseconds (for tests against a local double).
     #[arg(long, hide = true, value_name = "MS")]
     pub retry_base_ms: Option<u64>,

@@ -12,6 +12,8 @@
 //! - [`store`]: the redb store, the only code that opens transactions;
 //! - [`crawl`]: the scheduler (workers, job queue, the store writer that plans what a page
 //!   leads to: next pages, the anonymous-cap cover, re-reads, refresh stops);
+//! - [`catalog`]: `crawl --catalog`, any OCI registry that lists its repositories, as a source
+//!   of its own beside Docker Hub's namespace;
 //! - [`enrich`]: `digestmap enrich`, image IDs and layer chains of the stored manifests, from
 //!   the registry;
 //! - [`dataset`]: `finalize`, the NDJSON writer with `current` tags, and `lookup`;
@@ -44,6 +46,7 @@
 
 #![deny(missing_docs)]
 
+pub mod catalog;
 pub mod clock;
 pub mod crawl;
 pub mod dataset;

@@ -266,6 +266,54 @@ impl RepoName {
         })
     }
 
+    /// A repository of a registry other than Docker Hub, host-qualified as Docker's reference
+    /// grammar writes it: `mcr.microsoft.com/windows/servercore`, `127.0.0.1:5000/alpine`.
+    /// `host` is a domain or IPv4 address (or a bracketed IPv6 one) with an optional port; `path`
+    /// is one or more components of lowercase letters and digits joined by `.`, `_`, `__` or
+    /// runs of `-`, separated by `/`; the whole name is at most 255 characters. The host and
+    /// every component but the last are kept as the namespace, the last as the name, so that
+    /// [`RepoName`]'s text (the store's key and the dataset's repository) is the qualified name.
+    pub fn qualified(host: &str, path: &str) -> Result<Self, NameError> {
+        if !is_registry_host(host) || !host_ok(host) {
+            return Err(NameError {
+                what: "registry host",
+                value: shorten(host),
+            });
+        }
+        let path_ok = path.split('/').all(path_component_ok);
+        if !path_ok || host.len() + 1 + path.len() > 255 {
+            return Err(NameError {
+                what: "repository",
+                value: shorten(path),
+            });
+        }
+        let (namespace, name) = match path.rsplit_once('/') {
+            Some((dirs, name)) => (format!("{host}/{dirs}"), name),
+            None => (host.to_owned(), path),
+        };
+        Ok(Self {
+            namespace,
+            name: name.to_owned(),
+        })
+    }
+
+    /// The registry host of a host-qualified repository (see [`RepoName::qualified`]); `None`
+    /// for a Docker Hub repository.
+    pub fn host(&self) -> Option<&str> {
+        let first = self.namespace.split('/').next()?;
+        is_registry_host(first).then_some(first)
+    }
+
+    /// The repository's path on its registry: `windows/servercore` for
+    /// `mcr.microsoft.com/windows/servercore`, `library/python` for a Docker Hub repository.
+    pub fn path(&self) -> String {
+        let full = self.to_string();
+        match self.host() {
+            Some(host) => full[host.len() + 1..].to_owned(),
+            None => full,
+        }
+    }
+
     /// How the dataset writes the repository: without `library/` for official images.
     pub fn display_name(&self) -> String {
         if self.namespace == "library" {
@@ -302,6 +350,84 @@ fn validate_component(what: &'static str, value: &str) -> Result<(), NameError> 
             value: shorten(value),
         })
     }
+}
+
+/// Whether the first component of a reference names a registry host, by Docker's rule: it holds
+/// a `.` or a `:`, is `localhost`, or is a bracketed IPv6 address. Docker Hub namespaces never do.
+pub fn is_registry_host(component: &str) -> bool {
+    component.contains(['.', ':']) || component == "localhost" || component.starts_with('[')
+}
+
+/// The registry host a store repository key (`library/python`, `mcr.microsoft.com/windows/
+/// servercore`, a dataset's `repo:tag` too) starts with, when it is host-qualified.
+pub fn repo_key_host(key: &str) -> Option<&str> {
+    let first = key.split('/').next()?;
+    (key.contains('/') && is_registry_host(first)).then_some(first)
+}
+
+/// A host by Docker's reference grammar: domain components (ASCII letters and digits, `-`
+/// inside) joined by `.`, or a bracketed IPv6 address, then an optional `:port`.
+fn host_ok(host: &str) -> bool {
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let ipv6 = !inside.is_empty()
+            && inside
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+        if !ipv6 {
+            return false;
+        }
+        match after {
+            "" => return true,
+            _ => match after.strip_prefix(':') {
+                Some(port) => ("x", Some(port)),
+                None => return false,
+            },
+        }
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        }
+    };
+    let component_ok = |c: &str| {
+        let b = c.as_bytes();
+        !b.is_empty()
+            && b.first().is_some_and(u8::is_ascii_alphanumeric)
+            && b.last().is_some_and(u8::is_ascii_alphanumeric)
+            && b.iter().all(|x| x.is_ascii_alphanumeric() || *x == b'-')
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    host.len() <= 255 && name.split('.').all(component_ok) && port_ok
+}
+
+/// A path component by Docker's reference grammar: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+fn path_component_ok(component: &str) -> bool {
+    let b = component.as_bytes();
+    let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !b.first().is_some_and(alnum) || !b.last().is_some_and(alnum) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(&b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(&b[i]) {
+            i += 1;
+        }
+        let separator = &b[start..i];
+        let ok = matches!(separator, b"." | b"_" | b"__") || separator.iter().all(|c| *c == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
 }
 
 /// Validates a tag name by Docker's grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
@@ -477,6 +603,74 @@ mod tests {
         }
         assert!(RepoName::new("library", "../etc").is_err());
         assert!(RepoName::new("library", "Ubuntu").is_err());
+    }
+
+    #[test]
+    fn qualified_names_follow_docker_s_reference_grammar() {
+        let table = [
+            ("mcr.microsoft.com", "windows/servercore", true),
+            ("mcr.microsoft.com", "dotnet/runtime-deps", true),
+            ("127.0.0.1:5000", "alpine", true),
+            ("localhost:5000", "a/b/c", true),
+            ("localhost", "a__b", true),
+            ("[::1]:5000", "x", true),
+            ("[::1]", "x", true),
+            ("registry.example", "a.b_c--d", true),
+            ("Registry.Example", "x", true),
+            // Not a host by Docker's rule: a Docker Hub namespace.
+            ("library", "python", false),
+            ("mcr.microsoft.com", "Windows/servercore", false),
+            ("mcr.microsoft.com", "windows//servercore", false),
+            ("mcr.microsoft.com", "/windows", false),
+            ("mcr.microsoft.com", "windows/", false),
+            ("mcr.microsoft.com", "a___b", false),
+            ("mcr.microsoft.com", "a.-b", false),
+            ("mcr.microsoft.com", "-a", false),
+            ("mcr.microsoft.com", "../etc", false),
+            ("mcr.microsoft.com", "a b", false),
+            ("mcr.microsoft.com", "a\u{1b}b", false),
+            ("mcr..microsoft.com", "x", false),
+            ("-mcr.com", "x", false),
+            ("mcr.com:", "x", false),
+            ("mcr.com:12a", "x", false),
+            ("[zz]:1", "x", false),
+            ("a.b/c", "x", false),
+        ];
+        for (host, path, ok) in table {
+            let got = RepoName::qualified(host, path);
+            assert_eq!(got.is_ok(), ok, "{host} {path}: {got:?}");
+            if let Ok(repo) = got {
+                assert_eq!(repo.to_string(), format!("{host}/{path}"));
+                assert_eq!(repo.display_name(), format!("{host}/{path}"));
+                assert_eq!(repo.host(), Some(host));
+                assert_eq!(repo.path(), path);
+            }
+        }
+        let long = "a".repeat(250);
+        assert!(RepoName::qualified("mcr.microsoft.com", &long).is_err());
+        let hub = RepoName::new("library", "python").unwrap();
+        assert_eq!((hub.host(), hub.path().as_str()), (None, "library/python"));
+        let tag = RepoTag::new(
+            RepoName::qualified("mcr.microsoft.com", "windows/servercore").unwrap(),
+            "ltsc2022",
+        )
+        .unwrap();
+        assert_eq!(
+            tag.to_string(),
+            "mcr.microsoft.com/windows/servercore:ltsc2022"
+        );
+        for (key, host) in [
+            ("library/python", None),
+            ("python:3", None),
+            ("127.0.0.1:5000/x:1", Some("127.0.0.1:5000")),
+            (
+                "mcr.microsoft.com/windows/servercore",
+                Some("mcr.microsoft.com"),
+            ),
+            ("mcr.microsoft.com", None),
+        ] {
+            assert_eq!(repo_key_host(key), host, "{key}");
+        }
     }
 
     #[test]

@@ -5,9 +5,138 @@ use std::fmt;
 use crate::clock;
 use crate::model::Digest;
 use crate::store::{
-    Counts, CrawlRun, EnrichStats, EnrichTarget, FailedEnrich, FailedJob, Job, JobId, ManifestFact,
-    RepoState, RunGaps, RunMode, RunState, RunStats, Store, StoreError, StoredBudget,
+    CatalogRepo, CatalogRun, CatalogStats, Counts, CrawlRun, EnrichStats, EnrichTarget,
+    FailedCatalogJob, FailedEnrich, FailedJob, Job, JobId, ManifestFact, ReadBatch, RepoState,
+    RunGaps, RunMode, RunState, RunStats, Store, StoreError, StoredBudget, TxError,
 };
+
+/// What `status` (and the crawl's summary) says of one registry crawled through its catalog.
+#[derive(Debug, Clone)]
+pub struct CatalogStatus {
+    /// Its latest run.
+    pub run: CatalogRun,
+    /// That run's counters.
+    pub stats: CatalogStats,
+    /// The repositories that run listed.
+    pub repos: Vec<(String, CatalogRepo)>,
+    /// Repositories of the source marked vanished (by any run).
+    pub vanished: u64,
+    /// Repositories of the source the store knows (every run's).
+    pub known: u64,
+    /// Pending jobs.
+    pub jobs: u64,
+    /// Failed jobs with their reasons.
+    pub failed: Vec<(JobId, FailedCatalogJob)>,
+}
+
+impl CatalogStatus {
+    /// Reads the status of the source at `host`.
+    pub fn read(r: &ReadBatch, run: CatalogRun) -> Result<Self, TxError> {
+        let all = r.catalog_repos(&run.host)?;
+        let vanished = all.iter().filter(|(_, s)| s.vanished_at.is_some()).count() as u64;
+        let known = all.len() as u64;
+        Ok(Self {
+            stats: r.catalog_stats(&run.host)?,
+            jobs: r.catalog_jobs(&run.host)?.len() as u64,
+            failed: r.catalog_failed(&run.host)?,
+            repos: all.into_iter().filter(|(_, s)| s.run == run.id).collect(),
+            vanished,
+            known,
+            run,
+        })
+    }
+
+    /// The section's lines; `running` says whether a digestmap process holds the store.
+    pub fn lines(&self, running: bool) -> Vec<String> {
+        let run = &self.run;
+        let again = format!("digestmap crawl --catalog {} --resume", run.registry);
+        let state = match (run.state, running) {
+            (RunState::Finished, _) => "finished".to_owned(),
+            (RunState::Incomplete, _) => format!(
+                "finished INCOMPLETE (read the listings that ended early again with `{again}`)"
+            ),
+            (RunState::Running, true) => "running (a digestmap process holds the store)".into(),
+            (RunState::Running, false) => {
+                format!("unfinished (no process is crawling; continue with `{again}`)")
+            }
+        };
+        let mut out = vec![format!(
+            "registry {} ({}), crawl #{}: {state}",
+            run.host, run.registry, run.id
+        )];
+        let mut times = format!("  started: {}", clock::rfc3339(run.started));
+        if let Some(t) = run.finished {
+            times.push_str(&format!("  finished: {}", clock::rfc3339(t)));
+        }
+        out.push(times);
+        if !run.repos.is_empty() {
+            out.push(format!("  only repositories: {}", run.repos.join(", ")));
+        }
+        if let Some(prefix) = &run.prefix {
+            out.push(format!("  only repositories starting with: {prefix}"));
+        }
+        let done = self
+            .repos
+            .iter()
+            .filter(|(_, r)| r.done_at.is_some())
+            .count();
+        out.push(format!(
+            "  repositories: {} listed, {done} done; {} vanished from the registry so far",
+            self.repos.len(),
+            self.vanished
+        ));
+        let s = &self.stats;
+        let listed: u64 = self.repos.iter().map(|(_, r)| r.names.len() as u64).sum();
+        out.push(format!(
+            "  requests: {} ({} catalog pages, {} tag-list pages, {} manifest HEADs, {} manifest GETs, {} config GETs; job retries {})",
+            s.requests, s.catalog_pages, s.tag_pages, s.heads, s.manifests, s.configs, s.job_retries
+        ));
+        if listed > 0 {
+            out.push(format!(
+                "  tags: {listed} listed; {} new, {} moved, {} unchanged; {} marked deleted; {:.2} requests per listed tag",
+                s.new_tags,
+                s.moved_tags,
+                s.unchanged_tags,
+                s.deleted_tags,
+                s.requests as f64 / listed as f64
+            ));
+        }
+        let skipped = [
+            ("invalid repository names", s.invalid_repos),
+            ("invalid tag names", s.invalid_tags),
+            ("invalid platforms", s.invalid_platforms),
+        ];
+        let skipped: Vec<String> = skipped
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(why, n)| format!("{why} {n}"))
+            .collect();
+        if !skipped.is_empty() {
+            out.push(format!("  skipped: {}", skipped.join(", ")));
+        }
+        out.push(format!(
+            "  jobs: {} pending, {} failed",
+            self.jobs,
+            self.failed.len()
+        ));
+        for (id, f) in &self.failed {
+            out.push(format!(
+                "    failed #{id} {}: {}",
+                f.job.describe(),
+                f.reason
+            ));
+        }
+        let gaps = crate::catalog::gaps(run, &self.repos);
+        if !gaps.is_empty() {
+            out.push(format!(
+                "  incomplete: {} listing(s) ended early",
+                gaps.len()
+            ));
+            out.extend(gaps.iter().map(|g| format!("    {g}")));
+        }
+        out
+    }
+}
 
 /// How far `enrich` got.
 #[derive(Debug, Clone, Default)]
@@ -283,6 +412,8 @@ pub struct StatusReport {
     pub left_out: RunGaps,
     /// How far `enrich` got.
     pub enrich: EnrichStatus,
+    /// Every registry crawled through its catalog, by host.
+    pub catalogs: Vec<CatalogStatus>,
 }
 
 /// Reads the status of `store`. `crawl_running` says whether a writer holds it.
@@ -305,6 +436,11 @@ pub fn report(store: &Store, crawl_running: bool) -> Result<StatusReport, StoreE
             repos: in_run,
             left_out: r.gaps(run_id)?,
             run,
+            catalogs: r
+                .catalog_runs()?
+                .into_iter()
+                .map(|run| CatalogStatus::read(r, run))
+                .collect::<Result<_, _>>()?,
             enrich: {
                 let jobs = r.enrich_jobs()?;
                 let manifests_left = jobs
@@ -339,7 +475,8 @@ impl fmt::Display for StatusReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "store: {}", self.path)?;
         match &self.run {
-            None => writeln!(f, "crawl: none yet")?,
+            None if self.catalogs.is_empty() => writeln!(f, "crawl: none yet")?,
+            None => writeln!(f, "Docker Hub crawl: none yet")?,
             Some(run) => {
                 let state = match (run.state, self.crawl_running) {
                     (RunState::Finished, _) => "finished",
@@ -444,11 +581,17 @@ impl fmt::Display for StatusReport {
                 writeln!(f, "{line}")?;
             }
         }
+        for catalog in &self.catalogs {
+            for line in catalog.lines(self.crawl_running) {
+                writeln!(f, "{line}")?;
+            }
+        }
         let c = &self.counts;
+        let repos = c.repos + self.catalogs.iter().map(|s| s.known).sum::<u64>();
         writeln!(
             f,
-            "store holds: {} repositories, {} tags, {} digests, {} digest-tag pairs",
-            c.repos, c.tags, c.digests, c.pairs
+            "store holds: {repos} repositories, {} tags, {} digests, {} digest-tag pairs",
+            c.tags, c.digests, c.pairs
         )?;
         let e = &self.enrich;
         if e.stats.pulls + e.stats.blobs + e.left.0 + e.left.1 > 0 || !e.failed.is_empty() {

@@ -12,6 +12,9 @@ use crate::cli::{Cli, CrawlArgs};
 use crate::ui::Ui;
 
 pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
+    if let Some(registry) = &args.catalog {
+        return super::catalog::run(cli, args, registry, ui);
+    }
     let mut options = CrawlOptions {
         hub_url: args.hub_url.clone(),
         namespace: args.namespace.clone(),

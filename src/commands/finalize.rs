@@ -14,12 +14,21 @@ pub fn run(cli: &Cli, args: &FinalizeArgs, ui: &Ui) -> u8 {
             return super::store_error_code(&e);
         }
     };
+    // Every source of the store is written: Docker Hub's crawl and each registry's.
+    let catalogs = store.read(|r| r.catalog_runs()).unwrap_or_default();
+    for run in catalogs.iter().filter(|r| r.state == RunState::Running) {
+        ui.warn(&format!(
+            "the crawl of {} in {} is unfinished: the dataset holds what was stored so far",
+            run.host,
+            cli.db.display()
+        ));
+    }
     match store.run() {
         Ok(Some(run)) if run.state == RunState::Running => ui.warn(&format!(
             "the crawl in {} is unfinished: the dataset holds what was stored so far",
             cli.db.display()
         )),
-        Ok(None) => ui.warn(&format!(
+        Ok(None) if catalogs.is_empty() => ui.warn(&format!(
             "{} holds no crawl yet: the dataset is empty",
             cli.db.display()
         )),

@@ -1,5 +1,6 @@
 //! One file per subcommand: each opens what it needs, calls the library, and reports.
 
+pub mod catalog;
 pub mod check;
 pub mod crawl;
 pub mod enrich;

@@ -225,6 +225,79 @@ pub fn disposition(target: EnrichTarget, err: &RegistryError, attempts: u32) -> 
     }
 }
 
+/// What a fetched manifest is, and what it leads to: the decision `enrich` and the catalog crawl
+/// (`crate::catalog`) share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Learned {
+    /// What to record.
+    pub fact: ManifestFact,
+    /// The media type it came as.
+    pub media_type: String,
+    /// An image's config blob, to fetch next.
+    pub config: Option<Digest>,
+    /// An index's platform manifests (attestations left out), to fetch next.
+    pub children: Vec<Digest>,
+}
+
+/// Reads a fetched manifest: an image gives its config and layers, an index its platform
+/// manifests; an attestation manifest, Docker schema 1 and unknown types are legacy, with the
+/// reason.
+pub fn learn(manifest: &Manifest) -> Learned {
+    let legacy = |reason: String, media_type: &str| Learned {
+        fact: ManifestFact::Legacy { reason },
+        media_type: media_type.to_owned(),
+        config: None,
+        children: Vec::new(),
+    };
+    match manifest {
+        Manifest::Image(image) if image.is_attestation() => legacy(
+            "an attestation manifest, not an image".into(),
+            &image.media_type,
+        ),
+        Manifest::Image(image) => Learned {
+            fact: ManifestFact::Image {
+                config: image.config.digest,
+                layers: image
+                    .layers
+                    .iter()
+                    .map(|l| LayerRef {
+                        digest: l.digest,
+                        size: l.size,
+                        media_type: l.media_type.clone(),
+                    })
+                    .collect(),
+            },
+            media_type: image.media_type.clone(),
+            config: Some(image.config.digest),
+            children: Vec::new(),
+        },
+        Manifest::Index(index) => {
+            let children: Vec<Digest> = index.images().map(|d| d.digest).collect();
+            Learned {
+                fact: ManifestFact::Index {
+                    manifests: children.clone(),
+                },
+                media_type: index.media_type.clone(),
+                config: None,
+                children,
+            }
+        }
+        Manifest::Legacy { media_type, reason } => legacy(reason.clone(), media_type),
+    }
+}
+
+/// The record of a fetched config blob.
+pub fn config_record(config: crate::registry::ImageConfig, now: u64) -> ConfigRecord {
+    ConfigRecord {
+        chain_id: config.chain_id(),
+        platform: Some(config.platform.platform),
+        os_version: config.platform.os_version,
+        diff_ids: config.diff_ids,
+        created: config.created,
+        learned_at: now,
+    }
+}
+
 /// What one fetch gave.
 enum Fetched {
     Manifest(Result<crate::registry::FetchedManifest, RegistryError>),
@@ -483,15 +556,7 @@ impl Run {
             Fetched::Config(result) => {
                 stats.blobs += 1;
                 result.map(|c| {
-                    let config = c.config;
-                    let record = ConfigRecord {
-                        chain_id: config.chain_id(),
-                        platform: Some(config.platform.platform),
-                        os_version: config.platform.os_version,
-                        diff_ids: config.diff_ids,
-                        created: config.created,
-                        learned_at: now,
-                    };
+                    let record = config_record(c.config, now);
                     stats.configs += 1;
                     self.learned.1 += 1;
                     w.put_config(&job.digest, &record)
@@ -587,59 +652,34 @@ impl Run {
         stats: &mut EnrichStats,
     ) -> Result<(), TxError> {
         let carrier = job.via.unwrap_or(job.digest);
-        let (fact, media_type) = match fetched.manifest {
-            Manifest::Image(image) if image.is_attestation() => (
-                ManifestFact::Legacy {
-                    reason: "an attestation manifest, not an image".into(),
-                },
-                image.media_type,
-            ),
-            Manifest::Image(image) => {
-                let config = image.config.digest;
-                if !w.has_config(&config)? && self.queued.insert(config) {
-                    let spawned =
-                        EnrichJob::new(EnrichTarget::Config, config, job.repo.clone(), job.via);
-                    let id = w.add_enrich_job(&spawned)?;
-                    self.configs.push_back((id, spawned));
-                }
-                let layers = image
-                    .layers
-                    .iter()
-                    .map(|l| LayerRef {
-                        digest: l.digest,
-                        size: l.size,
-                        media_type: l.media_type.clone(),
-                    })
-                    .collect();
-                (ManifestFact::Image { config, layers }, image.media_type)
+        let learned = learn(&fetched.manifest);
+        if let Some(config) = learned.config
+            && !w.has_config(&config)?
+            && self.queued.insert(config)
+        {
+            let spawned = EnrichJob::new(EnrichTarget::Config, config, job.repo.clone(), job.via);
+            let id = w.add_enrich_job(&spawned)?;
+            self.configs.push_back((id, spawned));
+        }
+        for child in &learned.children {
+            if w.manifest(child)?.is_none() && self.queued.insert(*child) {
+                let spawned = EnrichJob::new(
+                    EnrichTarget::Manifest,
+                    *child,
+                    job.repo.clone(),
+                    Some(carrier),
+                );
+                let id = w.add_enrich_job(&spawned)?;
+                self.manifests.push_back((id, spawned));
             }
-            Manifest::Index(index) => {
-                let manifests: Vec<Digest> = index.images().map(|d| d.digest).collect();
-                for child in &manifests {
-                    if w.manifest(child)?.is_none() && self.queued.insert(*child) {
-                        let spawned = EnrichJob::new(
-                            EnrichTarget::Manifest,
-                            *child,
-                            job.repo.clone(),
-                            Some(carrier),
-                        );
-                        let id = w.add_enrich_job(&spawned)?;
-                        self.manifests.push_back((id, spawned));
-                    }
-                }
-                (ManifestFact::Index { manifests }, index.media_type)
-            }
-            Manifest::Legacy { media_type, reason } => {
-                (ManifestFact::Legacy { reason }, media_type)
-            }
-        };
+        }
         stats.manifests += 1;
         self.learned.0 += 1;
         w.put_manifest(
             &job.digest,
             &ManifestRecord {
-                fact,
-                media_type,
+                fact: learned.fact,
+                media_type: learned.media_type,
                 via: job.via,
                 learned_at: now,
             },

@@ -3,11 +3,15 @@
 //! Order: digests that some tag points at now come first, the newest push first, so that a
 //! partial enrichment already serves the images people use most; then the rest, last seen first.
 //! Ties go by digest, so the same store always plans the same order.
+//!
+//! Only Docker Hub's repositories are planned: a registry crawled through its catalog
+//! (`crawl --catalog`, host-qualified repositories) learns its manifests and configs itself, from
+//! its own registry, which `enrich --registry` is not.
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 
-use crate::model::{Digest, ObjectKind};
+use crate::model::{Digest, ObjectKind, repo_key_host};
 use crate::store::{EnrichTarget, ReadBatch, TxError};
 
 /// A digest `enrich` has not learned yet.
@@ -55,9 +59,10 @@ pub fn order(candidates: &mut [Candidate]) {
     });
 }
 
-/// `python:3.12` (a dataset pair) → `library/python`; `user/app:1` → `user/app`.
+/// `python:3.12` (a dataset pair) → `library/python`; `user/app:1` → `user/app`;
+/// `127.0.0.1:5000/app:1` → `127.0.0.1:5000/app` (a tag holds no `:`, a registry host may).
 pub fn repo_of_pair(repo_tag: &str) -> Option<String> {
-    let (repo, _) = repo_tag.split_once(':')?;
+    let (repo, _) = repo_tag.rsplit_once(':')?;
     Some(if repo.contains('/') {
         repo.to_owned()
     } else {
@@ -133,6 +138,9 @@ pub fn candidates(
 ) -> Result<Vec<Candidate>, TxError> {
     let mut now: HashMap<Digest, Now> = HashMap::new();
     r.visit_tags(|repo, _tag, state| -> Result<(), TxError> {
+        if repo_key_host(repo).is_some() {
+            return Ok(());
+        }
         let pushed = state.pushed.as_deref().and_then(parse_time);
         for digest in &state.digests {
             if !state.is_current_pair(digest) {
@@ -158,7 +166,12 @@ pub fn candidates(
         {
             return Ok(());
         }
-        let pair_repos: Vec<String> = entry.tags.iter().filter_map(|t| repo_of_pair(t)).collect();
+        let pair_repos: Vec<String> = entry
+            .tags
+            .iter()
+            .filter_map(|t| repo_of_pair(t))
+            .filter(|r| repo_key_host(r).is_none())
+            .collect();
         if !filter.repos.is_empty() && !pair_repos.iter().any(|r| filter.takes_repo(r)) {
             return Ok(());
         }
@@ -253,6 +266,10 @@ mod tests {
         );
         assert_eq!(repo_of_pair("user/app:1").as_deref(), Some("user/app"));
         assert_eq!(repo_of_pair("nocolon"), None);
+        assert_eq!(
+            repo_of_pair("127.0.0.1:5000/app:1").as_deref(),
+            Some("127.0.0.1:5000/app")
+        );
         assert_eq!(repo_key("python"), "library/python");
         assert_eq!(repo_key("user/app"), "user/app");
         let filter = Filter {

@@ -18,15 +18,17 @@ use std::path::{Path, PathBuf};
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::records::{
-    ConfigRecord, CrawlRun, DigestRecord, EnrichJob, EnrichStats, FailedEnrich, FailedJob, Job,
-    ManifestRecord, Record, RepoState, RunGaps, RunStats, StoredBudget, TAG_NAMES_PREFIX, TagNames,
-    TagState,
+    CATALOG_RUN_PREFIX, CATALOG_STATS_PREFIX, CatalogJob, CatalogRepo, CatalogRun, CatalogStats,
+    ConfigRecord, CrawlRun, DigestRecord, EnrichJob, EnrichStats, FailedCatalogJob, FailedEnrich,
+    FailedJob, Job, ManifestRecord, Record, RepoState, RunGaps, RunStats, StoredBudget,
+    TAG_NAMES_PREFIX, TagNames, TagState,
 };
 use super::{
-    CHAINS, CONFIGS, DIGESTS, ENRICH_JOB_BASE, FAILED, JOBS, MANIFESTS, META, META_BUDGET,
-    META_ENRICH_STATS, META_GAPS, META_NEXT_ENRICH_JOB, META_NEXT_JOB, META_PAUSE, META_RUN,
-    META_SCHEMA, META_STATS, PAIRS, PARENTS, REPOS, SCHEMA_VERSION, StoreError, TAGS, builder,
-    caught, decode, open_verified, require_existing, writer_running,
+    CATALOG_JOB_BASE, CATALOG_REPOS, CHAINS, CONFIGS, DIGESTS, ENRICH_JOB_BASE, FAILED, JOBS,
+    MANIFESTS, META, META_BUDGET, META_ENRICH_STATS, META_GAPS, META_NEXT_CATALOG_JOB,
+    META_NEXT_ENRICH_JOB, META_NEXT_JOB, META_PAUSE, META_RUN, META_SCHEMA, META_STATS, PAIRS,
+    PARENTS, REPOS, SCHEMA_VERSION, StoreError, TAGS, builder, caught, decode, open_verified,
+    require_existing, writer_running,
 };
 use crate::model::Digest;
 
@@ -144,13 +146,17 @@ fn meta_problem(key: &str, value: &[u8]) -> Option<String> {
             )),
             Err(e) => Some(e.to_string()),
         },
-        META_NEXT_JOB | META_PAUSE | META_NEXT_ENRICH_JOB => undecodable::<u64>(value),
+        META_NEXT_JOB | META_PAUSE | META_NEXT_ENRICH_JOB | META_NEXT_CATALOG_JOB => {
+            undecodable::<u64>(value)
+        }
         META_BUDGET => undecodable::<StoredBudget>(value),
         META_ENRICH_STATS => undecodable::<EnrichStats>(value),
         META_RUN => undecodable::<CrawlRun>(value),
         META_GAPS => undecodable::<RunGaps>(value),
         META_STATS => undecodable::<RunStats>(value),
         key if key.starts_with(TAG_NAMES_PREFIX) => undecodable::<TagNames>(value),
+        key if key.starts_with(CATALOG_RUN_PREFIX) => undecodable::<CatalogRun>(value),
+        key if key.starts_with(CATALOG_STATS_PREFIX) => undecodable::<CatalogStats>(value),
         other => Some(format!("unknown meta key {other:?}")),
     }
 }
@@ -202,19 +208,24 @@ macro_rules! walk {
 
 fn walk_all(txn: &ReadTransaction, report: &mut CheckReport) {
     walk!(txn, report, META, |k, v| (k.to_owned(), meta_problem(k, v)));
-    // The crawl's and enrich's jobs share the tables, each family in its own id range.
+    // The Hub crawl's, the catalog crawls' and enrich's jobs share the tables, each family in
+    // its own id range.
     walk!(txn, report, JOBS, |k, v| (
         format!("#{k}"),
-        if k < ENRICH_JOB_BASE {
+        if k < CATALOG_JOB_BASE {
             undecodable::<Job>(v)
+        } else if k < ENRICH_JOB_BASE {
+            undecodable::<CatalogJob>(v)
         } else {
             undecodable::<EnrichJob>(v)
         }
     ));
     walk!(txn, report, FAILED, |k, v| (
         format!("#{k}"),
-        if k < ENRICH_JOB_BASE {
+        if k < CATALOG_JOB_BASE {
             undecodable::<FailedJob>(v)
+        } else if k < ENRICH_JOB_BASE {
+            undecodable::<FailedCatalogJob>(v)
         } else {
             undecodable::<FailedEnrich>(v)
         }
@@ -252,6 +263,13 @@ fn walk_all(txn: &ReadTransaction, report: &mut CheckReport) {
         walk!(txn, report, CHAINS, |k, v| (
             format!("{} of {}", Digest::from_bytes(k.0), Digest::from_bytes(k.1)),
             (v == 0).then(|| "a chain prefix of 0 layers".to_owned())
+        ));
+    }
+    // Nor this one, before `crawl --catalog` existed.
+    if txn.open_table(CATALOG_REPOS).is_ok() {
+        walk!(txn, report, CATALOG_REPOS, |k, v| (
+            k.to_owned(),
+            undecodable::<CatalogRepo>(v)
         ));
     }
 }

@@ -18,14 +18,25 @@
 //! - `configs`: config digest (image ID) → platform, `os_version`, diff_ids, ChainID, created;
 //! - `chains`: (ChainID, image ID) → the number of layers of that prefix, for the ChainID of every
 //!   prefix of every image's diff_ids, so the longest known prefix of an unknown image's chain
-//!   takes one range lookup per layer.
+//!   takes one range lookup per layer;
+//! - `catalog_repos`: host-qualified repository (`mcr.microsoft.com/windows/servercore`) → how far
+//!   its registry's catalog crawl got with it (kept apart from `repos`, whose run ids are the Hub
+//!   crawl's).
+//!
+//! Sources: one store holds Docker Hub's namespace (its run in `meta` `run`, its repositories in
+//! `repos`) and any number of registries crawled through their catalog (`crawl --catalog`), each
+//! with its run and counters in `meta` under its host ([`catalog_run_key`],
+//! [`catalog_stats_key`]). Their tags, digests, pairs and index links share the tables above:
+//! a registry's repositories are host-qualified ([`RepoName::qualified`]), so their keys never
+//! meet Docker Hub's.
 //!
 //! [`images`] reads those tables as the official images' index `identify` matches against.
 //!
-//! Job ids split the `jobs` and `failed` tables in two families: the crawl's ids count up from 1,
-//! `enrich`'s from [`ENRICH_JOB_BASE`] (2^63), each holding its own record type. Every reader of
-//! one family reads only its id range, so a crawl never takes (or waits for) an enrich job, and
-//! the reverse; a store written before `enrich` existed simply has no ids in the upper range.
+//! Job ids split the `jobs` and `failed` tables in three families: the Hub crawl's ids count up
+//! from 1, the catalog crawls' from [`CATALOG_JOB_BASE`] (2^62), `enrich`'s from
+//! [`ENRICH_JOB_BASE`] (2^63), each holding its own record type. Every reader of one family reads
+//! only its id range, so no command ever takes (or waits for) another's job; a store written
+//! before a family existed simply has no ids in its range.
 //! `meta` also keeps the registry's pull budget and `enrich`'s counters.
 //!
 //! The database is opened in redb's single-writer mode: one digestmap process writes (a second
@@ -67,6 +78,10 @@ use redb::{
 };
 
 pub use records::{
+    CATALOG_RUN_PREFIX, CATALOG_STATS_PREFIX, CatalogJob, CatalogRepo, CatalogRun, CatalogStats,
+    CatalogTask, FailedCatalogJob, Listing, catalog_run_key, catalog_stats_key,
+};
+pub use records::{
     ConfigRecord, CrawlRun, DigestRecord, EnrichJob, EnrichStats, EnrichTarget, FailedEnrich,
     FailedJob, Job, JobKind, LayerRef, ListingWindow, ManifestFact, ManifestRecord, MissingRepo,
     Record, RepoState, RunGaps, RunMode, RunState, RunStats, StoredBudget, TAG_NAMES_PREFIX,
@@ -88,6 +103,10 @@ const PARENTS: TableDefinition<([u8; 32], [u8; 32]), (u64, u64)> = TableDefiniti
 const MANIFESTS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("manifests");
 const CONFIGS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("configs");
 const CHAINS: TableDefinition<([u8; 32], [u8; 32]), u32> = TableDefinition::new("chains");
+const CATALOG_REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog_repos");
+
+/// The first id of the catalog crawls' jobs; the Hub crawl's are below it, `enrich`'s above.
+pub const CATALOG_JOB_BASE: u64 = 1 << 62;
 
 /// The first id of `enrich`'s jobs; the crawl's are below it.
 pub const ENRICH_JOB_BASE: u64 = 1 << 63;
@@ -104,6 +123,7 @@ const META_GAPS: &str = "gaps";
 const META_NEXT_ENRICH_JOB: &str = "next_enrich_job_id";
 const META_BUDGET: &str = "pull_budget";
 const META_ENRICH_STATS: &str = "enrich_stats";
+const META_NEXT_CATALOG_JOB: &str = "next_catalog_job_id";
 
 /// redb's page cache; bounded so that memory use does not grow with the store.
 ///
@@ -378,6 +398,7 @@ impl Store {
             w.txn.open_table(MANIFESTS)?;
             w.txn.open_table(CONFIGS)?;
             w.txn.open_table(CHAINS)?;
+            w.txn.open_table(CATALOG_REPOS)?;
             match w.meta::<u64>(META_SCHEMA)? {
                 None => w.set_meta(META_SCHEMA, &SCHEMA_VERSION),
                 Some(_) => Ok(()),
@@ -683,6 +704,34 @@ fn optional_table<T>(opened: Result<T, redb::TableError>) -> Result<Option<T>, T
     }
 }
 
+/// One record of a string-keyed table.
+fn get_keyed<T: Record>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<T>, TxError> {
+    match table.get(key)? {
+        Some(guard) => Ok(Some(decode(guard.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// The `catalog_repos` records of the source at `host`: its keys are `host/path`.
+fn catalog_repos_of(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    host: &str,
+) -> Result<Vec<(String, CatalogRepo)>, TxError> {
+    let prefix = format!("{host}/");
+    let mut out = Vec::new();
+    for item in table.range(prefix.as_str()..)? {
+        let (key, value) = item?;
+        if !key.value().starts_with(&prefix) {
+            break;
+        }
+        out.push((key.value().to_owned(), decode(value.value())?));
+    }
+    Ok(out)
+}
+
 /// The tags of one repository, by tag name.
 fn tags_of(
     table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
@@ -806,7 +855,7 @@ impl<'t> WriteBatch<'t> {
 
     /// Removes every failed crawl job and returns them (`crawl --resume --skip-failed`).
     pub fn take_failed(&mut self) -> Result<Vec<(JobId, FailedJob)>, TxError> {
-        let out: Vec<(JobId, FailedJob)> = decode_range(&self.failed, ..ENRICH_JOB_BASE)?;
+        let out: Vec<(JobId, FailedJob)> = decode_range(&self.failed, ..CATALOG_JOB_BASE)?;
         for (id, _) in &out {
             self.failed.remove(*id)?;
         }
@@ -856,6 +905,139 @@ impl<'t> WriteBatch<'t> {
     /// What `enrich` learned of a manifest digest, if anything.
     pub fn manifest(&self, digest: &Digest) -> Result<Option<ManifestRecord>, TxError> {
         get_record(&self.txn.open_table(MANIFESTS)?, digest)
+    }
+
+    /// A pending catalog job, as this transaction sees it.
+    pub fn catalog_job(&self, id: JobId) -> Result<Option<CatalogJob>, TxError> {
+        match self.jobs.get(id)? {
+            Some(guard) if (CATALOG_JOB_BASE..ENRICH_JOB_BASE).contains(&id) => {
+                Ok(Some(decode(guard.value())?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A learned config, if any.
+    pub fn config(&self, digest: &Digest) -> Result<Option<ConfigRecord>, TxError> {
+        get_record(&self.txn.open_table(CONFIGS)?, digest)
+    }
+
+    /// Adds a catalog job under a fresh id of the catalog range.
+    pub fn add_catalog_job(&mut self, job: &CatalogJob) -> Result<JobId, TxError> {
+        let id: u64 = self
+            .meta(META_NEXT_CATALOG_JOB)?
+            .unwrap_or(CATALOG_JOB_BASE)
+            .max(CATALOG_JOB_BASE);
+        self.set_meta(META_NEXT_CATALOG_JOB, &(id + 1))?;
+        self.put_catalog_job(id, job)?;
+        Ok(id)
+    }
+
+    /// Writes a catalog job under its id.
+    pub fn put_catalog_job(&mut self, id: JobId, job: &CatalogJob) -> Result<(), TxError> {
+        debug_assert!((CATALOG_JOB_BASE..ENRICH_JOB_BASE).contains(&id));
+        self.jobs.insert(id, encode(job).as_slice())?;
+        Ok(())
+    }
+
+    /// Moves a catalog job to `failed`.
+    pub fn fail_catalog_job(
+        &mut self,
+        id: JobId,
+        failed: &FailedCatalogJob,
+    ) -> Result<(), TxError> {
+        self.jobs.remove(id)?;
+        self.failed.insert(id, encode(failed).as_slice())?;
+        Ok(())
+    }
+
+    /// Moves every failed catalog job of the source at `host` back to `jobs` with fresh
+    /// attempts; returns how many.
+    pub fn retry_failed_catalog(&mut self, host: &str) -> Result<u64, TxError> {
+        let failed: Vec<(JobId, FailedCatalogJob)> =
+            decode_range(&self.failed, CATALOG_JOB_BASE..ENRICH_JOB_BASE)?;
+        let mut moved = 0;
+        for (id, f) in failed.into_iter().filter(|(_, f)| f.job.source == host) {
+            self.failed.remove(id)?;
+            let job = CatalogJob {
+                attempts: 0,
+                not_before_ms: 0,
+                ..f.job
+            };
+            self.jobs.insert(id, encode(&job).as_slice())?;
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
+    /// The run of the catalog source at `host`.
+    pub fn catalog_run(&self, host: &str) -> Result<Option<CatalogRun>, TxError> {
+        self.meta(&catalog_run_key(host))
+    }
+
+    /// Replaces the run of its catalog source.
+    pub fn set_catalog_run(&mut self, run: &CatalogRun) -> Result<(), TxError> {
+        self.set_meta(&catalog_run_key(&run.host), run)
+    }
+
+    /// The counters of the catalog source at `host`.
+    pub fn catalog_stats(&self, host: &str) -> Result<CatalogStats, TxError> {
+        Ok(self.meta(&catalog_stats_key(host))?.unwrap_or_default())
+    }
+
+    /// Replaces the counters of the catalog source at `host`.
+    pub fn set_catalog_stats(&mut self, host: &str, stats: &CatalogStats) -> Result<(), TxError> {
+        self.set_meta(&catalog_stats_key(host), stats)
+    }
+
+    /// How far its source's run got with a host-qualified repository.
+    pub fn catalog_repo(&self, repo: &RepoName) -> Result<Option<CatalogRepo>, TxError> {
+        get_keyed(&self.txn.open_table(CATALOG_REPOS)?, &repo.to_string())
+    }
+
+    /// Replaces a host-qualified repository's state.
+    pub fn put_catalog_repo(
+        &mut self,
+        repo: &RepoName,
+        state: &CatalogRepo,
+    ) -> Result<(), TxError> {
+        self.txn
+            .open_table(CATALOG_REPOS)?
+            .insert(repo.to_string().as_str(), encode(state).as_slice())?;
+        Ok(())
+    }
+
+    /// The repositories of the catalog source at `host`, by host-qualified name.
+    pub fn catalog_repos(&self, host: &str) -> Result<Vec<(String, CatalogRepo)>, TxError> {
+        catalog_repos_of(&self.txn.open_table(CATALOG_REPOS)?, host)
+    }
+
+    /// A digest's record, if the store knows it.
+    pub fn digest(&self, digest: &Digest) -> Result<Option<DigestRecord>, TxError> {
+        get_record(&self.txn.open_table(DIGESTS)?, digest)
+    }
+
+    /// Gives a known digest the platform (and `os_version`) it was stored without: a single
+    /// platform manifest's come from its config, which is read after the tag is stored. A
+    /// platform already known is kept.
+    pub fn learn_platform(
+        &mut self,
+        digest: &Digest,
+        platform: Option<crate::model::Platform>,
+        os_version: Option<String>,
+    ) -> Result<(), TxError> {
+        let mut table = self.txn.open_table(DIGESTS)?;
+        let Some(old) = table.get(*digest.as_bytes())?.map(|g| g.value().to_vec()) else {
+            return Ok(());
+        };
+        let mut record: DigestRecord = decode(&old)?;
+        if record.platform.is_some() || platform.is_none() {
+            return Ok(());
+        }
+        record.platform = platform;
+        record.os_version = record.os_version.or(os_version);
+        table.insert(*digest.as_bytes(), encode(&record).as_slice())?;
+        Ok(())
     }
 
     /// Stores what a manifest digest is.
@@ -1217,12 +1399,65 @@ impl ReadBatch {
 
     /// Every pending crawl job, by id.
     pub fn jobs(&self) -> Result<Vec<(JobId, Job)>, TxError> {
-        decode_range(&self.txn.open_table(JOBS)?, ..ENRICH_JOB_BASE)
+        decode_range(&self.txn.open_table(JOBS)?, ..CATALOG_JOB_BASE)
     }
 
     /// Every failed crawl job, by id.
     pub fn failed(&self) -> Result<Vec<(JobId, FailedJob)>, TxError> {
-        decode_range(&self.txn.open_table(FAILED)?, ..ENRICH_JOB_BASE)
+        decode_range(&self.txn.open_table(FAILED)?, ..CATALOG_JOB_BASE)
+    }
+
+    /// Every pending catalog job of the source at `host`, by id.
+    pub fn catalog_jobs(&self, host: &str) -> Result<Vec<(JobId, CatalogJob)>, TxError> {
+        let all: Vec<(JobId, CatalogJob)> = decode_range(
+            &self.txn.open_table(JOBS)?,
+            CATALOG_JOB_BASE..ENRICH_JOB_BASE,
+        )?;
+        Ok(all.into_iter().filter(|(_, j)| j.source == host).collect())
+    }
+
+    /// Every failed catalog job of the source at `host`, by id.
+    pub fn catalog_failed(&self, host: &str) -> Result<Vec<(JobId, FailedCatalogJob)>, TxError> {
+        let all: Vec<(JobId, FailedCatalogJob)> = decode_range(
+            &self.txn.open_table(FAILED)?,
+            CATALOG_JOB_BASE..ENRICH_JOB_BASE,
+        )?;
+        Ok(all
+            .into_iter()
+            .filter(|(_, f)| f.job.source == host)
+            .collect())
+    }
+
+    /// Every catalog source's run, by host.
+    pub fn catalog_runs(&self) -> Result<Vec<CatalogRun>, TxError> {
+        let table = self.txn.open_table(META)?;
+        let mut out = Vec::new();
+        for item in table.range(CATALOG_RUN_PREFIX..)? {
+            let (key, value) = item?;
+            if !key.value().starts_with(CATALOG_RUN_PREFIX) {
+                break;
+            }
+            out.push(decode(value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The run of the catalog source at `host`, if it was ever crawled.
+    pub fn catalog_run(&self, host: &str) -> Result<Option<CatalogRun>, TxError> {
+        self.meta(&catalog_run_key(host))
+    }
+
+    /// The counters of the catalog source at `host`.
+    pub fn catalog_stats(&self, host: &str) -> Result<CatalogStats, TxError> {
+        Ok(self.meta(&catalog_stats_key(host))?.unwrap_or_default())
+    }
+
+    /// The repositories of the catalog source at `host`, by host-qualified name.
+    pub fn catalog_repos(&self, host: &str) -> Result<Vec<(String, CatalogRepo)>, TxError> {
+        match optional_table(self.txn.open_table(CATALOG_REPOS))? {
+            Some(table) => catalog_repos_of(&table, host),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Every pending enrich job, by id (the order `enrich` takes them in).
@@ -1425,11 +1660,15 @@ impl ReadBatch {
             tags: self.txn.open_table(TAGS)?.len()?,
             digests: self.txn.open_table(DIGESTS)?.len()?,
             pairs: self.txn.open_table(PAIRS)?.len()?,
-            jobs: self.txn.open_table(JOBS)?.range(..ENRICH_JOB_BASE)?.count() as u64,
+            jobs: self
+                .txn
+                .open_table(JOBS)?
+                .range(..CATALOG_JOB_BASE)?
+                .count() as u64,
             failed: self
                 .txn
                 .open_table(FAILED)?
-                .range(..ENRICH_JOB_BASE)?
+                .range(..CATALOG_JOB_BASE)?
                 .count() as u64,
         })
     }
@@ -1617,7 +1856,7 @@ mod tests {
     }
 
     #[test]
-    fn crawl_and_enrich_jobs_never_see_each_other() {
+    fn job_families_never_see_each_other() {
         let scratch = Scratch::new("families");
         let store = scratch.store();
         let digest = Digest::from_bytes([9; 32]);
@@ -1643,7 +1882,53 @@ mod tests {
                 Ok((c, e))
             })
             .unwrap();
-        assert!(crawl_id < ENRICH_JOB_BASE && enrich_id >= ENRICH_JOB_BASE);
+        assert!(crawl_id < CATALOG_JOB_BASE && enrich_id >= ENRICH_JOB_BASE);
+        // A catalog job of each of two sources, one failed: seen by its own source only.
+        let catalog_job = |host: &str| {
+            CatalogJob::new(
+                host,
+                CatalogTask::Head {
+                    repo: "a".into(),
+                    tag: "1".into(),
+                },
+            )
+        };
+        let (mcr, local) = store
+            .write(|w| {
+                let mcr = w.add_catalog_job(&catalog_job("mcr.microsoft.com"))?;
+                let local = w.add_catalog_job(&catalog_job("127.0.0.1:5000"))?;
+                let failed = w.add_catalog_job(&catalog_job("127.0.0.1:5000"))?;
+                w.fail_catalog_job(
+                    failed,
+                    &FailedCatalogJob {
+                        job: catalog_job("127.0.0.1:5000"),
+                        reason: "r".into(),
+                        failed_at: 1,
+                    },
+                )?;
+                Ok((mcr, local))
+            })
+            .unwrap();
+        assert!((CATALOG_JOB_BASE..ENRICH_JOB_BASE).contains(&mcr) && local == mcr + 1);
+        store
+            .read(|r| {
+                assert_eq!(r.catalog_jobs("mcr.microsoft.com")?.len(), 1);
+                assert_eq!(
+                    r.catalog_jobs("127.0.0.1:5000")?,
+                    vec![(local, catalog_job("127.0.0.1:5000"))]
+                );
+                assert_eq!(r.catalog_failed("127.0.0.1:5000")?.len(), 1);
+                assert!(r.catalog_failed("mcr.microsoft.com")?.is_empty());
+                Ok(())
+            })
+            .unwrap();
+        store
+            .write(|w| {
+                assert_eq!(w.retry_failed_catalog("mcr.microsoft.com")?, 0);
+                assert_eq!(w.retry_failed_catalog("127.0.0.1:5000")?, 1);
+                Ok(())
+            })
+            .unwrap();
         store
             .read(|r| {
                 assert_eq!(r.jobs()?, vec![(crawl_id, crawl_job.clone())]);

@@ -793,6 +793,255 @@ impl Record for EnrichStats {
     const WHAT: &'static str = "enrich statistics";
 }
 
+/// How far one paged listing (a registry's catalog, or a repository's `tags/list`) got in a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// Pages stored.
+    pub pages: u32,
+    /// [`name_hash`] of every page URL asked for, so that a `Link` back to one of them (a `last`
+    /// that loops) ends the listing instead of going round forever.
+    pub seen_pages: Vec<u64>,
+    /// [`name_hash`] of every page's names (joined by newlines), so that a page served twice
+    /// (under another `last`) ends the listing.
+    pub seen_content: Vec<u64>,
+    /// The last page is stored.
+    pub done: bool,
+    /// Why the listing ended before its last page (a refused `Link`, a page that repeats); the
+    /// run then ends incomplete.
+    pub error: Option<String>,
+}
+
+/// A registry crawled through its catalog (`crawl --catalog`): one source of the store beside
+/// Docker Hub's, with a run of its own, in `meta` under [`catalog_run_key`] (one per host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogRun {
+    /// Increases with every run of this source.
+    pub id: u64,
+    /// Running, finished, or finished incomplete (a listing ended early).
+    pub state: RunState,
+    /// When the run started (unix seconds).
+    pub started: u64,
+    /// When it finished.
+    pub finished: Option<u64>,
+    /// The registry origin (`https://mcr.microsoft.com`).
+    pub registry: String,
+    /// Its host, as repositories are qualified with it (`mcr.microsoft.com`, `127.0.0.1:5000`).
+    pub host: String,
+    /// Only these repositories (paths on the registry), when `--repo` was given: the catalog is
+    /// not read.
+    pub repos: Vec<String>,
+    /// Only the catalog's repositories starting with this (`--repo-prefix`).
+    pub prefix: Option<String>,
+    /// How the catalog listing went.
+    pub catalog: Listing,
+}
+
+impl Record for CatalogRun {
+    const VERSION: u8 = 1;
+    const WHAT: &'static str = "catalog run";
+}
+
+/// Counters of a catalog source's run, summed over every process that worked on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogStats {
+    /// Catalog pages stored.
+    pub catalog_pages: u64,
+    /// Tag-list pages stored.
+    pub tag_pages: u64,
+    /// Manifest HEADs answered (one per listed tag).
+    pub heads: u64,
+    /// Manifest GETs answered (digests not in the store yet, and platform manifests of new
+    /// indexes).
+    pub manifests: u64,
+    /// Config blob GETs answered.
+    pub configs: u64,
+    /// HTTP requests sent, retries and tokens included.
+    pub requests: u64,
+    /// Job attempts that failed and were put back.
+    pub job_retries: u64,
+    /// Tags seen for the first time.
+    pub new_tags: u64,
+    /// Tags that point at another digest than when last seen.
+    pub moved_tags: u64,
+    /// Tags that point at the digest they pointed at when last seen.
+    pub unchanged_tags: u64,
+    /// Tags the registry no longer lists (or answers 404 for), marked deleted.
+    pub deleted_tags: u64,
+    /// Catalog names refused by Docker's reference grammar.
+    pub invalid_repos: u64,
+    /// Tag names refused by Docker's tag grammar.
+    pub invalid_tags: u64,
+    /// Platforms or `os.version`s refused (the digest is kept without them).
+    pub invalid_platforms: u64,
+}
+
+impl Record for CatalogStats {
+    const VERSION: u8 = 1;
+    const WHAT: &'static str = "catalog statistics";
+}
+
+/// Prefix of the `meta` keys holding a source's [`CatalogRun`].
+pub const CATALOG_RUN_PREFIX: &str = "catalog_run:";
+/// Prefix of the `meta` keys holding a source's [`CatalogStats`].
+pub const CATALOG_STATS_PREFIX: &str = "catalog_stats:";
+
+/// The `meta` key of the [`CatalogRun`] of the registry at `host`.
+pub fn catalog_run_key(host: &str) -> String {
+    format!("{CATALOG_RUN_PREFIX}{host}")
+}
+
+/// The `meta` key of the [`CatalogStats`] of the registry at `host`.
+pub fn catalog_stats_key(host: &str) -> String {
+    format!("{CATALOG_STATS_PREFIX}{host}")
+}
+
+/// How far a catalog source's run got with one repository, in the `catalog_repos` table under
+/// its host-qualified name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogRepo {
+    /// The run that last listed it.
+    pub run: u64,
+    /// When that run first saw it.
+    pub listed_at: u64,
+    /// The tag names its listing gave in that run, in the registry's order, each once.
+    pub names: Vec<String>,
+    /// How its tag listing went.
+    pub listing: Listing,
+    /// When the listing ended (done or not).
+    pub done_at: Option<u64>,
+    /// When the registry stopped having it (a complete catalog without it, or a 404 for its
+    /// tag list); its tags were then marked deleted.
+    pub vanished_at: Option<u64>,
+}
+
+impl CatalogRepo {
+    /// A repository just listed by `run`.
+    pub fn new(run: u64, now: u64) -> Self {
+        Self {
+            run,
+            listed_at: now,
+            names: Vec::new(),
+            listing: Listing::default(),
+            done_at: None,
+            vanished_at: None,
+        }
+    }
+}
+
+impl Record for CatalogRepo {
+    const VERSION: u8 = 1;
+    const WHAT: &'static str = "catalog repository";
+}
+
+/// What a catalog job asks of the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CatalogTask {
+    /// A page of `/v2/_catalog`.
+    Catalog {
+        /// The page URL.
+        url: String,
+    },
+    /// A page of a repository's `tags/list`.
+    Tags {
+        /// The repository's path on the registry.
+        repo: String,
+        /// The page URL.
+        url: String,
+    },
+    /// A manifest HEAD of one tag: its digest and media type.
+    Head {
+        /// The repository's path on the registry.
+        repo: String,
+        /// The tag.
+        tag: String,
+    },
+    /// A manifest GET of a digest the store has not learned: a tag's (then `waiting` holds the
+    /// tags that pointed at it), or a platform manifest of a new index.
+    Manifest {
+        /// The repository's path to fetch it from.
+        repo: String,
+        /// The digest.
+        digest: Digest,
+        /// What the HEAD's media type said it is (used when the registry no longer has it).
+        kind: ObjectKind,
+        /// The tags (repository path, tag) whose HEAD gave this digest, stored once it is known.
+        waiting: Vec<(String, String)>,
+    },
+    /// A config blob GET (the image ID) of a platform manifest.
+    Config {
+        /// The repository's path to fetch it from.
+        repo: String,
+        /// The config digest.
+        digest: Digest,
+        /// The manifest whose config it is (its platform comes from the config when no index
+        /// gave it).
+        manifest: Digest,
+    },
+}
+
+/// A job of a catalog crawl, in the `jobs` table in an id range of its own (see the store's
+/// module docs), so that neither the Hub crawl nor `enrich` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogJob {
+    /// The source's host: a run takes only its own source's jobs.
+    pub source: String,
+    /// What to ask.
+    pub task: CatalogTask,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Not to be tried before this time (unix milliseconds).
+    pub not_before_ms: u64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+impl CatalogJob {
+    /// A fresh job of the source at `source`.
+    pub fn new(source: &str, task: CatalogTask) -> Self {
+        Self {
+            source: source.to_owned(),
+            task,
+            attempts: 0,
+            not_before_ms: 0,
+            last_error: None,
+        }
+    }
+
+    /// What it asks, for messages: `HEAD 127.0.0.1:5000/app:1`, a page URL, a digest.
+    pub fn describe(&self) -> String {
+        let host = &self.source;
+        match &self.task {
+            CatalogTask::Catalog { url } | CatalogTask::Tags { url, .. } => url.clone(),
+            CatalogTask::Head { repo, tag } => format!("HEAD {host}/{repo}:{tag}"),
+            CatalogTask::Manifest { repo, digest, .. } => {
+                format!("manifest {host}/{repo}@{digest}")
+            }
+            CatalogTask::Config { repo, digest, .. } => format!("config {host}/{repo}@{digest}"),
+        }
+    }
+}
+
+impl Record for CatalogJob {
+    const VERSION: u8 = 1;
+    const WHAT: &'static str = "catalog job";
+}
+
+/// A catalog job that failed for good, in the `failed` table (catalog id range).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedCatalogJob {
+    /// The job as it was last tried.
+    pub job: CatalogJob,
+    /// Why it failed.
+    pub reason: String,
+    /// When (unix seconds).
+    pub failed_at: u64,
+}
+
+impl Record for FailedCatalogJob {
+    const VERSION: u8 = 1;
+    const WHAT: &'static str = "failed catalog job";
+}
+
 impl Record for u64 {
     const VERSION: u8 = 1;
     const WHAT: &'static str = "counter";

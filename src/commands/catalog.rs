@@ -1,0 +1,153 @@
+//! `digestmap crawl --catalog URL`: a registry crawled through its catalog.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use digestmap::catalog::{self, CatalogError, CatalogOptions, CatalogReport};
+use digestmap::crawl::Progress;
+use digestmap::status::CatalogStatus;
+use digestmap::store::Store;
+
+use crate::cli::{Cli, CrawlArgs};
+use crate::ui::Ui;
+
+pub fn run(cli: &Cli, args: &CrawlArgs, registry: &str, ui: &Ui) -> u8 {
+    let registry = match catalog::plan::registry_origin(registry) {
+        Ok(url) => url,
+        Err(e) => {
+            ui.error(&e);
+            return super::USAGE;
+        }
+    };
+    if args.full {
+        ui.error(
+            "--full: a catalog crawl always reads every listing whole and marks the tags the registry no longer has; there is no cheaper refresh to leave out, so run it without --full",
+        );
+        return super::USAGE;
+    }
+    let mut options = CatalogOptions::new(registry);
+    options.repos.clone_from(&args.repos);
+    options.prefix.clone_from(&args.repo_prefix);
+    options.workers = args.workers;
+    options.rps = args.rps;
+    options.resume = args.resume;
+    if let Some(n) = args.page_size {
+        options.page_size = n;
+    }
+    if let Some(ms) = args.retry_base_ms {
+        let base = std::time::Duration::from_millis(ms);
+        options.job_retry_base = base;
+        options.net.backoff = (base, base.saturating_mul(20));
+    }
+    if let Some(ms) = args.request_timeout_ms {
+        options.net.request_timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.max_pause_ms {
+        options.net.max_pause = std::time::Duration::from_millis(ms);
+    }
+    if let Err(e) = options.validate() {
+        ui.error(&e.to_string());
+        return super::USAGE;
+    }
+    let opened = if args.resume {
+        Store::open_existing(&cli.db)
+    } else {
+        Store::open(&cli.db)
+    };
+    let store = match opened {
+        Ok(store) => Arc::new(store),
+        Err(e) => {
+            ui.error(&e.to_string());
+            return super::store_error_code(&e);
+        }
+    };
+    let Some(runtime) = super::runtime(ui) else {
+        return super::ERROR;
+    };
+    let progress = Arc::new(Progress::default());
+    let cancel = CancellationToken::new();
+    let result = runtime.block_on(async {
+        let interrupt = super::cancel_on_ctrl_c(cancel.clone());
+        let guard = ui.start_progress(progress.clone());
+        let result = catalog::crawl(store.clone(), options, progress, cancel.clone()).await;
+        drop(guard);
+        interrupt.abort();
+        result
+    });
+    let db = cli.db.display();
+    match result {
+        Ok(report) => {
+            let again = format!(
+                "digestmap crawl --catalog {} --resume --db {db}",
+                report.run.registry
+            );
+            summarize(ui, &store, &report);
+            if report.interrupted {
+                ui.info(&format!(
+                    "interrupted: the store is consistent; continue with `{again}`"
+                ));
+                super::INTERRUPTED
+            } else if !report.failed.is_empty() {
+                ui.error(&format!(
+                    "{} job(s) failed; try them again with `{again}`",
+                    report.failed.len()
+                ));
+                super::FAILED_JOBS
+            } else if !report.gaps.is_empty() {
+                ui.error(&format!(
+                    "the crawl of {} is incomplete ({} listing(s) ended early, listed above); the dataset lacks what they did not list. Read them again with `{again}`",
+                    report.run.host,
+                    report.gaps.len()
+                ));
+                super::INCOMPLETE
+            } else {
+                ui.info(&format!(
+                    "next: digestmap finalize --db {db} --out digests.ndjson"
+                ));
+                super::OK
+            }
+        }
+        Err(e) => {
+            ui.error(&e.to_string());
+            match &e {
+                CatalogError::Usage(_) | CatalogError::StoreState(_) => super::USAGE,
+                CatalogError::Store(s) => super::store_error_code(s),
+            }
+        }
+    }
+}
+
+fn summarize(ui: &Ui, store: &Store, report: &CatalogReport) {
+    let state = if report.interrupted {
+        "stopped"
+    } else if !report.failed.is_empty() {
+        "finished with failed jobs"
+    } else if !report.gaps.is_empty() {
+        "finished INCOMPLETE"
+    } else {
+        "finished"
+    };
+    ui.info(&format!(
+        "crawl #{} of {} {state} after {:.1}s",
+        report.run.id,
+        report.run.registry,
+        report.elapsed.as_secs_f64()
+    ));
+    // What the store says now: the run's counters and every repository's state.
+    let section = store
+        .read(|r| CatalogStatus::read(r, report.run.clone()))
+        .unwrap_or_else(|_| CatalogStatus {
+            run: report.run.clone(),
+            stats: report.stats,
+            repos: report.repos.clone(),
+            vanished: 0,
+            known: 0,
+            jobs: report.jobs_left,
+            failed: report.failed.clone(),
+        });
+    // Its first line repeats the state said above.
+    for line in section.lines(false).into_iter().skip(1) {
+        ui.info(&line);
+    }
+}

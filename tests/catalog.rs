@@ -1,0 +1,755 @@
+//! `digestmap crawl --catalog` end to end through the real binary, against Debian's real
+//! `docker-registry` (loopback only): plain, as Microsoft's registry is, and behind the Hub-like
+//! front (tokens, a CDN for blobs, every request logged, tag lists paged with `Link`).
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use digestmap::model::Digest;
+use digestmap::registry::chain_ids;
+use serde_json::{Value, json};
+use support::fake_hub::{FakeHub, FakeHubConfig};
+use support::registry::Harness;
+use support::registry::front::{FrontConfig, LinkRewrite, Origin, Record};
+use support::registry::image::{self, BuiltImage, BuiltIndex, Format, ImageSpec, Layer, Pusher};
+use support::registry::process::RegistryProcess;
+use support::sandbox::{Sandbox, assert_code, assert_success, stderr, stdout};
+
+/// What is pushed: two alpine-like images (one tagged twice), a two-platform OCI index with
+/// attestations (tagged twice), a Windows-shaped image with a foreign base layer, and an image
+/// the refresh deletes.
+struct Pushed {
+    old: BuiltImage,
+    alpine: BuiltImage,
+    multi: BuiltIndex,
+    windows: BuiltImage,
+    gone: BuiltImage,
+}
+
+fn build() -> Pushed {
+    let layer = |name: &str| Layer::new(&[(name, name.as_bytes())]);
+    let base = layer("etc/alpine-release");
+    let old = image::build(ImageSpec::linux(
+        "amd64",
+        None,
+        vec![base.clone(), layer("3.18")],
+        Format::Docker,
+    ));
+    let alpine = image::build(ImageSpec::linux(
+        "amd64",
+        None,
+        vec![base, layer("3.19")],
+        Format::Oci,
+    ));
+    let multi = image::index(
+        vec![
+            image::build(ImageSpec::linux(
+                "amd64",
+                None,
+                vec![layer("app-amd64")],
+                Format::Oci,
+            )),
+            image::build(ImageSpec::linux(
+                "arm64",
+                Some("v8"),
+                vec![layer("app-arm64")],
+                Format::Oci,
+            )),
+        ],
+        Format::Oci,
+        true,
+    );
+    let windows = image::build(ImageSpec {
+        os: "windows".into(),
+        architecture: "amd64".into(),
+        variant: None,
+        os_version: Some("10.0.20348.2849".into()),
+        layers: vec![
+            layer("Files/servercore").foreign("https://mcr.microsoft.test/servercore/base"),
+            layer("Files/update"),
+        ],
+        format: Format::Docker,
+    });
+    let gone = image::build(ImageSpec::linux(
+        "amd64",
+        None,
+        vec![layer("gone")],
+        Format::Docker,
+    ));
+    Pushed {
+        old,
+        alpine,
+        multi,
+        windows,
+        gone,
+    }
+}
+
+async fn push(pusher: &Pusher, p: &Pushed) {
+    pusher.image("base/alpine", "3.18", &p.old).await;
+    pusher.image("base/alpine", "3.19", &p.alpine).await;
+    pusher.image("base/alpine", "latest", &p.alpine).await;
+    pusher.index("app/multi", "1", &p.multi).await;
+    pusher.index("app/multi", "1.0", &p.multi).await;
+    pusher
+        .image("windows/servercore", "ltsc2022", &p.windows)
+        .await;
+    pusher.image("old/gone", "1", &p.gone).await;
+}
+
+/// Every `repo:tag` pushed, host-qualified, with the digest it points at.
+fn pairs(host: &str, p: &Pushed) -> BTreeMap<String, String> {
+    [
+        ("base/alpine:3.18", &p.old.digest),
+        ("base/alpine:3.19", &p.alpine.digest),
+        ("base/alpine:latest", &p.alpine.digest),
+        ("app/multi:1", &p.multi.digest),
+        ("app/multi:1.0", &p.multi.digest),
+        ("windows/servercore:ltsc2022", &p.windows.digest),
+        ("old/gone:1", &p.gone.digest),
+    ]
+    .into_iter()
+    .map(|(tag, digest)| (format!("{host}/{tag}"), digest.clone()))
+    .collect()
+}
+
+fn platform(image: &BuiltImage) -> String {
+    let mut p = format!("{}/{}", image.spec.os, image.spec.architecture);
+    if let Some(v) = &image.spec.variant {
+        p.push('/');
+        p.push_str(v);
+    }
+    p
+}
+
+fn chain_id(diff_ids: &[String]) -> String {
+    let ids: Vec<Digest> = diff_ids.iter().map(|d| Digest::parse(d).unwrap()).collect();
+    chain_ids(&ids).last().unwrap().to_string()
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The dataset holds exactly what was pushed: every tag on its digest (current), the index with
+/// its platform manifests (attestations left out), every platform image with its platform,
+/// `os_version`, image ID, and a config line with its diff_ids and ChainID; `extra` lines for the
+/// images pushed besides.
+fn assert_dataset(data: &BTreeMap<String, Value>, host: &str, p: &Pushed, extra: usize) {
+    let pairs = pairs(host, p);
+    for (tag, digest) in &pairs {
+        let line = data
+            .get(digest)
+            .unwrap_or_else(|| panic!("no line for {tag} ({digest})"));
+        assert!(
+            strings(&line["tags"]).contains(tag),
+            "{tag} not on {digest}"
+        );
+        assert!(
+            strings(&line["current"]).contains(tag),
+            "{tag} not current on {digest}"
+        );
+    }
+    let multi_tags: BTreeSet<String> = [
+        format!("{host}/app/multi:1"),
+        format!("{host}/app/multi:1.0"),
+    ]
+    .into();
+    assert_eq!(data[&p.multi.digest]["kind"], "index");
+    assert_eq!(data[&p.multi.digest]["platform"], Value::Null);
+    let mut images = vec![
+        (&p.old, None),
+        (&p.alpine, None),
+        (&p.windows, None),
+        (&p.gone, None),
+    ];
+    images.extend(p.multi.images.iter().map(|i| (i, Some(&p.multi.digest))));
+    let mut expected: BTreeSet<String> = [p.multi.digest.clone()].into();
+    for (image, index) in images {
+        expected.insert(image.digest.clone());
+        expected.insert(image.config_digest.clone());
+        let line = &data[&image.digest];
+        assert_eq!(line["kind"], "manifest", "{}", image.digest);
+        assert_eq!(line["platform"], json!(platform(image)), "{}", image.digest);
+        assert_eq!(
+            line["image_id"],
+            json!(image.config_digest),
+            "{}",
+            image.digest
+        );
+        assert_eq!(line["layers"], json!(image.spec.layers.len()));
+        if let Some(index) = index {
+            assert_eq!(line["indexes"], json!([index]));
+            assert_eq!(
+                strings(&line["tags"]),
+                multi_tags,
+                "a platform image carries its index's tags"
+            );
+        }
+        let config = &data[&image.config_digest];
+        assert_eq!(config["kind"], "config");
+        assert_eq!(config["platform"], json!(platform(image)));
+        assert_eq!(config["diff_ids"], json!(image.diff_ids()));
+        assert_eq!(config["chain_id"], json!(chain_id(&image.diff_ids())));
+        assert_eq!(config["manifests"], json!([image.digest]));
+        match &image.spec.os_version {
+            Some(v) => {
+                assert_eq!(line["os_version"], json!(v));
+                assert_eq!(config["os_version"], json!(v));
+            }
+            None => assert!(line.get("os_version").is_none()),
+        }
+    }
+    let got: BTreeSet<String> = data.keys().cloned().collect();
+    assert!(got.is_superset(&expected));
+    assert_eq!(
+        got.len(),
+        expected.len() + extra,
+        "the dataset holds exactly what was pushed (no attestation)"
+    );
+}
+
+/// `crawl --catalog URL` of the store, fast (short backoffs, no pacing to speak of).
+fn catalog_crawl(sandbox: &Sandbox, registry: &str, extra: &[&str]) -> std::process::Command {
+    let mut args = vec![
+        "crawl",
+        "--catalog",
+        registry,
+        "--rps",
+        "500",
+        "--retry-base-ms",
+        "20",
+    ];
+    args.extend_from_slice(extra);
+    sandbox.command(&args)
+}
+
+fn host_of(url: &url::Url) -> String {
+    format!("{}:{}", url.host_str().unwrap(), url.port().unwrap())
+}
+
+/// What the front saw, by kind.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Seen {
+    listings: u64,
+    heads: u64,
+    manifest_gets: u64,
+    blobs: u64,
+    /// Challenges (401), token requests and CDN requests: the price of tokens and redirects.
+    other: u64,
+    total: u64,
+}
+
+fn seen(log: &[Record]) -> Seen {
+    let mut s = Seen::default();
+    for r in log {
+        s.total += 1;
+        let path = r.target.split('?').next().unwrap_or("");
+        match (r.origin, r.method.as_str(), r.status) {
+            (Origin::Registry, "GET", 200)
+                if path == "/v2/_catalog" || path.ends_with("/tags/list") =>
+            {
+                s.listings += 1;
+            }
+            (Origin::Registry, "HEAD", 200) if path.contains("/manifests/") => s.heads += 1,
+            (Origin::Registry, "GET", 200) if path.contains("/manifests/") => s.manifest_gets += 1,
+            (Origin::Registry, "GET", 307) if path.contains("/blobs/") => s.blobs += 1,
+            _ => s.other += 1,
+        }
+    }
+    s
+}
+
+/// The status lines of the source.
+fn status(sandbox: &Sandbox) -> String {
+    let out = sandbox.command(&["status"]).output().unwrap();
+    assert_success(&out, "status");
+    stdout(&out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_equals_what_was_pushed_and_a_refresh_costs_listings_and_heads() {
+    let harness = Harness::start(FrontConfig::default()).await;
+    let pushed = build();
+    push(&harness.pusher, &pushed).await;
+    let url = harness.front.url().to_string();
+    let url = url.trim_end_matches('/');
+    let host = host_of(harness.front.url());
+    let sandbox = Sandbox::new("catalog-crawl");
+
+    // Two names a page, so both listings page with `Link`.
+    let out = catalog_crawl(&sandbox, url, &["--page-size", "2"])
+        .output()
+        .unwrap();
+    assert_success(&out, "crawl --catalog");
+    let first = seen(&harness.front.requests());
+    let data = sandbox.finalized();
+    assert_dataset(&data, &host, &pushed, 0);
+    let tags = pairs(&host, &pushed).len() as u64;
+    // One HEAD per tag, one GET per new manifest (3 single images and the index's 2, the index,
+    // and each tag's digest once: aliases wait on one GET), one config blob per image.
+    assert_eq!(first.heads, tags, "{first:?}");
+    assert_eq!(first.manifest_gets, 4 + 1 + 2, "{first:?}");
+    assert_eq!(first.blobs, 6, "{first:?}");
+    assert!(
+        first.listings >= 4 + 3,
+        "the catalog and every tag list paged: {first:?}"
+    );
+    let text = status(&sandbox);
+    assert!(
+        text.contains(&format!("registry {host} ({url}), crawl #1: finished")),
+        "{text}"
+    );
+    assert!(
+        text.contains("7 new, 0 moved, 0 unchanged; 0 marked deleted"),
+        "{text}"
+    );
+
+    // Retag `latest` to the older image, delete old/gone's only image.
+    harness
+        .pusher
+        .manifest(
+            "base/alpine",
+            "latest",
+            pushed.old.media_type,
+            &pushed.old.manifest,
+        )
+        .await;
+    let deleted = reqwest::Client::new()
+        .delete(
+            harness
+                .registry
+                .url()
+                .join(&format!("/v2/old/gone/manifests/{}", pushed.gone.digest))
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 202, "delete old/gone's manifest");
+    harness.front.clear_requests();
+
+    let out = catalog_crawl(&sandbox, url, &["--page-size", "2"])
+        .output()
+        .unwrap();
+    assert_success(&out, "refresh");
+    let refresh = seen(&harness.front.requests());
+    // The listings and one HEAD per tag left: no manifest, no blob.
+    assert_eq!(refresh.heads, tags - 1, "{refresh:?}");
+    assert_eq!(
+        (refresh.manifest_gets, refresh.blobs),
+        (0, 0),
+        "{refresh:?}"
+    );
+    let text = status(&sandbox);
+    assert!(text.contains("crawl #2: finished"), "{text}");
+    assert!(
+        text.contains("0 new, 1 moved, 5 unchanged; 1 marked deleted"),
+        "{text}"
+    );
+    println!(
+        "requests per tag: first crawl {:.2} ({} requests for {tags} tags: {} listing pages, {} HEADs, {} manifest GETs, {} blob GETs, {} challenges, tokens and CDN answers); refresh {:.2} ({} requests for {} tags: {} listing pages, {} HEADs, {} other)",
+        first.total as f64 / tags as f64,
+        first.total,
+        first.listings,
+        first.heads,
+        first.manifest_gets,
+        first.blobs,
+        first.other,
+        refresh.total as f64 / (tags - 1) as f64,
+        refresh.total,
+        tags - 1,
+        refresh.listings,
+        refresh.heads,
+        refresh.other,
+    );
+
+    let data = sandbox.finalized();
+    let latest = format!("{host}/base/alpine:latest");
+    let old_line = &data[&pushed.old.digest];
+    assert!(
+        strings(&old_line["current"]).contains(&latest),
+        "latest moved to the old image"
+    );
+    let alpine_line = &data[&pushed.alpine.digest];
+    assert!(
+        strings(&alpine_line["tags"]).contains(&latest),
+        "the old pair is kept"
+    );
+    assert!(
+        !strings(&alpine_line["current"]).contains(&latest),
+        "but not current"
+    );
+    let gone_line = &data[&pushed.gone.digest];
+    assert_eq!(
+        strings(&gone_line["tags"]),
+        [format!("{host}/old/gone:1")].into()
+    );
+    assert!(
+        strings(&gone_line["current"]).is_empty(),
+        "a deleted tag is not current"
+    );
+
+    // lookup answers a registry digest with its host-qualified tags, and identify names an
+    // image by its image ID from the store.
+    let out = sandbox
+        .command(&["lookup", "--json", &pushed.windows.digest])
+        .output()
+        .unwrap();
+    assert_success(&out, "lookup");
+    let line: Value = serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(
+        strings(&line["current"]),
+        [format!("{host}/windows/servercore:ltsc2022")].into()
+    );
+    assert_eq!(line["os_version"], "10.0.20348.2849");
+    let out = sandbox
+        .command(&["identify", "--json", &pushed.windows.config_digest])
+        .output()
+        .unwrap();
+    assert_success(&out, "identify");
+    let answer: Value = serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(answer["result"], "exact", "{answer}");
+    let tags: Vec<&str> = answer["exact"][0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, [format!("{host}/windows/servercore:ltsc2022")]);
+    assert_eq!(answer["exact"][0]["os_version"], "10.0.20348.2849");
+
+    // The store is sound: `check` knows every new record.
+    let out = sandbox.command(&["check"]).output().unwrap();
+    assert_success(&out, "check");
+}
+
+/// A plain registry (no token, as Microsoft's) with `count` more repositories of one tag each,
+/// so that a slowly paced crawl takes a while.
+async fn plain_registry(pushed: &Pushed, count: usize) -> RegistryProcess {
+    let registry = RegistryProcess::start().await;
+    let pusher = Pusher::new(registry.url());
+    push(&pusher, pushed).await;
+    for i in 0..count {
+        let image = image::build(ImageSpec::linux(
+            "amd64",
+            None,
+            vec![Layer::new(&[("n", format!("{i}").as_bytes())])],
+            Format::Docker,
+        ));
+        pusher.image(&format!("many/r{i:02}"), "1", &image).await;
+    }
+    registry
+}
+
+/// The dataset without its times, which differ between two crawls.
+fn timeless(data: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    data.iter()
+        .map(|(k, v)| {
+            let mut v = v.clone();
+            let o = v.as_object_mut().unwrap();
+            o.remove("first_seen");
+            o.remove("last_seen");
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_then_resume_equals_an_uninterrupted_crawl() {
+    let pushed = build();
+    let registry = plain_registry(&pushed, 12).await;
+    let url = registry.url().to_string();
+    let url = url.trim_end_matches('/');
+
+    let whole = Sandbox::new("catalog-whole");
+    let out = catalog_crawl(&whole, url, &["--page-size", "3"])
+        .output()
+        .unwrap();
+    assert_success(&out, "uninterrupted crawl");
+    let expected = timeless(&whole.finalized());
+    // Each of the 12 more repositories: a manifest line and a config line.
+    assert_dataset(&whole.finalized(), &host_of(registry.url()), &pushed, 24);
+
+    // Paced at 4 requests a second, the crawl needs over 10 s for its ~60 requests: a kill
+    // after a second lands in the middle of it, whatever the machine's load.
+    let killed = Sandbox::new("catalog-killed");
+    let mut kills = 0;
+    for round in 0..3 {
+        let mut child = killed
+            .command(&[
+                "crawl",
+                "--catalog",
+                url,
+                "--page-size",
+                "3",
+                "--rps",
+                "4",
+                "--workers",
+                "2",
+                "--retry-base-ms",
+                "20",
+            ])
+            .args(if round == 0 {
+                &[][..]
+            } else {
+                &["--resume"][..]
+            })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1000 + 300 * round));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills > 0, "no crawl was killed mid-way");
+    let text = status(&killed);
+    assert!(
+        text.contains(
+            "unfinished (no process is crawling; continue with `digestmap crawl --catalog"
+        ),
+        "{text}"
+    );
+    // Without --resume, an unfinished crawl is not restarted.
+    let out = catalog_crawl(&killed, url, &[]).output().unwrap();
+    assert_code(&out, 2, "crawl over an unfinished one");
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
+
+    let out = catalog_crawl(&killed, url, &["--page-size", "3", "--resume"])
+        .output()
+        .unwrap();
+    assert_success(&out, "resume");
+    assert_eq!(
+        timeless(&killed.finalized()),
+        expected,
+        "kill -9 + resume equals one crawl"
+    );
+    let text = status(&killed);
+    assert!(text.contains("crawl #1: finished"), "{text}");
+    assert!(text.contains("jobs: 0 pending, 0 failed"), "{text}");
+
+    // Nothing left to resume.
+    let out = catalog_crawl(&killed, url, &["--resume"]).output().unwrap();
+    assert_code(&out, 2, "resume of a finished crawl");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sources_share_one_store_and_one_finalize_and_a_second_process_is_refused() {
+    let pushed = build();
+    let registry = plain_registry(&pushed, 0).await;
+    let url = registry.url().to_string();
+    let url = url.trim_end_matches('/');
+    let host = host_of(registry.url());
+    let hub = FakeHub::start(FakeHubConfig {
+        repos: 2,
+        max_tags: 3,
+        big_repo_tags: 3,
+        ..FakeHubConfig::default()
+    })
+    .await;
+    let sandbox = Sandbox::new("catalog-two-sources");
+    let out = sandbox.fast_crawl(&hub.url(), &[]).output().unwrap();
+    assert_success(&out, "crawl of the Hub double");
+    let out = catalog_crawl(&sandbox, url, &[]).output().unwrap();
+    assert_success(&out, "crawl --catalog");
+
+    // One finalize writes both: the Hub's truth, line for line, beside the registry's tags.
+    let data = sandbox.finalized();
+    for (digest, truth) in hub.truth() {
+        let line = data
+            .get(&digest)
+            .unwrap_or_else(|| panic!("no line for Hub's {digest}"));
+        assert_eq!(line["tags"], truth["tags"], "{digest}");
+    }
+    for (tag, digest) in pairs(&host, &pushed) {
+        assert!(strings(&data[&digest]["current"]).contains(&tag), "{tag}");
+    }
+    let text = status(&sandbox);
+    assert!(text.contains("crawl #1 (full crawl): finished"), "{text}");
+    assert!(
+        text.contains(&format!("registry {host} ({url}), crawl #1: finished")),
+        "{text}"
+    );
+
+    // A refresh of the Hub leaves the registry's tags current, and the reverse.
+    let out = sandbox.fast_crawl(&hub.url(), &[]).output().unwrap();
+    assert_success(&out, "refresh of the Hub double");
+    let out = catalog_crawl(&sandbox, url, &[]).output().unwrap();
+    assert_success(&out, "refresh of the registry");
+    let again = sandbox.finalized();
+    assert_eq!(
+        timeless(&again),
+        timeless(&data),
+        "two refreshes change nothing"
+    );
+
+    // A second process on the store is refused while a (slow) crawl holds it, and the first
+    // goes on undisturbed.
+    let slow = sandbox
+        .command(&["crawl", "--catalog", url, "--rps", "1", "--workers", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !status(&sandbox).contains("running (a digestmap process holds the store)") {
+        assert!(Instant::now() < deadline, "the slow crawl never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for second in [
+        catalog_crawl(&sandbox, url, &[]),
+        sandbox.fast_crawl(&hub.url(), &[]),
+    ] {
+        let out = { second }.output().unwrap();
+        assert_code(&out, 2, "a second process");
+        assert!(
+            stderr(&out).contains("is in use by another digestmap process"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = slow.wait_with_output().unwrap();
+    assert_success(&out, "the first crawl");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_off_host_or_back_to_its_page_ends_the_listing_incomplete_and_resume_reads_it_again()
+{
+    let harness = Harness::start(FrontConfig::default()).await;
+    let pushed = build();
+    push(&harness.pusher, &pushed).await;
+    let url = harness.front.url().to_string();
+    let url = url.trim_end_matches('/');
+    let host = host_of(harness.front.url());
+    for (links, says) in [
+        (
+            LinkRewrite::OffHost,
+            "leaves the registry's origin; not following it",
+        ),
+        (
+            LinkRewrite::Stuck,
+            "does not advance the listing; refusing to loop",
+        ),
+    ] {
+        harness.front.update(|c| c.links = links);
+        harness.front.clear_requests();
+        let sandbox = Sandbox::new("catalog-hostile-links");
+        let out = catalog_crawl(&sandbox, url, &["--page-size", "2"])
+            .output()
+            .unwrap();
+        assert_code(&out, 4, &format!("{links:?}"));
+        let err = stderr(&out);
+        assert!(err.contains(says), "{links:?}: {err}");
+        assert!(err.contains(&format!("the catalog of {host}:")), "{err}");
+        assert!(
+            harness
+                .front
+                .requests()
+                .iter()
+                .all(|r| r.origin != Origin::Cdn),
+            "{links:?}: a listing's Link was followed off the registry"
+        );
+        let text = status(&sandbox);
+        assert!(text.contains("finished INCOMPLETE"), "{text}");
+        assert!(text.contains("listing(s) ended early"), "{text}");
+        // The catalog's first page carried the refused Link: the answer is refused whole.
+        assert!(sandbox.finalized().is_empty(), "{links:?}");
+
+        // With the registry sane again, --resume reads the listings that ended early.
+        harness.front.update(|c| c.links = LinkRewrite::Keep);
+        let out = catalog_crawl(&sandbox, url, &["--page-size", "2", "--resume"])
+            .output()
+            .unwrap();
+        assert_success(&out, "resume of an incomplete crawl");
+        assert_dataset(&sandbox.finalized(), &host, &pushed, 0);
+        assert!(status(&sandbox).contains("crawl #1: finished"));
+    }
+
+    // A tag list that ends early marks none of its repository's stored tags deleted.
+    let sandbox = Sandbox::new("catalog-hostile-tags");
+    let alpine = ["--page-size", "2", "--repo", "base/alpine"];
+    let out = catalog_crawl(&sandbox, url, &alpine).output().unwrap();
+    assert_success(&out, "crawl of base/alpine");
+    let before = timeless(&sandbox.finalized());
+    harness.front.update(|c| c.links = LinkRewrite::Stuck);
+    let out = catalog_crawl(&sandbox, url, &alpine).output().unwrap();
+    assert_code(&out, 4, "a stuck tag list");
+    assert!(
+        stderr(&out).contains(&format!("{host}/base/alpine: ")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        timeless(&sandbox.finalized()),
+        before,
+        "nothing marked deleted"
+    );
+}
+
+#[test]
+fn bad_catalog_flags_exit_2_before_any_store_is_made() {
+    let sandbox = Sandbox::new("catalog-flags");
+    for (args, says) in [
+        (vec!["--catalog", "http://mcr.example.com"], "--catalog"),
+        (vec!["--catalog", "https://mcr.example.com/v2"], "--catalog"),
+        (
+            vec!["--catalog", "https://me:secret@mcr.example.com"],
+            "--catalog",
+        ),
+        (
+            vec![
+                "--catalog",
+                "https://mcr.example.com",
+                "--repo",
+                "Windows/x",
+            ],
+            "--repo",
+        ),
+        (
+            vec!["--catalog", "https://mcr.example.com", "--full"],
+            "--full",
+        ),
+        (
+            vec![
+                "--catalog",
+                "https://mcr.example.com",
+                "--repo",
+                "a",
+                "--repo-prefix",
+                "b",
+            ],
+            "--repo-prefix",
+        ),
+        (vec!["--repo-prefix", "windows/"], "--catalog"),
+        (
+            vec![
+                "--catalog",
+                "https://mcr.example.com",
+                "--hub-url",
+                "https://hub.docker.com",
+            ],
+            "--hub-url",
+        ),
+    ] {
+        let mut full = vec!["crawl"];
+        full.extend(args.iter().copied());
+        let out = sandbox.command(&full).output().unwrap();
+        assert_code(&out, 2, &format!("{args:?}"));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("secret"), "{}", stderr(&out));
+        assert!(!sandbox.db().exists(), "{args:?} made a store");
+    }
+}
