@@ -283,6 +283,10 @@ pub async fn crawl(
         Ordering::Relaxed,
     );
     let queue = Arc::new(JobQueue::new(jobs));
+    // Docker Hub caps anonymous tag listings at offset 1000; another origin is known to once a
+    // repository of this store met the cap there.
+    let cap_known =
+        run.hub_url.trim_end_matches('/') == DEFAULT_HUB_URL || repos.iter().any(|(_, s)| s.capped);
 
     let (tx, rx) = mpsc::channel::<Completion>(options.workers * 2);
     let writer = {
@@ -297,6 +301,7 @@ pub async fn crawl(
             options.job_retry_base,
             registry.clone(),
             options.credentials.is_none(),
+            cap_known,
         );
         let close = CloseOnPanic(queue.clone());
         std::thread::Builder::new()

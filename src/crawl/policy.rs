@@ -17,8 +17,9 @@
 //!   - a view whose tags are all stored already (the oldest-first view once every tag Hub counts
 //!     is known, a `name` view once its `count` of tags is stored) ends without reading on;
 //!   - an anonymous view whose next page starts at or past offset [`VIEW_DEPTH`] (1000) ends at
-//!     the cap: Hub would answer that page 403, so it is not asked for. A 403 that comes anyway
-//!     (a cap lower than expected) ends the view the same way;
+//!     the cap when the cap is expected ([`RunFacts::cap_expected`]): Hub would answer that page
+//!     403, so it is not asked for. A 403 that comes anyway (the first on another origin, or a
+//!     cap lower than expected) ends the view the same way;
 //!   - otherwise the next page is read;
 //! - when a view ends ([`after_view`]), the distinct tags stored (plus the names Hub lists that
 //!   the crawl skips, [`RepoState::skipped_names`], since Hub counts them) are compared with Hub's
@@ -66,8 +67,10 @@ const BROAD_FILTER: usize = 900;
 pub struct RunFacts {
     /// A full crawl or a refresh.
     pub mode: RunMode,
-    /// Not signed in: Hub stops every listing at offset [`VIEW_DEPTH`].
-    pub anonymous: bool,
+    /// Not signed in, and Hub is known to stop this origin's anonymous listings at offset
+    /// [`VIEW_DEPTH`]: Docker Hub's own origin always does; another (a mirror, a double) once the
+    /// store met the cap there. A page past the cap is then not asked for.
+    pub cap_expected: bool,
     /// A registry can be asked for a repository's tag names.
     pub registry: bool,
 }
@@ -159,7 +162,7 @@ pub fn after_tag_page<T: Tally>(
     };
     Ok(if exhausted {
         PageStep::ViewEnds { capped: false }
-    } else if run.anonymous && beyond_cap(url) {
+    } else if run.cap_expected && beyond_cap(url) {
         PageStep::ViewEnds { capped: true }
     } else {
         PageStep::Follow
@@ -634,11 +637,12 @@ mod tests {
 
     const ANONYMOUS: RunFacts = RunFacts {
         mode: RunMode::Full,
-        anonymous: true,
+        cap_expected: true,
         registry: false,
     };
-    const SIGNED_IN: RunFacts = RunFacts {
-        anonymous: false,
+    /// Signed in, or on an origin whose cap is not known yet.
+    const UNCAPPED: RunFacts = RunFacts {
+        cap_expected: false,
         ..ANONYMOUS
     };
     const REFRESH: RunFacts = RunFacts {
@@ -709,7 +713,7 @@ mod tests {
         let table: Vec<(&str, RunFacts, ListingWindow, Option<u64>, usize, bool, Option<u64>, NextLink, bool, (u64, u64), PageStep, bool, bool)> = vec![
             ("plain, more to read", ANONYMOUS, Plain, Some(2500), 0, false, None, Following(&p10), false, (900, 0), Follow, false, false),
             ("anonymous cap: page 11 is not asked for", ANONYMOUS, Plain, Some(2500), 0, false, None, Following(&p11), false, (1000, 0), ends(true), false, false),
-            ("signed in: no cap", SIGNED_IN, Plain, Some(2500), 0, false, None, Following(&p11), false, (1000, 0), Follow, false, false),
+            ("signed in (or a cap not met yet): page 11", UNCAPPED, Plain, Some(2500), 0, false, None, Following(&p11), false, (1000, 0), Follow, false, false),
             ("the cap in pages of 50", ANONYMOUS, Plain, Some(2500), 0, false, None, Following(&p21), false, (1000, 0), ends(true), false, false),
             ("no page size: follow, a 403 tells", ANONYMOUS, Plain, Some(2500), 0, false, None, Following(&p99), false, (0, 0), Follow, false, false),
             ("oldest-first view: the same cap", ANONYMOUS, Oldest, Some(2500), 0, false, None, Following(&p11), false, (1900, 0), ends(true), false, true),

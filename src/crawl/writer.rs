@@ -66,8 +66,10 @@ pub(super) struct WriterCtx {
     pub job_retry_base: Duration,
     /// The registry asked for tag names, when the cover may use one.
     pub registry: Option<Arc<RegistryClient>>,
-    /// What the decisions need to know of the run.
-    facts: RunFacts,
+    /// What the decisions need to know of the run; the cap becomes expected once met.
+    facts: std::cell::Cell<RunFacts>,
+    /// Not signed in.
+    anonymous: bool,
     synced: NetSnapshot,
 }
 
@@ -104,12 +106,13 @@ impl WriterCtx {
         job_retry_base: Duration,
         registry: Option<Arc<RegistryClient>>,
         anonymous: bool,
+        cap_known: bool,
     ) -> Self {
-        let facts = RunFacts {
+        let facts = std::cell::Cell::new(RunFacts {
             mode: run.mode,
-            anonymous,
+            cap_expected: anonymous && cap_known,
             registry: registry.is_some(),
-        };
+        });
         Self {
             store,
             api,
@@ -121,6 +124,7 @@ impl WriterCtx {
             job_retry_base,
             registry,
             facts,
+            anonymous,
             synced: NetSnapshot::default(),
         }
     }
@@ -345,8 +349,13 @@ impl WriterCtx {
                         window: ListingWindow::Planned { .. } | ListingWindow::Single { .. },
                         ..
                     } => self.planned_page_done(w, repo, &mut applied)?,
-                    // Hub refused a page the policy expected below the cap (a lower cap).
+                    // The first 403 of an origin not known to cap, or a lower cap than expected:
+                    // from now on no view of this run asks past the cap.
                     JobKind::Tags { repo, window, .. } => {
+                        self.facts.set(RunFacts {
+                            cap_expected: self.anonymous,
+                            ..self.facts.get()
+                        });
                         let mut state = self.repo_state(w, repo)?;
                         let now = clock::now_unix();
                         self.view_ended(w, repo, window, true, &mut state, now, &mut applied)?;
@@ -591,7 +600,7 @@ impl WriterCtx {
         };
         let read_whole = state.full_read;
         let step = policy::after_tag_page(
-            &self.facts,
+            &self.facts.get(),
             &mut state,
             window,
             page.count,
@@ -653,7 +662,7 @@ impl WriterCtx {
         let seen = self.seen(w, repo)?;
         let names = NamesState::of(w.tag_names(repo, self.run.id)?.as_ref());
         let was_capped = state.capped;
-        let step = policy::after_view(&self.facts, state, window, capped, &seen, names);
+        let step = policy::after_view(&self.facts.get(), state, window, capped, &seen, names);
         if state.capped && !was_capped {
             tracing::info!(
                 "{repo}: anonymous paging stops at 1000 tags; covering the rest through other views"
