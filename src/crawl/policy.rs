@@ -690,6 +690,41 @@ mod tests {
         }
     }
 
+    /// (what, run, window, count, skipped names, full_read, view count, next, unchanged,
+    /// (stored, matching), step, full_read after, tally asked)
+    type PageRow<'a> = (
+        &'a str,
+        RunFacts,
+        ListingWindow,
+        Option<u64>,
+        usize,
+        bool,
+        Option<u64>,
+        NextLink<'a>,
+        bool,
+        (u64, u64),
+        PageStep,
+        bool,
+        bool,
+    );
+
+    /// (what, run, window, capped, count, tags seen, skipped names, relists, filters tried,
+    /// capped before, names, step)
+    type ViewRow<'a> = (
+        &'a str,
+        RunFacts,
+        ListingWindow,
+        bool,
+        Option<u64>,
+        usize,
+        usize,
+        u32,
+        usize,
+        bool,
+        NamesState,
+        ViewStep,
+    );
+
     #[test]
     fn what_a_committed_page_leads_to() {
         let p11 = page_url(11, Some(100)); // offset 1000: Hub answers 403 to anonymous clients
@@ -707,10 +742,8 @@ mod tests {
         use NextLink::{Following, Last, Refused};
         use PageStep::*;
         let ends = |capped| ViewEnds { capped };
-        // (what, run, window, count, skipped, full_read, view count, next, unchanged,
-        //  (stored, matching), step, full_read after, tally asked)
         #[rustfmt::skip]
-        let table: Vec<(&str, RunFacts, ListingWindow, Option<u64>, usize, bool, Option<u64>, NextLink, bool, (u64, u64), PageStep, bool, bool)> = vec![
+        let table: Vec<PageRow> = vec![
             ("plain, more to read", ANONYMOUS, Plain, Some(2500), 0, false, None, Following(&p10), false, (900, 0), Follow, false, false),
             ("anonymous cap: page 11 is not asked for", ANONYMOUS, Plain, Some(2500), 0, false, None, Following(&p11), false, (1000, 0), ends(true), false, false),
             ("signed in (or a cap not met yet): page 11", UNCAPPED, Plain, Some(2500), 0, false, None, Following(&p11), false, (1000, 0), Follow, false, false),
@@ -809,10 +842,8 @@ mod tests {
         let finish = |complete, distinct| ViewStep::Finish { complete, distinct };
         // The filter `next_filter` picks first from `seen(n)`.
         let first = next_filter(&seen(2000), &[]).unwrap();
-        // (what, run, window, capped, count, seen, skipped, relists, filters tried, state capped,
-        //  names, step)
         #[rustfmt::skip]
-        let table: Vec<(&str, RunFacts, ListingWindow, bool, Option<u64>, usize, usize, u32, usize, bool, NamesState, ViewStep)> = vec![
+        let table: Vec<ViewRow> = vec![
             ("all seen", ANONYMOUS, Plain, false, Some(40), 40, 0, 0, 0, false, NotAsked, finish(true, 40)),
             // Two aliases of one digest on two pages, one of them listed twice as the listing
             // shifted: counted by name, once each.
