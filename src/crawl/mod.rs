@@ -3,7 +3,9 @@
 //! before the jobs it spawned become ready.
 //!
 //! A repository-list page spawns the next repository page and one tag-list job per repository new
-//! to this run; a tag-list page stores its tags and spawns the next tag page. A transient failure
+//! to this run; a tag-list page stores its tags and spawns what [`policy`] (pure) decides it leads
+//! to: the next page of its view, another view, the cover's next round, or the repository done.
+//! A transient failure
 //! puts the job back with a growing delay; after [`MAX_ATTEMPTS`] it moves to `failed`, where
 //! `crawl --resume` finds it again (or, with `--skip-failed`, gives it up and records it as
 //! skipped, so the run can finish, incomplete). A 429 puts the job back without counting an

@@ -40,7 +40,9 @@
 //!   - without a registry, or when it cannot be asked, `name`-filtered views (each newest-first,
 //!     then oldest-first if it is capped too) chosen by [`next_filter`] cover the middle, until
 //!     `count` is reached or [`MAX_FILTERS`] were tried (the repository is then incomplete);
-//! - a run that ended incomplete and is resumed plans each gap again ([`replan`]).
+//! - a run that ended incomplete and is resumed plans each gap again ([`replan`]);
+//! - a repository list read whole marks the repositories it no longer holds as vanished; one
+//!   shorter than Hub's count (capped) concludes nothing ([`repo_list_done`]).
 
 use std::collections::HashMap;
 
@@ -395,6 +397,48 @@ pub fn deleted_tags(run: &CrawlRun, complete: bool, tags: &[(String, TagState)])
         .filter(|(_, t)| t.run != run.id && t.deleted_at.is_none())
         .map(|(tag, _)| tag.clone())
         .collect()
+}
+
+/// What the end of the namespace's repository list means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListEnd {
+    /// The list gave fewer repositories than Hub counts (it was capped): nothing can be
+    /// concluded of the repositories it did not give.
+    Short {
+        /// Repositories this run listed.
+        seen: u64,
+        /// Hub's count.
+        count: u64,
+    },
+    /// The whole list was read: the repositories of the namespace it no longer holds have
+    /// vanished from Hub (their tags are no longer current); those are to be marked.
+    Whole {
+        /// The repositories to mark vanished, with their stored state.
+        vanished: Vec<(RepoName, RepoState)>,
+    },
+}
+
+/// Decides what the end of `run`'s repository list means, from Hub's `count` and every
+/// repository stored (`repos`, keyed `namespace/name`).
+pub fn repo_list_done(
+    run: &CrawlRun,
+    count: Option<u64>,
+    repos: &[(String, RepoState)],
+) -> ListEnd {
+    let seen = repos.iter().filter(|(_, s)| s.run == run.id).count() as u64;
+    if let Some(count) = count.filter(|c| seen < *c) {
+        return ListEnd::Short { seen, count };
+    }
+    let vanished = repos
+        .iter()
+        .filter(|(_, s)| s.run != run.id && s.vanished_at.is_none())
+        .filter_map(|(name, s)| {
+            let (ns, n) = name.split_once('/')?;
+            let repo = RepoName::new(ns, n).ok()?;
+            (repo.namespace == run.namespace).then(|| (repo, s.clone()))
+        })
+        .collect();
+    ListEnd::Whole { vanished }
 }
 
 /// The state of a repository `run` lists, given the state an earlier run left (`old`); `None`
@@ -1074,6 +1118,42 @@ mod tests {
             assert_eq!(deleted_tags(run, complete, &tags), want, "{what}");
             assert_eq!(marks_deletions(run, complete), !want.is_empty(), "{what}");
         }
+    }
+
+    #[test]
+    fn the_end_of_the_repository_list() {
+        let run = run(2, RunMode::Refresh);
+        let listed = |name: &str, by: u64, vanished: bool| {
+            let mut s = RepoState::new(by, 0);
+            s.vanished_at = vanished.then_some(1);
+            (name.to_owned(), s)
+        };
+        let repos = vec![
+            listed("library/python", 2, false),
+            listed("library/gone", 1, false),
+            listed("library/gone-before", 1, true),
+            listed("other/kept", 1, false),
+            listed("library/debian", 2, false),
+        ];
+        let vanished = |end: ListEnd| match end {
+            ListEnd::Whole { vanished } => vanished
+                .into_iter()
+                .map(|(r, _)| r.to_string())
+                .collect::<Vec<_>>(),
+            short => panic!("{short:?}"),
+        };
+        // Read whole (or no count given): only this namespace's repositories it did not list.
+        for count in [Some(2), Some(1), None] {
+            assert_eq!(
+                vanished(repo_list_done(&run, count, &repos)),
+                ["library/gone"]
+            );
+        }
+        // Capped: nothing concluded.
+        assert_eq!(
+            repo_list_done(&run, Some(3), &repos),
+            ListEnd::Short { seen: 2, count: 3 }
+        );
     }
 
     #[test]

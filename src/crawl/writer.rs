@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::plan;
 use super::policy::{
-    self, CoverStep, MAX_PLAUSIBLE_COUNT, NamesState, NextLink, PageStep, RunFacts, Tally, ViewStep,
+    self, CoverStep, ListEnd, MAX_PLAUSIBLE_COUNT, NamesState, NextLink, PageStep, RunFacts, Tally,
+    ViewStep,
 };
 use super::queue::JobQueue;
 use super::{JOB_RETRY_MAX, Listing, MAX_ATTEMPTS, Outcome, PageData, Progress};
@@ -506,28 +507,14 @@ impl WriterCtx {
     }
 
     fn repo_list_done(&self, w: &mut WriteBatch<'_>, stats: &RunStats) -> Result<(), TxError> {
-        let repos = w.repos()?;
-        let seen = repos.iter().filter(|(_, s)| s.run == self.run.id).count() as u64;
-        match stats.repo_count {
-            Some(count) if seen < count => tracing::warn!(
+        match policy::repo_list_done(&self.run, stats.repo_count, &w.repos()?) {
+            ListEnd::Short { seen, count } => tracing::warn!(
                 "the repository list of {} gave {seen} of the {count} repositories Hub counts; name the others with --repo, or sign in",
                 self.run.namespace
             ),
-            _ => {
-                // The whole list was read: a repository it no longer holds has vanished from Hub,
-                // and its tags are no longer current.
+            ListEnd::Whole { vanished } => {
                 let now = clock::now_unix();
-                for (name, mut state) in repos {
-                    if state.run == self.run.id || state.vanished_at.is_some() {
-                        continue;
-                    }
-                    let Some(repo) = name
-                        .split_once('/')
-                        .and_then(|(ns, n)| RepoName::new(ns, n).ok())
-                        .filter(|r| r.namespace == self.run.namespace)
-                    else {
-                        continue;
-                    };
+                for (repo, mut state) in vanished {
                     tracing::info!("{repo} is no longer listed on Hub; marked vanished");
                     state.vanished_at = Some(now);
                     w.put_repo(&repo, &state)?;
