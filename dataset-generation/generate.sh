@@ -33,7 +33,6 @@ out=${OUT:-digests.ndjson}
 workers=${WORKERS:-4}
 rps=${RPS:-2}
 hub_args=()
-registry_args=()
 enrich_args=()
 hub_pid=
 scratch=
@@ -111,10 +110,9 @@ if [ -n "$offline" ]; then
     db=$(mktemp -d "${TMPDIR:-/tmp}/digestmap-offline.XXXXXX")/store.redb
   fi
   echo "offline: crawling the local Docker Hub double at $url into $db" >&2
-  hub_args=(--hub-url "$url")
   # The double's registry facade lists every tag name, for the anonymous cover of capped
-  # repositories; the registry is not stored, so a resumed crawl is told again.
-  registry_args=(--registry "$url")
+  # repositories; the crawl stores it, so a resumed crawl is not told again.
+  hub_args=(--hub-url "$url" --registry "$url")
   # The double needs no credentials: none of the user's are sent to it.
   unset DOCKERHUB_USERNAME DOCKERHUB_TOKEN
   mkdir "$scratch/docker"
@@ -129,7 +127,7 @@ fi
 
 crawl() {
   set +e
-  "$bin" --db "$db" crawl "$@" ${registry_args[@]+"${registry_args[@]}"} --workers "$workers" --rps "$rps"
+  "$bin" --db "$db" crawl "$@" --workers "$workers" --rps "$rps"
   code=$?
   set -e
   return $code

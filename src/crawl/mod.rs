@@ -3,7 +3,9 @@
 //! before the jobs it spawned become ready.
 //!
 //! A repository-list page spawns the next repository page and one tag-list job per repository new
-//! to this run; a tag-list page stores its tags and spawns the next tag page. A transient failure
+//! to this run; a tag-list page stores its tags and spawns what [`policy`] (pure) decides it leads
+//! to: the next page of its view, another view, the cover's next round, or the repository done.
+//! A transient failure
 //! puts the job back with a growing delay; after [`MAX_ATTEMPTS`] it moves to `failed`, where
 //! `crawl --resume` finds it again (or, with `--skip-failed`, gives it up and records it as
 //! skipped, so the run can finish, incomplete). A 429 puts the job back without counting an
@@ -18,6 +20,7 @@
 
 mod handler;
 pub mod plan;
+pub mod policy;
 mod queue;
 mod writer;
 
@@ -39,9 +42,9 @@ use crate::store::{
     RunStats, Store, StoreError, TxError, WriteBatch,
 };
 pub use handler::{Listing, Outcome, PageData};
+pub use policy::{MAX_FILTERS, MAX_RELISTS, next_filter};
 use queue::JobQueue;
 use writer::{Completion, WriterCtx, replan_gaps, start_repo};
-pub use writer::{MAX_FILTERS, MAX_RELISTS, next_filter};
 
 /// Attempts of a job (each with its own transport retries) before it is marked failed.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -88,8 +91,9 @@ pub struct CrawlOptions {
     /// resumed crawl is given them again.
     pub credentials: Option<Credentials>,
     /// `--registry`: the registry whose `tags/list` plans the cover of a capped repository
-    /// (anonymous crawls only). `None`: Docker Hub's registry when crawling Docker Hub's own
-    /// origin, else none (the cover then uses `name` filters alone).
+    /// (anonymous crawls only). `None`: the stored run's on resume; for a new run, the last
+    /// run's when it crawled the same Hub origin, else Docker Hub's registry when crawling
+    /// Docker Hub's own origin, else none (the cover then uses `name` filters alone).
     pub registry: Option<String>,
 }
 
@@ -265,7 +269,7 @@ pub async fn crawl(
     }
     // Only now, signed in (or anonymous), is the run written.
     let run = start_run(&store, plan, options.skip_failed)?;
-    let registry = cover_registry(&options, &run.hub_url, &pacer)?.map(Arc::new);
+    let registry = cover_registry(&options, &run, &pacer)?.map(Arc::new);
 
     let (jobs, repos) = store.read(|r| Ok((r.jobs()?, r.repos()?)))?;
     let this_run: Vec<&RepoState> = repos
@@ -281,6 +285,10 @@ pub async fn crawl(
         Ordering::Relaxed,
     );
     let queue = Arc::new(JobQueue::new(jobs));
+    // Docker Hub caps anonymous tag listings at offset 1000; another origin is known to once a
+    // repository of this store met the cap there.
+    let cap_known =
+        run.hub_url.trim_end_matches('/') == DEFAULT_HUB_URL || repos.iter().any(|(_, s)| s.capped);
 
     let (tx, rx) = mpsc::channel::<Completion>(options.workers * 2);
     let writer = {
@@ -294,6 +302,8 @@ pub async fn crawl(
             client.stats().clone(),
             options.job_retry_base,
             registry.clone(),
+            options.credentials.is_none(),
+            cap_known,
         );
         let close = CloseOnPanic(queue.clone());
         std::thread::Builder::new()
@@ -439,30 +449,50 @@ fn registry_url(url: &str) -> Result<url::Url, CrawlError> {
     })
 }
 
-/// The registry the cover asks for tag names: only anonymous crawls need it (signed in, Hub does
-/// not cap listings); `--registry`, else Docker Hub's registry when crawling Docker Hub itself,
-/// else none. Builds its client on the crawl's pacer, so its requests are paced with Hub's.
+/// The registry origin `url` names (`--registry` checked, then stored in this form).
+fn registry_origin(url: &str) -> Result<String, CrawlError> {
+    Ok(registry_url(url)?.origin().ascii_serialization())
+}
+
+/// The registry a new run's cover asks for tag names: `--registry`, else the last run's when it
+/// crawled the same Hub origin, else Docker Hub's registry when crawling Docker Hub itself, else
+/// none.
+fn run_registry(
+    options: &CrawlOptions,
+    hub_origin: &str,
+    last: Option<&CrawlRun>,
+) -> Result<Option<String>, CrawlError> {
+    if let Some(url) = &options.registry {
+        return registry_origin(url).map(Some);
+    }
+    if let Some(last) = last.filter(|r| r.hub_url == hub_origin && r.registry.is_some()) {
+        return Ok(last.registry.clone());
+    }
+    if hub_origin.trim_end_matches('/') == DEFAULT_HUB_URL {
+        return registry_origin(crate::registry::DOCKER_HUB_REGISTRY).map(Some);
+    }
+    Ok(None)
+}
+
+/// The client of the run's registry ([`CrawlRun::registry`]), which the cover asks for tag
+/// names: only anonymous crawls need it (signed in, Hub does not cap listings). Builds it on the
+/// crawl's pacer, so its requests are paced with Hub's.
 fn cover_registry(
     options: &CrawlOptions,
-    hub_url: &str,
+    run: &CrawlRun,
     pacer: &Arc<Pacer>,
 ) -> Result<Option<crate::registry::RegistryClient>, CrawlError> {
     if options.credentials.is_some() {
         return Ok(None);
     }
-    let url = match &options.registry {
-        Some(url) => url.clone(),
-        None if hub_url.trim_end_matches('/') == DEFAULT_HUB_URL => {
-            crate::registry::DOCKER_HUB_REGISTRY.to_owned()
-        }
-        None => {
-            tracing::info!(
-                "no --registry for {hub_url}: a capped repository is covered through name filters alone"
-            );
-            return Ok(None);
-        }
+    let Some(url) = &run.registry else {
+        tracing::info!(
+            "no --registry for {}: a capped repository is covered through name filters alone",
+            run.hub_url
+        );
+        return Ok(None);
     };
-    let config = crate::registry::RegistryConfig::new(registry_url(&url)?);
+    let config = crate::registry::RegistryConfig::new(registry_url(url)?);
     crate::registry::RegistryClient::new(config, pacer.clone(), &options.net)
         .map(Some)
         .map_err(|e| CrawlError::Usage(format!("--registry: {e}")))
@@ -543,6 +573,21 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<Plan, CrawlError
                 )));
             }
         }
+        let mut run = run;
+        match (&run.registry, &options.registry) {
+            (Some(stored), Some(given)) => {
+                let given = registry_origin(given)?;
+                if *stored != given {
+                    return Err(CrawlError::Usage(format!(
+                        "--registry {given} differs from the unfinished crawl's {stored}; resume without it, or finish that crawl first"
+                    )));
+                }
+            }
+            (Some(_), None) => {}
+            // Begun without one (or by a release that did not store it): one given now, or
+            // Docker Hub's when crawling Docker Hub, is taken from here on.
+            (None, _) => run.registry = run_registry(options, &run.hub_url, None)?,
+        }
         if !options.repos.is_empty() && options.repos != run.repos {
             return Err(CrawlError::Usage(format!(
                 "--repo differs from the unfinished crawl's repositories ({}); resume without it",
@@ -587,6 +632,7 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<Plan, CrawlError
     } else {
         RunMode::Full
     };
+    let registry = run_registry(options, &api.origin(), existing.as_ref())?;
     let run = CrawlRun {
         id: existing.map_or(1, |r| r.id + 1),
         state: RunState::Running,
@@ -596,6 +642,7 @@ fn prepare_run(store: &Store, options: &CrawlOptions) -> Result<Plan, CrawlError
         hub_url: api.origin(),
         namespace: namespace.clone(),
         repos: repos.iter().map(|r| r.name.clone()).collect(),
+        registry,
     };
     Ok(Plan::Start(run, repos))
 }
@@ -616,11 +663,12 @@ fn start_run(store: &Store, plan: Plan, skip_failed: bool) -> Result<CrawlRun, C
                 let replanned = if run.state == RunState::Incomplete {
                     run.state = RunState::Running;
                     run.finished = None;
-                    w.set_run(&run)?;
                     replan_gaps(w, &api, &run)?
                 } else {
                     0
                 };
+                // Its state, and a registry given to a run that had none.
+                w.set_run(&run)?;
                 Ok((moved, skipped, replanned))
             })?;
             if skipped > 0 {

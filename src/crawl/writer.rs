@@ -1,68 +1,40 @@
-//! The store writer: the one place a crawl commits, and the place that decides what a committed
-//! page leads to.
+//! The store writer: the one place a crawl commits. It reads what a decision needs in its
+//! transaction, asks [`super::policy`] (pure) what a committed page leads to, and commits the
+//! answer: the page's results, the job's completion and the jobs it spawns, in one transaction.
 //!
 //! A repository-list page spawns one tag listing per repository new to this run and the next
-//! page. A tag page stores its tags and spawns the next page of the same view. When a view of a
-//! repository ends, [`WriterCtx::plan`] compares the distinct tags stored by this run with Hub's
-//! `count` and decides what comes next:
-//! - all seen: the repository is complete. Tags Hub lists but the crawl skips (invalid names,
-//!   malformed objects) count as seen ([`RepoState::skipped_names`]), since Hub counts them;
-//! - in a refresh, a page that ends with a tag unchanged since an earlier run (same digests, same
-//!   `last_updated`, the key Hub sorts tag listings by): nothing below it changed, so the
-//!   repository is done, provided the tags known then reach Hub's count. If they do not (an
-//!   earlier run left a gap), or the repository's last listing did not end complete, the refresh
-//!   reads its whole listing instead ([`RepoState::full_read`]): a refresh never turns an
-//!   incomplete repository complete without reading the gap;
-//! - the plain listing ended short without being capped: the listing changed while it was read
-//!   (a tag pushed or moved shifts later pages), so it is read again, at most [`MAX_RELISTS`] times;
-//! - the plain listing hit the anonymous paging cap (offset 1000): the oldest-first view gives
-//!   another 1000; after that, `name`-filtered views (each newest-first, then oldest-first if it
-//!   is capped too) chosen by [`next_filter`] cover the middle, until `count` is reached or no
-//!   filter is left (the repository is then marked incomplete).
-//!   When a registry is configured (anonymous crawls only: signed in there is no cap), the
-//!   oldest-first view is followed instead by the registry's list of every tag name
-//!   ([`JobKind::TagNames`], its pages stored in [`TagNames`]), and the cover is planned from the
-//!   names ([`super::plan`]): the planned pages ([`ListingWindow::Planned`]) are read at once, and
-//!   when the last of a round is committed the plan is made again from what is stored, until
-//!   every name is stored or [`MAX_COVER_ROUNDS`] rounds are spent. When the registry cannot be
-//!   asked, the `name` filters above take over.
-//!
-//! A repository list capped at offset 100 is read again by descending name, for another 100.
+//! page; a repository list capped at offset 100 is read again by descending name, for another
+//! 100, and a list read whole marks the repositories it no longer holds as vanished.
 //!
 //! A 404 on page 1 of a tag listing means the repository is not on Hub: it is done, marked
 //! vanished, its stored tags stop being current, and the run's gaps name it. A 404 on a later page
 //! ends that view, planned like any other end of a view.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::plan::{self, MAX_COVER_ROUNDS, StoredTag, VIEW_DEPTH, words};
+use super::plan;
+use super::policy::{
+    self, CoverStep, ListEnd, MAX_PLAUSIBLE_COUNT, NamesState, NextLink, PageStep, RunFacts, Tally,
+    ViewStep,
+};
 use super::queue::JobQueue;
 use super::{JOB_RETRY_MAX, Listing, MAX_ATTEMPTS, Outcome, PageData, Progress};
 use crate::clock;
-use crate::hub::{HubApi, PAGE_SIZE};
+use crate::hub::HubApi;
 use crate::model::RepoName;
 use crate::net::{NetStats, Pacer};
 use crate::registry::RegistryClient;
 use crate::store::{
     CrawlRun, FailedJob, Job, JobId, JobKind, ListingWindow, MissingRepo, RepoState, RunMode,
-    RunStats, Store, StoreError, TagNames, TagState, TxError, WriteBatch, name_hash,
+    RunStats, Store, StoreError, TagNames, TagState, TxError, WriteBatch,
 };
 
 /// Most outcomes committed in one transaction: amortises the fsync without delaying progress.
 const MAX_BATCH: usize = 64;
-/// Re-readings of a plain listing that changed while it was read, before giving up on it.
-pub const MAX_RELISTS: u32 = 2;
-/// Most `name` filters the cover tries for one repository.
-pub const MAX_FILTERS: usize = 64;
-/// A `count` above this is not believed (Hub's largest repositories hold thousands of tags).
-pub const MAX_PLAUSIBLE_COUNT: u64 = 1_000_000;
-/// A filter matching more known tags than this would mostly re-read them; tried last.
-const BROAD_FILTER: usize = 900;
 
 /// A job attempt's outcome on its way to the writer.
 pub(super) struct Completion {
@@ -95,6 +67,10 @@ pub(super) struct WriterCtx {
     pub job_retry_base: Duration,
     /// The registry asked for tag names, when the cover may use one.
     pub registry: Option<Arc<RegistryClient>>,
+    /// What the decisions need to know of the run; the cap becomes expected once met.
+    facts: std::cell::Cell<RunFacts>,
+    /// Not signed in.
+    anonymous: bool,
     synced: NetSnapshot,
 }
 
@@ -130,7 +106,14 @@ impl WriterCtx {
         net: Arc<NetStats>,
         job_retry_base: Duration,
         registry: Option<Arc<RegistryClient>>,
+        anonymous: bool,
+        cap_known: bool,
     ) -> Self {
+        let facts = std::cell::Cell::new(RunFacts {
+            mode: run.mode,
+            cap_expected: anonymous && cap_known,
+            registry: registry.is_some(),
+        });
         Self {
             store,
             api,
@@ -141,6 +124,8 @@ impl WriterCtx {
             net,
             job_retry_base,
             registry,
+            facts,
+            anonymous,
             synced: NetSnapshot::default(),
         }
     }
@@ -330,7 +315,7 @@ impl WriterCtx {
                     JobKind::Tags { repo, window, .. } => {
                         let mut state = self.repo_state(w, repo)?;
                         let now = clock::now_unix();
-                        self.plan(w, repo, window, false, &mut state, now, &mut applied)?;
+                        self.view_ended(w, repo, window, false, &mut state, now, &mut applied)?;
                         w.put_repo(repo, &state)?;
                     }
                 }
@@ -365,18 +350,16 @@ impl WriterCtx {
                         window: ListingWindow::Planned { .. } | ListingWindow::Single { .. },
                         ..
                     } => self.planned_page_done(w, repo, &mut applied)?,
+                    // The first 403 of an origin not known to cap, or a lower cap than expected:
+                    // from now on no view of this run asks past the cap.
                     JobKind::Tags { repo, window, .. } => {
+                        self.facts.set(RunFacts {
+                            cap_expected: self.anonymous,
+                            ..self.facts.get()
+                        });
                         let mut state = self.repo_state(w, repo)?;
                         let now = clock::now_unix();
-                        if *window == ListingWindow::Plain && !state.capped {
-                            let distinct = self.seen(w, repo)?.len() as u64;
-                            tracing::info!(
-                                "{repo}: anonymous paging stops at 1000 tags; covering the rest through other views"
-                            );
-                            state.capped = true;
-                            state.at_cap = (distinct, state.requests);
-                        }
-                        self.plan(w, repo, window, true, &mut state, now, &mut applied)?;
+                        self.view_ended(w, repo, window, true, &mut state, now, &mut applied)?;
                         w.put_repo(repo, &state)?;
                     }
                 }
@@ -524,28 +507,14 @@ impl WriterCtx {
     }
 
     fn repo_list_done(&self, w: &mut WriteBatch<'_>, stats: &RunStats) -> Result<(), TxError> {
-        let repos = w.repos()?;
-        let seen = repos.iter().filter(|(_, s)| s.run == self.run.id).count() as u64;
-        match stats.repo_count {
-            Some(count) if seen < count => tracing::warn!(
+        match policy::repo_list_done(&self.run, stats.repo_count, &w.repos()?) {
+            ListEnd::Short { seen, count } => tracing::warn!(
                 "the repository list of {} gave {seen} of the {count} repositories Hub counts; name the others with --repo, or sign in",
                 self.run.namespace
             ),
-            _ => {
-                // The whole list was read: a repository it no longer holds has vanished from Hub,
-                // and its tags are no longer current.
+            ListEnd::Whole { vanished } => {
                 let now = clock::now_unix();
-                for (name, mut state) in repos {
-                    if state.run == self.run.id || state.vanished_at.is_some() {
-                        continue;
-                    }
-                    let Some(repo) = name
-                        .split_once('/')
-                        .and_then(|(ns, n)| RepoName::new(ns, n).ok())
-                        .filter(|r| r.namespace == self.run.namespace)
-                    else {
-                        continue;
-                    };
+                for (repo, mut state) in vanished {
                     tracing::info!("{repo} is no longer listed on Hub; marked vanished");
                     state.vanished_at = Some(now);
                     w.put_repo(&repo, &state)?;
@@ -588,9 +557,7 @@ impl WriterCtx {
             unreachable!("a tags job's listing holds tags")
         };
         let now = page.fetched_at;
-        // A refresh reads newest first and stops at the first page that ends with a tag unchanged
-        // since an earlier run: a tag changed since then was pushed since then, so it sorts above
-        // that one, and every tag below it is unchanged too.
+        // Read before the page is stored, which makes its tags this run's.
         let unchanged = self.run.mode == RunMode::Refresh
             && *window == ListingWindow::Plain
             && tags
@@ -605,12 +572,6 @@ impl WriterCtx {
         }
         state.pages += 1;
         state.tags_seen += stored as u64;
-        if let ListingWindow::Planned { .. } | ListingWindow::Single { .. } = window {
-            // A planned page is read alone; its round is planned again once all are in.
-            w.remove_job(id)?;
-            w.put_repo(repo, &state)?;
-            return self.planned_page_done(w, repo, applied);
-        }
         let whole_listing = matches!(window, ListingWindow::Plain | ListingWindow::Oldest);
         if whole_listing && let Some(count) = page.count {
             if count <= MAX_PLAUSIBLE_COUNT {
@@ -619,39 +580,49 @@ impl WriterCtx {
                 tracing::warn!("{repo}: ignoring Hub's implausible tag count {count}");
             }
         }
-        let mut window_done = matches!(page.next, Ok(None));
-        if unchanged && !state.full_read {
-            let known = self.seen(w, repo)?.len() as u64 + state.skipped_names.len() as u64;
-            match state.count {
-                Some(count) if known < count => {
-                    tracing::info!(
-                        "{repo}: {known} tags known of the {count} Hub counts; reading the whole listing"
-                    );
-                    state.full_read = true;
-                }
-                _ => {
-                    w.remove_job(id)?;
-                    self.finish_repo(w, repo, &mut state, known, true, now, applied)?;
-                    return w.put_repo(repo, &state);
-                }
+        let next = match &page.next {
+            Err(_) => NextLink::Refused,
+            Ok(None) => NextLink::Last,
+            Ok(Some(url)) => NextLink::Following(url),
+        };
+        let read_whole = state.full_read;
+        let step = policy::after_tag_page(
+            &self.facts.get(),
+            &mut state,
+            window,
+            page.count,
+            next,
+            unchanged,
+            &mut StoredTally::new(w, &self.run, repo),
+        )?;
+        if state.full_read && !read_whole {
+            tracing::info!(
+                "{repo}: the tags known fall short of the {} Hub counts; reading the whole listing",
+                state.count.unwrap_or(0)
+            );
+        }
+        match step {
+            PageStep::RoundPage => {
+                w.remove_job(id)?;
+                w.put_repo(repo, &state)?;
+                return self.planned_page_done(w, repo, applied);
             }
-        }
-        if let Ok(Some(_)) = &page.next
-            && self.view_exhausted(w, repo, window, &state, page.count)?
-        {
-            // Every tag this view can show is stored already: no need to read on.
-            w.remove_job(id)?;
-            window_done = true;
-        } else {
-            self.follow_next(w, id, job, page, applied)?;
-        }
-        if window_done {
-            self.plan(w, repo, window, false, &mut state, now, applied)?;
+            PageStep::RefreshStop { known } => {
+                w.remove_job(id)?;
+                self.finish_repo(w, repo, &mut state, known, true, now, applied)?;
+            }
+            PageStep::Follow | PageStep::Refused => {
+                self.follow_next(w, id, job, page, applied)?;
+            }
+            PageStep::ViewEnds { capped } => {
+                w.remove_job(id)?;
+                self.view_ended(w, repo, window, capped, &mut state, now, applied)?;
+            }
         }
         w.put_repo(repo, &state)
     }
 
-    /// Whether a tag is as an earlier run last saw it (see [`unchanged_since`]).
+    /// Whether a tag is as an earlier run last saw it (see [`policy::unchanged_since`]).
     fn unchanged(
         &self,
         w: &WriteBatch<'_>,
@@ -659,43 +630,13 @@ impl WriterCtx {
         tag: &crate::hub::TagObservation,
     ) -> Result<bool, TxError> {
         Ok(w.tag_state(repo, &tag.tag)?
-            .is_some_and(|prev| unchanged_since(&prev, tag, self.run.id)))
+            .is_some_and(|prev| policy::unchanged_since(&prev, tag, self.run.id)))
     }
 
-    /// Whether a cover view has nothing new left to show.
-    fn view_exhausted(
-        &self,
-        w: &WriteBatch<'_>,
-        repo: &RepoName,
-        window: &ListingWindow,
-        state: &RepoState,
-        view_count: Option<u64>,
-    ) -> Result<bool, TxError> {
-        Ok(match window {
-            ListingWindow::Plain | ListingWindow::Planned { .. } | ListingWindow::Single { .. } => {
-                false
-            }
-            ListingWindow::Oldest => state.count.is_some_and(|c| {
-                self.seen(w, repo).map_or(0, |s| s.len() as u64) + state.skipped_names.len() as u64
-                    >= c
-            }),
-            ListingWindow::Filter { name, .. } => match view_count {
-                Some(count) => {
-                    let matching = self
-                        .seen(w, repo)?
-                        .iter()
-                        .filter(|(tag, _)| tag.contains(name.as_str()))
-                        .count() as u64;
-                    matching >= count
-                }
-                None => false,
-            },
-        })
-    }
-
-    /// Decides what follows a finished view of `repo` (see the module doc).
+    /// A view of `repo` ended (`capped`: at the anonymous cap): commits what
+    /// [`policy::after_view`] decides follows.
     #[allow(clippy::too_many_arguments)]
-    fn plan(
+    fn view_ended(
         &self,
         w: &mut WriteBatch<'_>,
         repo: &RepoName,
@@ -706,98 +647,51 @@ impl WriterCtx {
         applied: &mut Applied,
     ) -> Result<(), TxError> {
         let seen = self.seen(w, repo)?;
-        let distinct = seen.len() as u64 + state.skipped_names.len() as u64;
-        let complete = match state.count {
-            Some(count) => distinct >= count,
-            // Without a count, a plain listing read to its end is all there is.
-            None => *window == ListingWindow::Plain && !capped,
-        };
-        if complete {
-            return self.finish_repo(w, repo, state, distinct, true, now, applied);
+        let names = NamesState::of(w.tag_names(repo, self.run.id)?.as_ref());
+        let was_capped = state.capped;
+        let step = policy::after_view(&self.facts.get(), state, window, capped, &seen, names);
+        if state.capped && !was_capped {
+            tracing::info!(
+                "{repo}: anonymous paging stops at 1000 tags; covering the rest through other views"
+            );
         }
-        // A capped repository whose oldest-first view is read: ask the registry for every name
-        // and plan the rest, unless it could not be asked (then `name` filters, below).
-        if let Some(registry) = self.registry.as_ref().filter(|_| state.capped)
-            && *window != ListingWindow::Plain
-        {
-            match w.tag_names(repo, self.run.id)? {
-                None => {
-                    w.set_tag_names(
-                        repo,
-                        &TagNames {
-                            run: self.run.id,
-                            ..TagNames::default()
-                        },
-                    )?;
-                    let url = registry.tags_first_page(&repo.to_string());
-                    return applied.spawn(
-                        w,
-                        JobKind::TagNames {
-                            repo: repo.clone(),
-                            url: url.url().to_string(),
-                        },
-                    );
-                }
-                Some(names) if names.unavailable.is_none() && names.done => {
-                    return self.cover_round(w, repo, state, now, applied);
-                }
-                // Its names are being read; the last page plans the cover.
-                Some(names) if names.unavailable.is_none() => return Ok(()),
-                Some(_) => {}
+        match step {
+            ViewStep::Finish { complete, distinct } => {
+                self.finish_repo(w, repo, state, distinct, complete, now, applied)
             }
-        }
-        let tags_url = |ordering: Option<&str>, name: Option<&str>| {
-            self.api.tags_url_with(repo, ordering, name).to_string()
-        };
-        let next = match window {
-            ListingWindow::Plain if !capped => {
-                if state.relists >= MAX_RELISTS {
-                    None
-                } else {
-                    state.relists += 1;
+            ViewStep::AskNames => {
+                // `facts.registry` says there is one; without it the policy never asks.
+                let Some(registry) = self.registry.as_ref() else {
+                    return Ok(());
+                };
+                w.set_tag_names(
+                    repo,
+                    &TagNames {
+                        run: self.run.id,
+                        ..TagNames::default()
+                    },
+                )?;
+                let url = registry.tags_first_page(&repo.to_string());
+                applied.spawn(
+                    w,
+                    JobKind::TagNames {
+                        repo: repo.clone(),
+                        url: url.url().to_string(),
+                    },
+                )
+            }
+            ViewStep::CoverRound => self.cover_round(w, repo, state, now, applied),
+            ViewStep::Wait => Ok(()),
+            ViewStep::Read(next) => {
+                if next == ListingWindow::Plain {
                     tracing::warn!(
-                        "{repo}: the listing changed while it was read ({distinct} of {} tags seen); reading it again",
+                        "{repo}: the listing changed while it was read ({} of {} tags seen); reading it again",
+                        seen.len() + state.skipped_names.len(),
                         state.count.unwrap_or(0)
                     );
-                    Some(JobKind::Tags {
-                        repo: repo.clone(),
-                        url: tags_url(None, None),
-                        window: ListingWindow::Plain,
-                    })
                 }
+                applied.spawn(w, policy::view_job(&self.api, repo, next))
             }
-            ListingWindow::Plain => Some(JobKind::Tags {
-                repo: repo.clone(),
-                url: tags_url(Some("-last_updated"), None),
-                window: ListingWindow::Oldest,
-            }),
-            ListingWindow::Filter {
-                name,
-                oldest: false,
-            } if capped => Some(JobKind::Tags {
-                repo: repo.clone(),
-                url: tags_url(Some("-last_updated"), Some(name)),
-                window: ListingWindow::Filter {
-                    name: name.clone(),
-                    oldest: true,
-                },
-            }),
-            _ if state.filters.len() >= MAX_FILTERS => None,
-            _ => next_filter(&seen, &state.filters).map(|name| {
-                state.filters.push(name.clone());
-                JobKind::Tags {
-                    repo: repo.clone(),
-                    url: tags_url(Some("last_updated"), Some(&name)),
-                    window: ListingWindow::Filter {
-                        name,
-                        oldest: false,
-                    },
-                }
-            }),
-        };
-        match next {
-            Some(kind) => applied.spawn(w, kind),
-            None => self.finish_repo(w, repo, state, distinct, false, now, applied),
         }
     }
 
@@ -858,7 +752,7 @@ impl WriterCtx {
         w.set_tag_names(repo, &names)?;
         let mut state = self.repo_state(w, repo)?;
         let now = clock::now_unix();
-        self.plan(
+        self.view_ended(
             w,
             repo,
             &ListingWindow::Oldest,
@@ -881,9 +775,9 @@ impl WriterCtx {
         let Some(mut names) = w.tag_names(repo, self.run.id)? else {
             return Ok(());
         };
-        names.pending = names.pending.saturating_sub(1);
+        let round_done = policy::round_page_done(&mut names);
         w.set_tag_names(repo, &names)?;
-        if names.pending > 0 {
+        if !round_done {
             return Ok(());
         }
         let mut state = self.repo_state(w, repo)?;
@@ -891,8 +785,8 @@ impl WriterCtx {
         w.put_repo(repo, &state)
     }
 
-    /// Plans (again) the pages that reach `repo`'s names not yet stored, and queues them; with
-    /// none missing the repository is complete, and after [`MAX_COVER_ROUNDS`] it is incomplete.
+    /// Plans (again) the pages that reach `repo`'s names not yet stored ([`policy::cover_round`]),
+    /// and queues them, or finishes the repository.
     fn cover_round(
         &self,
         w: &mut WriteBatch<'_>,
@@ -905,41 +799,18 @@ impl WriterCtx {
             return Ok(());
         };
         let seen = self.seen(w, repo)?;
-        let distinct = seen.len() as u64 + state.skipped_names.len() as u64;
-        let stored: Vec<StoredTag> = seen
-            .into_iter()
-            .map(|(name, t)| StoredTag {
-                name,
-                updated: t.updated,
-            })
-            .collect();
-        let skipped = |name: &str| state.skipped_names.binary_search(&name_hash(name)).is_ok();
-        let cover = plan::plan_cover(
-            &names.names,
-            &stored,
-            &skipped,
-            VIEW_DEPTH,
-            PAGE_SIZE as usize,
-        );
-        if cover.missing == 0 {
-            return self.finish_repo(w, repo, state, distinct, true, now, applied);
-        }
-        if names.rounds >= MAX_COVER_ROUNDS
-            || (cover.pages.is_empty() && cover.unreachable.is_empty())
-        {
-            tracing::warn!(
-                "{repo}: {} tag names the registry lists were not found in any view below the cap",
-                cover.missing
-            );
-            return self.finish_repo(w, repo, state, distinct, false, now, applied);
-        }
-        names.rounds += 1;
-        names.pending = (cover.pages.len() + cover.unreachable.len()) as u32;
-        for page in &cover.pages {
-            if !state.filters.contains(&page.filter) {
-                state.filters.push(page.filter.clone());
+        let cover = match policy::cover_round(&mut names, state, &seen) {
+            CoverStep::Complete { distinct } => {
+                return self.finish_repo(w, repo, state, distinct, true, now, applied);
             }
-        }
+            CoverStep::GiveUp { distinct, missing } => {
+                tracing::warn!(
+                    "{repo}: {missing} tag names the registry lists were not found in any view below the cap"
+                );
+                return self.finish_repo(w, repo, state, distinct, false, now, applied);
+            }
+            CoverStep::Round(cover) => cover,
+        };
         tracing::info!(
             "{repo}: cover round {}: {} missing tags, {} pages of {} views",
             names.rounds,
@@ -962,58 +833,16 @@ impl WriterCtx {
                 page.size,
                 page.oldest
             );
+            applied.spawn(w, policy::planned_job(&self.api, repo, page))?;
         }
-        for page in cover.pages {
-            let ordering = if page.oldest {
-                "-last_updated"
-            } else {
-                "last_updated"
-            };
-            let mut url = self
-                .api
-                .tags_url_with(repo, Some(ordering), Some(&page.filter));
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = match k.as_ref() {
-                        "page" => page.page.to_string(),
-                        "page_size" => page.size.to_string(),
-                        _ => v.into_owned(),
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            url.query_pairs_mut().clear().extend_pairs(pairs);
-            applied.spawn(
-                w,
-                JobKind::Tags {
-                    repo: repo.clone(),
-                    url: url.to_string(),
-                    window: ListingWindow::Planned {
-                        name: page.filter,
-                        oldest: page.oldest,
-                    },
-                },
-            )?;
-        }
-        for name in cover.unreachable {
-            let mut url = self.api.tags_url(repo);
-            url.set_query(None);
-            url.path_segments_mut()
-                .expect("validated as a hierarchical URL")
-                .push(&name);
-            applied.spawn(
-                w,
-                JobKind::Tags {
-                    repo: repo.clone(),
-                    url: url.to_string(),
-                    window: ListingWindow::Single { name },
-                },
-            )?;
+        for name in &cover.unreachable {
+            applied.spawn(w, policy::single_job(&self.api, repo, name))?;
         }
         Ok(())
     }
 
+    /// Records that the run is done with `repo` ([`policy::finish`]), and marks the tags a full,
+    /// complete listing did not show as deleted ([`policy::deleted_tags`]).
     #[allow(clippy::too_many_arguments)]
     fn finish_repo(
         &self,
@@ -1031,20 +860,11 @@ impl WriterCtx {
                 state.count.unwrap_or(0)
             );
         }
-        if state.done_at.is_none() {
+        if policy::finish(state, distinct, complete, now) {
             applied.repos_done = 1;
         }
-        state.done_at = Some(now);
-        state.distinct = distinct;
-        state.complete = Some(complete);
-        // A full, complete listing that did not show a tag means Hub no longer has it.
-        if complete && self.run.mode == RunMode::Full {
-            let gone: Vec<String> = w
-                .repo_tags(repo)?
-                .into_iter()
-                .filter(|(_, t)| t.run != self.run.id && t.deleted_at.is_none())
-                .map(|(tag, _)| tag)
-                .collect();
+        if policy::marks_deletions(&self.run, complete) {
+            let gone = policy::deleted_tags(&self.run, complete, &w.repo_tags(repo)?);
             if !gone.is_empty() {
                 tracing::info!(
                     "{repo}: {} tags no longer on Hub are marked deleted",
@@ -1057,10 +877,51 @@ impl WriterCtx {
     }
 }
 
+/// The store's counts of a repository's tags for [`policy::after_tag_page`], read at most once
+/// per page and only when asked.
+struct StoredTally<'a, 'w> {
+    w: &'a WriteBatch<'w>,
+    run: &'a CrawlRun,
+    repo: &'a RepoName,
+    seen: Option<Vec<(String, TagState)>>,
+}
+
+impl<'a, 'w> StoredTally<'a, 'w> {
+    fn new(w: &'a WriteBatch<'w>, run: &'a CrawlRun, repo: &'a RepoName) -> Self {
+        Self {
+            w,
+            run,
+            repo,
+            seen: None,
+        }
+    }
+
+    fn seen(&mut self) -> Result<&[(String, TagState)], TxError> {
+        Ok(match &mut self.seen {
+            Some(seen) => seen,
+            slot @ None => slot.insert(known_tags(self.w, self.run, self.repo)?),
+        })
+    }
+}
+
+impl Tally for StoredTally<'_, '_> {
+    type Error = TxError;
+
+    fn stored(&mut self) -> Result<u64, TxError> {
+        Ok(self.seen()?.len() as u64)
+    }
+
+    fn matching(&mut self, filter: &str) -> Result<u64, TxError> {
+        Ok(self
+            .seen()?
+            .iter()
+            .filter(|(tag, _)| tag.contains(filter))
+            .count() as u64)
+    }
+}
+
 /// Marks a repository as listed by `run` and queues its first tag page, unless this run already
-/// did (a repository can appear on two repository pages when the listing shifts). A repository
-/// whose last listing did not end complete is read whole ([`RepoState::full_read`]); a refresh
-/// keeps counting the names earlier runs skipped, as it keeps counting their tags.
+/// did ([`policy::listed_again`]).
 pub(super) fn start_repo(
     w: &mut WriteBatch<'_>,
     api: &HubApi,
@@ -1068,43 +929,13 @@ pub(super) fn start_repo(
     repo: &RepoName,
 ) -> Result<Option<(JobId, Job)>, TxError> {
     let old = w.repo(repo)?;
-    if old.as_ref().is_some_and(|s| s.run == run.id) {
+    let Some(state) = policy::listed_again(old.as_ref(), run, clock::now_unix()) else {
         return Ok(None);
-    }
-    let mut state = RepoState::new(run.id, clock::now_unix());
-    if let Some(old) = old {
-        state.full_read = old.complete != Some(true);
-        if run.mode == RunMode::Refresh {
-            state.skipped_names = old.skipped_names;
-        }
-    }
+    };
     w.put_repo(repo, &state)?;
-    let job = Job::new(JobKind::Tags {
-        repo: repo.clone(),
-        url: api.tags_url(repo).to_string(),
-        window: ListingWindow::Plain,
-    });
+    let job = Job::new(policy::view_job(api, repo, ListingWindow::Plain));
     let id = w.add_job(&job)?;
     Ok(Some((id, job)))
-}
-
-/// Whether `tag`, listed by run `run`, is as an earlier run last saw it (`prev`): not found
-/// deleted since, the same digests, and the same `last_updated`, the time Hub sorts tag listings
-/// by. The push time is not enough: a tag whose `last_updated` moved sorts higher even if it was
-/// not pushed again, and a stop there would skip changed tags below it. A tag stored without
-/// `last_updated` (before digestmap kept it) never counts as unchanged.
-fn unchanged_since(prev: &TagState, tag: &crate::hub::TagObservation, run: u64) -> bool {
-    prev.run != run
-        && prev.deleted_at.is_none()
-        && prev.digest == tag.digest
-        && prev.updated.is_some()
-        && prev.updated == tag.updated
-        && prev.digests.len() == tag.facts.len()
-        && prev
-            .digests
-            .iter()
-            .zip(&tag.facts)
-            .all(|(d, f)| *d == f.digest)
 }
 
 /// The tags of `repo` known to be on Hub: those `run` stored, and in a refresh also those
@@ -1121,10 +952,9 @@ fn known_tags(
 }
 
 /// Plans the gaps of a run that ended incomplete again, for `crawl --resume`: every repository
-/// of `run` whose tags did not reach Hub's count is listed again (a capped one from the cover's
-/// first filter, its filters forgotten, since they did not reach the rest; another from its
-/// plain listing, read whole), and a repository list that gave fewer repositories than Hub
-/// counts is read again. Returns the number of jobs queued.
+/// of `run` whose tags did not reach Hub's count is listed again ([`policy::replan`]), and a
+/// repository list that gave fewer repositories than Hub counts is read again. Returns the
+/// number of jobs queued.
 pub(super) fn replan_gaps(
     w: &mut WriteBatch<'_>,
     api: &HubApi,
@@ -1143,41 +973,13 @@ pub(super) fn replan_gaps(
         else {
             continue;
         };
-        state.complete = None;
-        state.done_at = None;
-        state.full_read = true;
-        state.relists = 0;
-        state.filters.clear();
-        // The registry's names are kept and the cover is planned afresh from them; names never
-        // read whole (the registry was down) are asked for again.
-        if let Some(mut names) = w.tag_names(&repo, run.id)? {
-            if names.done && names.unavailable.is_none() {
-                names.rounds = 0;
-                names.pending = 0;
-            } else {
-                names = TagNames::default();
-            }
-            w.set_tag_names(&repo, &names)?;
+        let mut names = w.tag_names(&repo, run.id)?;
+        let window = policy::replan(&mut state, &mut names, &known_tags(w, run, &repo)?);
+        if let Some(names) = &names {
+            w.set_tag_names(&repo, names)?;
         }
-        let (url, window) = match next_filter(&known_tags(w, run, &repo)?, &[]) {
-            Some(name) if state.capped => {
-                state.filters.push(name.clone());
-                (
-                    api.tags_url_with(&repo, Some("last_updated"), Some(&name)),
-                    ListingWindow::Filter {
-                        name,
-                        oldest: false,
-                    },
-                )
-            }
-            _ => (api.tags_url(&repo), ListingWindow::Plain),
-        };
         w.put_repo(&repo, &state)?;
-        w.add_job(&Job::new(JobKind::Tags {
-            repo,
-            url: url.to_string(),
-            window,
-        }))?;
+        w.add_job(&Job::new(policy::view_job(api, &repo, window)))?;
         queued += 1;
     }
     let stats = w.stats()?;
@@ -1190,157 +992,4 @@ pub(super) fn replan_gaps(
         queued += 1;
     }
     Ok(queued)
-}
-
-/// Chooses the next `name` filter for a capped repository.
-///
-/// The tags still missing are the middle of the listing by push time: the newest 1000 and the
-/// oldest 1000 are stored. Tags pushed together share words (a version line, a variant), so the
-/// words of the stored tags nearest that middle are the filters most likely to reach the missing
-/// ones. A word matching very many stored tags would mostly re-read them, so such words come last;
-/// single characters are the last resort.
-pub fn next_filter(seen: &[(String, TagState)], tried: &[String]) -> Option<String> {
-    let mut by_time: Vec<(&str, &str)> = seen
-        .iter()
-        .map(|(tag, state)| (state.pushed.as_deref().unwrap_or(""), tag.as_str()))
-        .collect();
-    by_time.sort_unstable();
-    let middle = by_time.len() / 2;
-    let near = &by_time[middle.saturating_sub(100)..(middle + 100).min(by_time.len())];
-
-    let mut frequency: HashMap<&str, usize> = HashMap::new();
-    for (tag, _) in seen {
-        let mut words = words(tag);
-        words.sort_unstable();
-        words.dedup();
-        for word in words {
-            *frequency.entry(word).or_default() += 1;
-        }
-    }
-    let mut score: HashMap<&str, usize> = HashMap::new();
-    for (_, tag) in near {
-        for word in words(tag) {
-            *score.entry(word).or_default() += 1;
-        }
-    }
-    let untried = |w: &&str| !tried.iter().any(|t| t == w);
-    let best = score
-        .iter()
-        .filter(|(w, _)| untried(w))
-        .filter(|(w, _)| frequency.get(*w).copied().unwrap_or(0) <= BROAD_FILTER)
-        // Most frequent near the middle first; then rarer overall (fewer known tags to re-read);
-        // then by name, so the choice is deterministic.
-        .max_by(|a, b| {
-            a.1.cmp(b.1)
-                .then_with(|| frequency[b.0].cmp(&frequency[a.0]))
-                .then_with(|| b.0.cmp(a.0))
-        })
-        .map(|(w, _)| (*w).to_owned());
-    best.or_else(|| {
-        let mut rest: Vec<&str> = frequency.keys().copied().filter(untried).collect();
-        rest.sort_unstable_by_key(|w| (frequency[w], *w));
-        rest.first().map(|w| (*w).to_owned())
-    })
-    .or_else(|| {
-        "abcdefghijklmnopqrstuvwxyz0123456789"
-            .chars()
-            .map(String::from)
-            .find(|c| untried(&c.as_str()))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(pushed: &str) -> TagState {
-        TagState {
-            digest: None,
-            digests: Vec::new(),
-            pushed: Some(pushed.to_owned()),
-            updated: Some(pushed.to_owned()),
-            first_seen: 0,
-            last_seen: 0,
-            run: 1,
-            deleted_at: None,
-        }
-    }
-
-    #[test]
-    fn a_refresh_stops_only_at_a_tag_unchanged_in_the_order_hub_sorts_by() {
-        use crate::hub::{DigestFact, TagObservation};
-        use crate::model::{Digest, ObjectKind};
-        let d = |n: u8| Digest::from_bytes([n; 32]);
-        let seen = |updated: Option<&str>, digests: &[u8]| TagObservation {
-            tag: "t".into(),
-            digest: Some(d(digests[0])),
-            pushed: Some("2026-01-01T00:00:00Z".into()),
-            updated: updated.map(str::to_owned),
-            facts: digests
-                .iter()
-                .map(|n| DigestFact {
-                    digest: d(*n),
-                    kind: ObjectKind::Manifest,
-                    platform: None,
-                    os_version: None,
-                    index: None,
-                })
-                .collect(),
-        };
-        let prev = |updated: Option<&str>, run: u64, deleted: bool| TagState {
-            digest: Some(d(1)),
-            digests: vec![d(1), d(2)],
-            pushed: Some("2026-01-01T00:00:00Z".into()),
-            updated: updated.map(str::to_owned),
-            first_seen: 0,
-            last_seen: 0,
-            run,
-            deleted_at: deleted.then_some(5),
-        };
-        let old = Some("2026-01-02T00:00:00Z");
-        let new = Some("2026-03-01T00:00:00Z");
-        // (stored, listed now, unchanged?)
-        let table = [
-            (prev(old, 1, false), seen(old, &[1, 2]), true),
-            // Same push time, same digests, but updated since: it sorts higher now.
-            (prev(old, 1, false), seen(new, &[1, 2]), false),
-            (prev(old, 1, false), seen(old, &[1, 3]), false),
-            (prev(old, 1, false), seen(old, &[1]), false),
-            (prev(old, 1, true), seen(old, &[1, 2]), false),
-            // Stored by this run: nothing to compare with.
-            (prev(old, 2, false), seen(old, &[1, 2]), false),
-            // Stored before digestmap kept `last_updated`.
-            (prev(None, 1, false), seen(None, &[1, 2]), false),
-        ];
-        for (i, (stored, listed, want)) in table.iter().enumerate() {
-            assert_eq!(unchanged_since(stored, listed, 2), *want, "row {i}");
-        }
-    }
-
-    #[test]
-    fn filters_aim_at_the_middle_and_are_not_repeated() {
-        let seen: Vec<(String, TagState)> = [
-            ("3.13.1", "2026-01"),
-            ("3.13.0", "2025-12"),
-            ("3.9.2", "2021-02"),
-            ("3.9.1", "2021-01"),
-            ("3.11.4-slim", "2023-06"),
-            ("3.11.3-slim", "2023-05"),
-        ]
-        .into_iter()
-        .map(|(t, p)| (t.to_owned(), state(p)))
-        .collect();
-        let first = next_filter(&seen, &[]).unwrap();
-        let second = next_filter(&seen, std::slice::from_ref(&first)).unwrap();
-        assert_ne!(first, second);
-        let mut tried = Vec::new();
-        while let Some(f) = next_filter(&seen, &tried) {
-            assert!(!tried.contains(&f));
-            tried.push(f);
-        }
-        assert!(
-            tried.len() > 36,
-            "words, then every single character: {tried:?}"
-        );
-    }
 }

@@ -2036,11 +2036,16 @@ mod tests {
         run.extend(postcard::to_stdvec(&(7u64, 1u8)).unwrap());
         run.extend(postcard::to_stdvec(&(1u64, Some(2u64), "h", "library")).unwrap());
         run.extend(postcard::to_stdvec(&(Vec::<String>::new(), 0u8)).unwrap());
+        let v2 = run[1..].to_vec();
         let run: CrawlRun = decode(&run).unwrap();
         assert_eq!(
             (run.id, run.state, run.finished),
             (7, RunState::Finished, Some(2))
         );
+        assert_eq!(run.registry, None);
+        // Version 2 (the same layout, more run states): no registry, given again on resume.
+        let run: CrawlRun = decode(&[&[2u8][..], &v2].concat()).unwrap();
+        assert_eq!((run.id, run.registry), (7, None));
 
         let mut stats = vec![1u8];
         stats.extend(postcard::to_stdvec(&(1u64, 2u64, 3u64, 4u64, 5u64, 6u64, 7u64)).unwrap());

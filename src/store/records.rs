@@ -8,7 +8,8 @@
 //!
 //! Version 2 of [`TagState`] adds `updated`, of [`RepoState`] the coverage fields `full_read`
 //! and `skipped_names`, of [`RunStats`] the `malformed_tags` skip reason, and of [`CrawlRun`] the
-//! run state [`RunState::Incomplete`] (its version 1 layout is otherwise unchanged).
+//! run state [`RunState::Incomplete`] (its version 1 layout is otherwise unchanged). Version 3 of
+//! [`CrawlRun`] adds `registry`.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -72,16 +73,50 @@ pub struct CrawlRun {
     pub repos: Vec<String>,
     /// Full crawl or refresh.
     pub mode: RunMode,
+    /// The registry (an origin) whose `tags/list` plans the anonymous cover: `--registry`, else
+    /// Docker Hub's registry when crawling Docker Hub. `None`: no registry, or a run recorded
+    /// by a release that did not store it (version 2 and older), which takes one on resume.
+    pub registry: Option<String>,
 }
 
 impl Record for CrawlRun {
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
     const WHAT: &'static str = "crawl run";
 
     fn upgrade(version: u8, bytes: &[u8]) -> Option<Result<Self, postcard::Error>> {
         // Version 1 knew two of the run states; postcard writes a variant as its index, so its
-        // bytes read as they are.
-        (version == 1).then(|| postcard::from_bytes(bytes))
+        // bytes read as version 2's.
+        matches!(version, 1 | 2)
+            .then(|| postcard::from_bytes::<CrawlRunV2>(bytes).map(CrawlRun::from))
+    }
+}
+
+/// Version 2 of [`CrawlRun`]: without the registry.
+#[derive(Deserialize)]
+struct CrawlRunV2 {
+    id: u64,
+    state: RunState,
+    started: u64,
+    finished: Option<u64>,
+    hub_url: String,
+    namespace: String,
+    repos: Vec<String>,
+    mode: RunMode,
+}
+
+impl From<CrawlRunV2> for CrawlRun {
+    fn from(v: CrawlRunV2) -> Self {
+        CrawlRun {
+            id: v.id,
+            state: v.state,
+            started: v.started,
+            finished: v.finished,
+            hub_url: v.hub_url,
+            namespace: v.namespace,
+            repos: v.repos,
+            mode: v.mode,
+            registry: None,
+        }
     }
 }
 

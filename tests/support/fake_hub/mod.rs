@@ -137,6 +137,10 @@ pub struct FakeHubConfig {
     /// The registry facade (`GET /v2/<ns>/<repo>/tags/list`, its token service at `/token`)
     /// answers at most this many names a page, with a `Link` to the next; `None`: all at once.
     pub registry_page: Option<usize>,
+    /// `(path substring, pairs)`: once a request whose path and query contain the substring is
+    /// answered (as before), the pairs become [`FakeHubConfig::touched`]: a push at a chosen
+    /// point of a crawl, whatever its timing (the hook then clears itself).
+    pub touch_after: Option<(String, Vec<(String, String)>)>,
 }
 
 impl Default for FakeHubConfig {
@@ -173,6 +177,7 @@ impl Default for FakeHubConfig {
             refuse_tokens_from: None,
             header_overrides: Vec::new(),
             registry_page: None,
+            touch_after: None,
         }
     }
 }

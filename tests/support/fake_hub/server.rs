@@ -293,6 +293,15 @@ async fn handle(shared: &Shared, request: &Request) -> Action {
         authorized,
         authorization,
     });
+    if let Some((needle, _)) = &config.touch_after
+        && request.target.contains(needle.as_str())
+    {
+        // The answer above was decided from the state before the push.
+        let mut live = shared.config.lock().expect("config lock");
+        if let Some((_, pairs)) = live.touch_after.take() {
+            live.touched = pairs;
+        }
+    }
     action
 }
 
