@@ -116,12 +116,20 @@ async fn a_windows_user_image_identifies_its_microsoft_base_through_an_official_
         let fast = ["--rps", "500", "--retry-base-ms", "20"];
         run(
             &sandbox,
-            &[&["enrich", "--registry", hub_url.trim_end_matches('/')][..], &fast].concat(),
+            &[
+                &["enrich", "--registry", hub_url.trim_end_matches('/')][..],
+                &fast,
+            ]
+            .concat(),
         );
         let mcr_url = mcr.front.url().to_string();
         run(
             &sandbox,
-            &[&["crawl", "--catalog", mcr_url.trim_end_matches('/')][..], &fast].concat(),
+            &[
+                &["crawl", "--catalog", mcr_url.trim_end_matches('/')][..],
+                &fast,
+            ]
+            .concat(),
         );
         run(&sandbox, &["finalize", "--out", "d.ndjson"]);
         let host = format!(

@@ -8,7 +8,9 @@
 //!   [`crate::registry::paging`]); neither gives digests;
 //! - `HEAD /v2/<name>/manifests/<tag>` answers the tag's digest (`Docker-Content-Digest`) and
 //!   media type without a body; on Docker Hub it spends no pull, and registries without a pull
-//!   limit (Microsoft's) do not count it either;
+//!   limit (Microsoft's) do not count it either. The distribution spec lets a registry leave the
+//!   header out: then the tag's manifest is fetched by tag in the same job
+//!   ([`RegistryClient::resolve_tag`], its digest the hash of its bytes) and learned at once;
 //! - a manifest's digest is the sha256 of its bytes, so a digest the store has learned never
 //!   needs to be fetched again.
 //!
@@ -33,7 +35,13 @@
 //! as history); a repository a complete catalog no longer lists (within `--repo-prefix`), or
 //! whose tag list answers 404, is marked vanished and its tags deleted. A listing that ends
 //! early (a `Link` to another host, a `last` that loops, a page that repeats: see
-//! [`plan::page_step`]) marks nothing and ends the run incomplete, with the reason.
+//! [`plan::page_step`]) marks nothing and ends the run incomplete, with the reason; the names of
+//! a page whose `Link` is refused are kept (the registry answered them for the page asked).
+//!
+//! A 429 on a listing page or a HEAD (Microsoft documents 429s with a backoff expected) puts the
+//! job back for when the pacer's pause ends, without counting as an attempt; the pause is
+//! stored per registry with every commit ([`crate::store::catalog_pause_key`]) and restored by
+//! the next run, so a resumed crawl does not start by hammering a registry that said stop.
 //!
 //! Names are checked at the edge: repositories by Docker's reference grammar
 //! ([`crate::model::RepoName::qualified`]: they are stored host-qualified), tags by Docker's tag
