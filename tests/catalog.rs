@@ -881,14 +881,18 @@ async fn a_429_with_retry_after_pauses_the_crawl_which_completes_and_a_resumed_r
 
     // The second request of the run (a listing) is answered 429, Retry-After 2 s: the crawl
     // waits, then completes. One worker, so no request was already on its way.
-    let first = harness.front.served() + 2;
-    harness.front.update(|c| {
-        c.throttle = Some(Throttle {
-            nth: first,
-            times: 1,
-            retry_after: Some("2".into()),
+    let throttle = |times: u64, after: &str| {
+        let nth = harness.front.served() + 2;
+        let retry_after = Some(after.to_owned());
+        harness.front.update(|c| {
+            c.throttle = Some(Throttle {
+                nth,
+                times,
+                retry_after,
+            });
         });
-    });
+    };
+    throttle(1, "2");
     harness.front.clear_requests();
     let sandbox = Sandbox::new("catalog-mcr-429");
     let out = catalog_crawl(&sandbox, &url, &one).output().unwrap();
@@ -907,14 +911,7 @@ async fn a_429_with_retry_after_pauses_the_crawl_which_completes_and_a_resumed_r
     // Every request from the second on answers 429, Retry-After 10 s: the pause is stored with
     // the run's commits (`status` shows it), and a crawl killed during it and resumed sends
     // nothing before it ends.
-    let from = harness.front.served() + 2;
-    harness.front.update(|c| {
-        c.throttle = Some(Throttle {
-            nth: from,
-            times: 1_000_000,
-            retry_after: Some("10".into()),
-        });
-    });
+    throttle(1_000_000, "10");
     let sandbox = Sandbox::new("catalog-mcr-429-stored");
     let mut child = catalog_crawl(&sandbox, &url, &one)
         .stdout(Stdio::null())

@@ -1001,32 +1001,16 @@ impl Crawl {
                     .base
                     .saturating_mul(1 << (attempts - 1).min(10))
                     .min(JOB_RETRY_MAX);
-                let job = CatalogJob {
-                    attempts,
-                    not_before_ms: clock::now_unix_millis()
-                        + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    last_error: Some(reason),
-                    // A HEAD may have added tags to the stored manifest job meanwhile.
-                    task: w.catalog_job(id)?.map_or(job.task, |stored| stored.task),
-                    ..job
-                };
-                w.put_catalog_job(id, &job)?;
-                self.ready.insert((job.not_before_ms, id), job);
-                Ok(())
+                let not_before_ms =
+                    clock::now_unix_millis() + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                self.requeue(w, id, CatalogJob { attempts, ..job }, not_before_ms, reason)
             }
             Failure::Pause => {
-                let job = CatalogJob {
-                    not_before_ms: self
-                        .pacer
-                        .paused_until_unix()
-                        .map_or(0, |t| t.saturating_mul(1000)),
-                    last_error: Some(reason),
-                    task: w.catalog_job(id)?.map_or(job.task, |stored| stored.task),
-                    ..job
-                };
-                w.put_catalog_job(id, &job)?;
-                self.ready.insert((job.not_before_ms, id), job);
-                Ok(())
+                let not_before_ms = self
+                    .pacer
+                    .paused_until_unix()
+                    .map_or(0, |t| t.saturating_mul(1000));
+                self.requeue(w, id, job, not_before_ms, reason)
             }
             Failure::Fail => {
                 tracing::warn!(
@@ -1058,6 +1042,27 @@ impl Crawl {
                 w.remove_job(id).map(|_| ())
             }
         }
+    }
+
+    /// Puts a job back in the store and the queue, due at `not_before_ms`.
+    fn requeue(
+        &mut self,
+        w: &mut WriteBatch<'_>,
+        id: JobId,
+        job: CatalogJob,
+        not_before_ms: u64,
+        reason: String,
+    ) -> Result<(), TxError> {
+        let job = CatalogJob {
+            not_before_ms,
+            last_error: Some(reason),
+            // A HEAD may have added tags to the stored manifest job meanwhile.
+            task: w.catalog_job(id)?.map_or(job.task, |stored| stored.task),
+            ..job
+        };
+        w.put_catalog_job(id, &job)?;
+        self.ready.insert((job.not_before_ms, id), job);
+        Ok(())
     }
 
     fn forget(&mut self, id: JobId, task: &CatalogTask) {

@@ -124,6 +124,17 @@ struct HeadAnswer {
     budget: Option<PullBudget>,
 }
 
+impl HeadAnswer {
+    fn with_digest(self, digest: Digest) -> ManifestHead {
+        ManifestHead {
+            digest,
+            media_type: self.media_type,
+            size: self.size,
+            budget: self.budget,
+        }
+    }
+}
+
 /// A config blob fetched by digest (the image ID) and verified.
 #[derive(Debug, Clone)]
 pub struct FetchedConfig {
@@ -354,12 +365,7 @@ impl RegistryClient {
             url: url.to_string(),
             reason: "the answer has no Docker-Content-Digest".into(),
         })?;
-        Ok(ManifestHead {
-            digest,
-            media_type: head.media_type,
-            size: head.size,
-            budget: head.budget,
-        })
+        Ok(head.with_digest(digest))
     }
 
     /// What `tag` of `repository` names: a HEAD's digest and type (no pull spent); when the
@@ -372,12 +378,7 @@ impl RegistryClient {
     ) -> Result<TagTarget, RegistryError> {
         let (_, head) = self.head(repository, tag).await?;
         Ok(match head.digest {
-            Some(digest) => TagTarget::Head(ManifestHead {
-                digest,
-                media_type: head.media_type,
-                size: head.size,
-                budget: head.budget,
-            }),
+            Some(digest) => TagTarget::Head(head.with_digest(digest)),
             None => TagTarget::Fetched(Box::new(self.fetch_manifest(repository, tag, None).await?)),
         })
     }
