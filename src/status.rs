@@ -27,6 +27,9 @@ pub struct CatalogStatus {
     pub jobs: u64,
     /// Failed jobs with their reasons.
     pub failed: Vec<(JobId, FailedCatalogJob)>,
+    /// The pause the registry asked for (429 `Retry-After`), stored for the next run, while it
+    /// lasts (unix seconds).
+    pub pause: Option<u64>,
 }
 
 impl CatalogStatus {
@@ -39,6 +42,9 @@ impl CatalogStatus {
             stats: r.catalog_stats(&run.host)?,
             jobs: r.catalog_jobs(&run.host)?.len() as u64,
             failed: r.catalog_failed(&run.host)?,
+            pause: r
+                .catalog_pause(&run.host)?
+                .filter(|until| *until > clock::now_unix()),
             repos: all.into_iter().filter(|(_, s)| s.run == run.id).collect(),
             vanished,
             known,
@@ -91,6 +97,12 @@ impl CatalogStatus {
             "  requests: {} ({} catalog pages, {} tag-list pages, {} manifest HEADs, {} manifest GETs, {} config GETs; job retries {})",
             s.requests, s.catalog_pages, s.tag_pages, s.heads, s.manifests, s.configs, s.job_retries
         ));
+        if let Some(until) = self.pause {
+            out.push(format!(
+                "  paused: the registry answered 429; no request to it before {}",
+                clock::rfc3339(until)
+            ));
+        }
         if listed > 0 {
             out.push(format!(
                 "  tags: {listed} listed; {} new, {} moved, {} unchanged; {} marked deleted; {:.2} requests per listed tag",

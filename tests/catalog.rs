@@ -6,16 +6,17 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use digestmap::model::Digest;
 use digestmap::registry::chain_ids;
 use serde_json::{Value, json};
 use support::fake_hub::{FakeHub, FakeHubConfig};
-use support::registry::Harness;
 use support::registry::front::{FrontConfig, LinkRewrite, Origin, Record};
 use support::registry::image::{self, BuiltImage, BuiltIndex, Format, ImageSpec, Layer, Pusher};
+use support::registry::mcr::{Kind, LinkStyle, LoopBack, McrConfig, McrOrigin, Throttle};
 use support::registry::process::RegistryProcess;
+use support::registry::{Harness, McrHarness};
 use support::sandbox::{Sandbox, assert_code, assert_success, stderr, stdout};
 
 /// What is pushed: two alpine-like images (one tagged twice), a two-platform OCI index with
@@ -654,19 +655,32 @@ async fn a_link_off_host_or_back_to_its_page_ends_the_listing_incomplete_and_res
         let err = stderr(&out);
         assert!(err.contains(says), "{links:?}: {err}");
         assert!(err.contains(&format!("the catalog of {host}:")), "{err}");
+        // The names kept lead to blobs on the CDN, as they should; no listing goes there.
         assert!(
             harness
                 .front
                 .requests()
                 .iter()
-                .all(|r| r.origin != Origin::Cdn),
+                .all(|r| r.origin != Origin::Cdn
+                    || !(r.target.contains("/tags/list") || r.target.contains("/_catalog"))),
             "{links:?}: a listing's Link was followed off the registry"
         );
         let text = status(&sandbox);
         assert!(text.contains("finished INCOMPLETE"), "{text}");
         assert!(text.contains("listing(s) ended early"), "{text}");
-        // The catalog's first page carried the refused Link: the answer is refused whole.
-        assert!(sandbox.finalized().is_empty(), "{links:?}");
+        // Only the refused Link is refused: the first catalog page's names were read, and
+        // app/multi (on it) is crawled whole.
+        let data = sandbox.finalized();
+        let multi = strings(&data[&pushed.multi.digest]["current"]);
+        assert_eq!(
+            multi,
+            [
+                format!("{host}/app/multi:1"),
+                format!("{host}/app/multi:1.0")
+            ]
+            .into(),
+            "{links:?}"
+        );
 
         // With the registry sane again, --resume reads the listings that ended early.
         harness.front.update(|c| c.links = LinkRewrite::Keep);
@@ -752,4 +766,224 @@ fn bad_catalog_flags_exit_2_before_any_store_is_made() {
         assert!(!stderr(&out).contains("secret"), "{}", stderr(&out));
         assert!(!sandbox.db().exists(), "{args:?} made a store");
     }
+}
+
+/// The Microsoft-like front before a registry holding what [`build`] pushes: its URL (no
+/// trailing slash) and host.
+async fn mcr(config: McrConfig) -> (McrHarness, Pushed, String, String) {
+    let harness = McrHarness::start(config).await;
+    let pushed = build();
+    push(&harness.pusher, &pushed).await;
+    let url = harness
+        .front
+        .url()
+        .to_string()
+        .trim_end_matches('/')
+        .to_owned();
+    let host = host_of(harness.front.url());
+    (harness, pushed, url, host)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcr_front_pages_with_relative_and_absolute_links_and_the_crawl_equals_what_was_pushed()
+{
+    let (harness, pushed, url, host) = mcr(McrConfig::default()).await;
+    for links in [LinkStyle::Relative, LinkStyle::Absolute] {
+        harness.front.update(|c| c.links = links);
+        harness.front.clear_requests();
+        let sandbox = Sandbox::new("catalog-mcr-paged");
+        let out = catalog_crawl(&sandbox, &url, &["--page-size", "2"])
+            .output()
+            .unwrap();
+        assert_success(&out, &format!("{links:?}"));
+        assert_dataset(&sandbox.finalized(), &host, &pushed, 0);
+        let log = harness.front.requests();
+        // 4 repositories, 2 a page: 2 catalog pages; base/alpine's 3 tags: 2 tag-list pages.
+        assert_eq!(harness.front.count(Kind::Catalog), 2, "{links:?}");
+        assert_eq!(harness.front.count(Kind::TagsList), 5, "{links:?}");
+        assert!(
+            log.iter()
+                .filter(|r| r.kind == Kind::Catalog)
+                .any(|r| r.param("last") == Some("base/alpine")),
+            "{links:?}: the second catalog page was asked through the Link"
+        );
+        assert!(
+            log.iter().all(|r| r.origin == McrOrigin::Registry
+                || (r.kind == Kind::BlobGet && r.method == "GET")),
+            "{links:?}: only blob GETs reach the data origin"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_or_a_repeated_page_on_the_mcr_front_ends_incomplete_and_resume_completes() {
+    let (harness, pushed, url, host) = mcr(McrConfig::default()).await;
+    type Knob = fn(&mut McrConfig);
+    let knobs: [(&str, Knob, &str); 2] = [
+        (
+            "loop",
+            |c| c.loop_back = Some(LoopBack { from: 2, to: 1 }),
+            "a page already read (a `last` that loops)",
+        ),
+        (
+            "repeat",
+            |c| c.repeat_page = Some(2),
+            "repeats the names of an earlier page",
+        ),
+    ];
+    for (what, knob, says) in knobs {
+        harness.front.update(knob);
+        let sandbox = Sandbox::new("catalog-mcr-hostile");
+        let out = catalog_crawl(&sandbox, &url, &["--page-size", "2"])
+            .output()
+            .unwrap();
+        assert_code(&out, 4, what);
+        let err = stderr(&out);
+        assert!(err.contains(says), "{what}: {err}");
+        // Both the catalog and base/alpine's tag list page, so both end early, each named.
+        assert!(
+            err.contains(&format!("the catalog of {host}:")),
+            "{what}: {err}"
+        );
+        assert!(
+            err.contains(&format!("{host}/base/alpine: ")),
+            "{what}: {err}"
+        );
+        let text = status(&sandbox);
+        assert!(text.contains("finished INCOMPLETE"), "{what}: {text}");
+        assert!(text.contains("2 listing(s) ended early"), "{what}: {text}");
+        // Nothing the run read short is taken for deleted.
+        assert!(text.contains("0 marked deleted"), "{what}: {text}");
+
+        harness.front.update(|c| {
+            c.loop_back = None;
+            c.repeat_page = None;
+        });
+        let out = catalog_crawl(&sandbox, &url, &["--page-size", "2", "--resume"])
+            .output()
+            .unwrap();
+        assert_success(&out, &format!("{what}: resume"));
+        assert_dataset(&sandbox.finalized(), &host, &pushed, 0);
+        assert!(status(&sandbox).contains("crawl #1: finished"), "{what}");
+    }
+}
+
+/// Whole seconds since the epoch.
+fn unix(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_retry_after_pauses_the_crawl_which_completes_and_a_resumed_run_keeps_the_pause()
+{
+    let (harness, pushed, url, host) = mcr(McrConfig::default()).await;
+    let one = ["--page-size", "2", "--workers", "1"];
+
+    // The second request of the run (a listing) is answered 429, Retry-After 2 s: the crawl
+    // waits, then completes. One worker, so no request was already on its way.
+    let throttle = |times: u64, after: &str| {
+        let nth = harness.front.served() + 2;
+        let retry_after = Some(after.to_owned());
+        harness.front.update(|c| {
+            c.throttle = Some(Throttle {
+                nth,
+                times,
+                retry_after,
+            });
+        });
+    };
+    throttle(1, "2");
+    harness.front.clear_requests();
+    let sandbox = Sandbox::new("catalog-mcr-429");
+    let out = catalog_crawl(&sandbox, &url, &one).output().unwrap();
+    assert_success(&out, "a crawl through a 429");
+    assert_dataset(&sandbox.finalized(), &host, &pushed, 0);
+    let log = harness.front.requests();
+    let limited: Vec<_> = log.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(limited.len(), 1, "{log:?}");
+    let within: Vec<_> = log
+        .iter()
+        .filter(|r| r.at > limited[0].at && r.at < limited[0].at + Duration::from_millis(1950))
+        .map(|r| (r.kind, r.path.clone()))
+        .collect();
+    assert!(within.is_empty(), "requests during the pause: {within:?}");
+
+    // Every request from the second on answers 429, Retry-After 10 s: the pause is stored with
+    // the run's commits (`status` shows it), and a crawl killed during it and resumed sends
+    // nothing before it ends.
+    throttle(1_000_000, "10");
+    let sandbox = Sandbox::new("catalog-mcr-429-stored");
+    let mut child = catalog_crawl(&sandbox, &url, &one)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Until the crawl has made its store, `status` finds none.
+    while !stdout(&sandbox.command(&["status"]).output().unwrap())
+        .contains("paused: the registry answered 429")
+    {
+        assert!(Instant::now() < deadline, "no pause was ever stored");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let until = {
+        let store = digestmap::store::Store::open(&sandbox.db()).unwrap();
+        store.read(|r| r.catalog_pause(&host)).unwrap()
+    }
+    .expect("the pause is stored");
+    harness.front.update(|c| c.throttle = None);
+    harness.front.clear_requests();
+    let started = SystemTime::now();
+    let out = catalog_crawl(&sandbox, &url, &[&one[..], &["--resume"]].concat())
+        .output()
+        .unwrap();
+    assert_success(&out, "resume after the pause");
+    assert_dataset(&sandbox.finalized(), &host, &pushed, 0);
+    if unix(started) < until {
+        assert!(
+            stderr(&out).contains(&format!("{host} asked the last run to pause")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let early: Vec<_> = harness
+        .front
+        .requests()
+        .into_iter()
+        .filter(|r| unix(r.at) < until)
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        early.is_empty(),
+        "requests before the stored pause ended: {early:?}"
+    );
+    assert!(
+        !status(&sandbox).contains("paused:"),
+        "the pause is over and cleared"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_without_docker_content_digest_falls_back_to_a_get_by_tag() {
+    let (harness, pushed, url, host) = mcr(McrConfig {
+        head_without_digest: true,
+        ..McrConfig::default()
+    })
+    .await;
+    let sandbox = Sandbox::new("catalog-mcr-no-digest");
+    let out = catalog_crawl(&sandbox, &url, &[]).output().unwrap();
+    assert_success(&out, "a crawl whose HEADs name no digest");
+    assert_dataset(&sandbox.finalized(), &host, &pushed, 0);
+    let log = harness.front.requests();
+    let by_tag = log
+        .iter()
+        .filter(|r| r.kind == Kind::ManifestGet && !r.path.contains("/manifests/sha256:"))
+        .count();
+    // Each tag once by tag (its HEAD said nothing); by digest only the index's platform images.
+    let tags = pairs(&host, &pushed).len();
+    assert_eq!(by_tag, tags, "{log:?}");
+    assert_eq!(harness.front.count(Kind::ManifestHead), tags);
+    assert_eq!(harness.front.count(Kind::ManifestGet), tags + 2, "{log:?}");
 }

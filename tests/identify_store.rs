@@ -7,14 +7,15 @@
 
 mod support;
 
-use serde_json::{Value, json};
-use support::answers::{short, summary};
+use serde_json::json;
+use support::answers::{identify_both, short, summary};
 use support::archives::{self, Saved};
 use support::fake_hub::{FakeHub, FakeHubConfig};
+use support::hub_pages::{page, platform, tag};
 use support::registry::Harness;
 use support::registry::front::FrontConfig;
 use support::registry::image::{self, BuiltImage, BuiltIndex, Format, ImageSpec, Layer};
-use support::sandbox::{Sandbox, assert_code, assert_success, stderr, stdout};
+use support::sandbox::{Sandbox, assert_code, assert_success, stderr};
 
 fn layer(name: &str) -> Layer {
     Layer::new(&[(name, name.as_bytes())])
@@ -42,27 +43,6 @@ fn python(deb: &Layer, top: &str) -> BuiltIndex {
         Format::Oci,
         true,
     )
-}
-
-fn platform(image: &BuiltImage) -> Value {
-    let mut p = json!({"os": image.spec.os, "architecture": image.spec.architecture,
-        "digest": image.digest});
-    if let Some(v) = &image.spec.variant {
-        p["variant"] = json!(v);
-    }
-    p
-}
-
-fn tag(name: &str, digest: &str, media_type: &str, images: Vec<Value>, pushed: &str) -> Value {
-    json!({"name": name, "digest": digest, "media_type": media_type, "images": images,
-        "last_updated": pushed, "tag_last_pushed": pushed})
-}
-
-fn page(tags: Vec<Value>) -> Vec<u8> {
-    serde_json::to_vec(
-        &json!({"count": tags.len(), "next": null, "previous": null, "results": tags}),
-    )
-    .unwrap()
 }
 
 /// The double's pages: debian:12 on `debian`; python:3.12 on `moving` and python:3.12.1 on
@@ -130,38 +110,6 @@ fn crawl_and_enrich(sandbox: &Sandbox, hub: &FakeHub, harness: &Harness) {
         .output()
         .unwrap();
     assert_success(&out, "finalize");
-}
-
-/// `identify` of `inputs` from the store and from the dataset: both outputs (JSON and text)
-/// must be equal, and exit with `code`; the JSON objects.
-fn identify_both(sandbox: &Sandbox, inputs: &[&str], code: i32) -> Vec<Value> {
-    let mut json_out = None;
-    for json in [true, false] {
-        let mut from_store = vec!["identify"];
-        if json {
-            from_store.push("--json");
-        }
-        from_store.extend_from_slice(inputs);
-        let mut from_dataset = from_store.clone();
-        from_dataset.extend(["--dataset", "d.ndjson"]);
-        let store = sandbox.command(&from_store).output().unwrap();
-        assert_code(&store, code, "identify from the store");
-        let dataset = sandbox.command(&from_dataset).output().unwrap();
-        assert_code(&dataset, code, "identify from the dataset");
-        assert_eq!(
-            stdout(&store),
-            stdout(&dataset),
-            "the store and the dataset answer differently"
-        );
-        if json {
-            json_out = Some(stdout(&store));
-        }
-    }
-    json_out
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,9 @@
 //!   [`crate::registry::paging`]); neither gives digests;
 //! - `HEAD /v2/<name>/manifests/<tag>` answers the tag's digest (`Docker-Content-Digest`) and
 //!   media type without a body; on Docker Hub it spends no pull, and registries without a pull
-//!   limit (Microsoft's) do not count it either;
+//!   limit (Microsoft's) do not count it either. The distribution spec lets a registry leave the
+//!   header out: then the tag's manifest is fetched by tag in the same job
+//!   ([`RegistryClient::resolve_tag`], its digest the hash of its bytes) and learned at once;
 //! - a manifest's digest is the sha256 of its bytes, so a digest the store has learned never
 //!   needs to be fetched again.
 //!
@@ -33,7 +35,13 @@
 //! as history); a repository a complete catalog no longer lists (within `--repo-prefix`), or
 //! whose tag list answers 404, is marked vanished and its tags deleted. A listing that ends
 //! early (a `Link` to another host, a `last` that loops, a page that repeats: see
-//! [`plan::page_step`]) marks nothing and ends the run incomplete, with the reason.
+//! [`plan::page_step`]) marks nothing and ends the run incomplete, with the reason; the names of
+//! a page whose `Link` is refused are kept (the registry answered them for the page asked).
+//!
+//! A 429 on a listing page or a HEAD (Microsoft documents 429s with a backoff expected) puts the
+//! job back for when the pacer's pause ends, without counting as an attempt; the pause is
+//! stored per registry with every commit ([`crate::store::catalog_pause_key`]) and restored by
+//! the next run, so a resumed crawl does not start by hammering a registry that said stop.
 //!
 //! Names are checked at the edge: repositories by Docker's reference grammar
 //! ([`crate::model::RepoName::qualified`]: they are stored host-qualified), tags by Docker's tag
@@ -55,10 +63,11 @@ use crate::clock;
 use crate::crawl::{JOB_RETRY_MAX, Progress};
 use crate::hub::TagObservation;
 use crate::model::{Digest, ObjectKind, RepoName, validate_tag};
+use crate::net::pace::StoredPause;
 use crate::net::{NetConfig, Pacer};
 use crate::registry::{
-    FetchedConfig, FetchedManifest, ListPage, Manifest, ManifestHead, RegistryClient,
-    RegistryConfig, RegistryError,
+    FetchedConfig, FetchedManifest, ListPage, Manifest, RegistryClient, RegistryConfig,
+    RegistryError, TagTarget,
 };
 use crate::store::{
     CatalogJob, CatalogRepo, CatalogRun, CatalogStats, CatalogTask, FailedCatalogJob, JobId,
@@ -199,7 +208,7 @@ pub fn gaps(run: &CatalogRun, repos: &[(String, CatalogRepo)]) -> Vec<String> {
 enum Got {
     Catalog(Url, ListPage),
     Tags(String, Url, ListPage),
-    Head(String, String, ManifestHead),
+    Head(String, String, TagTarget),
     Manifest(Box<FetchedManifest>),
     Config(Digest, FetchedConfig),
 }
@@ -220,7 +229,7 @@ async fn ask(client: &RegistryClient, task: &CatalogTask) -> Result<Got, Registr
         CatalogTask::Head { repo, tag } => Got::Head(
             repo.clone(),
             tag.clone(),
-            client.head_manifest(repo, tag).await?,
+            client.resolve_tag(repo, tag).await?,
         ),
         CatalogTask::Manifest { repo, digest, .. } => {
             Got::Manifest(Box::new(client.manifest(repo, digest).await?))
@@ -243,12 +252,28 @@ pub async fn crawl(
     let started = Instant::now();
     options.validate()?;
     let host = options.host();
-    let pacer = Pacer::new(options.rps)
-        .map_err(|e| CatalogError::Usage(format!("--rps: {e}")))?
-        .with_max_pause(options.net.max_pause);
+    let pacer = Arc::new(
+        Pacer::new(options.rps)
+            .map_err(|e| CatalogError::Usage(format!("--rps: {e}")))?
+            .with_max_pause(options.net.max_pause),
+    );
+    // A pause the registry asked of an earlier run (`Retry-After`) still holds.
+    if let Some(until) = store.read(|r| r.catalog_pause(&host))? {
+        match pacer.restore_pause(until) {
+            StoredPause::Over => {}
+            StoredPause::Wait(wait) => tracing::warn!(
+                "{host} asked the last run to pause; waiting {:.0}s before the first request",
+                wait.as_secs_f64()
+            ),
+            StoredPause::Absurd(secs) => tracing::warn!(
+                "the store asks to pause {secs}s before asking {host}, longer than any pause digestmap keeps ({}s); ignoring it",
+                options.net.max_pause.as_secs()
+            ),
+        }
+    }
     let mut config = RegistryConfig::new(options.registry.clone());
     config.page_size = Some(options.page_size);
-    let client = RegistryClient::new(config, Arc::new(pacer), &options.net)
+    let client = RegistryClient::new(config, pacer.clone(), &options.net)
         .map_err(|e| CatalogError::Usage(format!("--catalog: {e}")))?;
     let client = Arc::new(client);
 
@@ -273,6 +298,7 @@ pub async fn crawl(
         host: host.clone(),
         run,
         client: client.clone(),
+        pacer,
         ready: BTreeMap::new(),
         pending: HashMap::new(),
         base: options.job_retry_base,
@@ -464,6 +490,8 @@ struct Crawl {
     host: String,
     run: CatalogRun,
     client: Arc<RegistryClient>,
+    /// The client's pacer: its pause (a 429's `Retry-After`) is stored with every commit.
+    pacer: Arc<Pacer>,
     /// Jobs not in flight, by (not before, id).
     ready: BTreeMap<(u64, JobId), CatalogJob>,
     /// Manifest and config jobs by digest, so that a digest is fetched once however many tags
@@ -503,8 +531,10 @@ impl Crawl {
         RepoName::qualified(&self.host, path).ok()
     }
 
-    /// Adds the requests sent since the last commit to the stored counters.
+    /// Adds the requests sent since the last commit to the stored counters, and stores the
+    /// pause in force.
     fn count_requests(&mut self, w: &mut WriteBatch<'_>) -> Result<(), TxError> {
+        w.set_catalog_pause(&self.host, self.pacer.paused_until_unix())?;
         let now = self.client.net_stats().requests.load(Ordering::Relaxed);
         let mut stats = w.catalog_stats(&self.host)?;
         stats.requests += now.saturating_sub(self.requests);
@@ -546,7 +576,7 @@ impl Crawl {
         match got {
             Got::Catalog(url, page) => self.catalog_page(w, stats, &url, &page, now),
             Got::Tags(path, url, page) => self.tags_page(w, stats, &path, &url, &page, now),
-            Got::Head(path, tag, head) => self.head(w, stats, &path, &tag, &head, now),
+            Got::Head(path, tag, target) => self.head(w, stats, &path, &tag, target, now),
             Got::Manifest(fetched) => self.manifest(w, stats, id, &fetched, now),
             Got::Config(manifest, fetched) => self.config(w, stats, id, manifest, fetched, now),
         }
@@ -562,12 +592,7 @@ impl Crawl {
     ) -> Result<(), TxError> {
         stats.catalog_pages += 1;
         self.progress.pages.fetch_add(1, Ordering::Relaxed);
-        let step = plan::page_step(
-            &mut self.run.catalog,
-            url,
-            &page.names,
-            page.next.as_ref().map(|p| p.url()),
-        );
+        let step = plan::page_step(&mut self.run.catalog, url, &page.names, next_of(url, page));
         if let PageStep::Repeat(why) = step {
             tracing::warn!(
                 "the catalog of {}: {}",
@@ -665,12 +690,7 @@ impl Crawl {
             .catalog_repo(&repo)?
             .filter(|s| s.run == self.run.id)
             .unwrap_or_else(|| CatalogRepo::new(self.run.id, now));
-        let step = plan::page_step(
-            &mut state.listing,
-            url,
-            &page.names,
-            page.next.as_ref().map(|p| p.url()),
-        );
+        let step = plan::page_step(&mut state.listing, url, &page.names, next_of(url, page));
         if !matches!(step, PageStep::Repeat(_)) {
             let mut known: HashSet<String> = state.names.iter().cloned().collect();
             for tag in &page.names {
@@ -725,14 +745,18 @@ impl Crawl {
         stats: &mut CatalogStats,
         path: &str,
         tag: &str,
-        head: &ManifestHead,
+        target: TagTarget,
         now: u64,
     ) -> Result<(), TxError> {
         stats.heads += 1;
         let Some(repo) = self.repo(path) else {
             return Ok(());
         };
-        let digest = head.digest;
+        let (digest, kind, fetched) = match target {
+            TagTarget::Head(head) => (head.digest, plan::kind_of(head.media_type.as_deref()), None),
+            // The HEAD named no digest, so the manifest came whole by tag.
+            TagTarget::Fetched(fetched) => (fetched.digest, ObjectKind::Manifest, Some(fetched)),
+        };
         if let Some(obs) = known_sighting(w, tag, &digest)? {
             self.record(w, stats, &repo, &obs, now)?;
             // A digest another source learned may still lack what this one needs.
@@ -748,12 +772,16 @@ impl Crawl {
             }
             return w.put_catalog_job(id, &job);
         }
+        if let Some(fetched) = fetched {
+            stats.manifests += 1;
+            return self.learned(w, stats, path, &fetched, &[waiting], now);
+        }
         self.spawn(
             w,
             CatalogTask::Manifest {
                 repo: path.to_owned(),
                 digest,
-                kind: plan::kind_of(head.media_type.as_deref()),
+                kind,
                 waiting: vec![waiting],
             },
         )
@@ -872,6 +900,21 @@ impl Crawl {
         if self.pending.get(&digest) == Some(&id) {
             self.pending.remove(&digest);
         }
+        self.learned(w, stats, &path, fetched, &waiting, now)
+    }
+
+    /// Stores a fetched manifest, the sightings of the tags `waiting` on it, and queues what it
+    /// leads to (its config, an index's platform manifests), fetched through `path`.
+    fn learned(
+        &mut self,
+        w: &mut WriteBatch<'_>,
+        stats: &mut CatalogStats,
+        path: &str,
+        fetched: &FetchedManifest,
+        waiting: &[(String, String)],
+        now: u64,
+    ) -> Result<(), TxError> {
+        let digest = fetched.digest;
         let learned = crate::enrich::learn(&fetched.manifest);
         let (kind, children) = match &fetched.manifest {
             Manifest::Index(index) => {
@@ -879,7 +922,7 @@ impl Crawl {
                     .images()
                     .map(|entry| {
                         let (platform, os_version, invalid) = match &entry.platform {
-                            Some(p) => plan::checked_platform(p),
+                            Some(p) => crate::enrich::checked_platform(p),
                             None => (None, None, false),
                         };
                         stats.invalid_platforms += u64::from(invalid);
@@ -903,17 +946,17 @@ impl Crawl {
                 learned_at: now,
             },
         )?;
-        for (tags_path, tag) in &waiting {
+        for (tags_path, tag) in waiting {
             if let Some(repo) = self.repo(tags_path) {
                 let obs = plan::observation(tag, digest, kind, &children);
                 self.record(w, stats, &repo, &obs, now)?;
             }
         }
         if let Some(config) = learned.config {
-            self.need_config(w, &path, config, digest)?;
+            self.need_config(w, path, config, digest)?;
         }
         for child in learned.children {
-            self.need_manifest(w, &path, child)?;
+            self.need_manifest(w, path, child)?;
         }
         Ok(())
     }
@@ -931,15 +974,11 @@ impl Crawl {
         if self.pending.get(&fetched.digest) == Some(&id) {
             self.pending.remove(&fetched.digest);
         }
-        let (platform, os_version, invalid) = plan::checked_platform(&fetched.config.platform);
-        stats.invalid_platforms += u64::from(invalid);
         let digest = fetched.digest;
-        let mut record = crate::enrich::config_record(fetched.config, now);
-        // A registry's text reaches the dataset only by the crawl's rules.
-        record.platform.clone_from(&platform);
-        record.os_version.clone_from(&os_version);
+        let (record, invalid) = crate::enrich::config_record(fetched.config, now);
+        stats.invalid_platforms += u64::from(invalid);
         w.put_config(&digest, &record)?;
-        w.learn_platform(&manifest, platform, os_version)
+        w.learn_platform(&manifest, record.platform, record.os_version)
     }
 
     /// A failed request: retried, failed, or an answer (a listing that ends early, something
@@ -962,18 +1001,16 @@ impl Crawl {
                     .base
                     .saturating_mul(1 << (attempts - 1).min(10))
                     .min(JOB_RETRY_MAX);
-                let job = CatalogJob {
-                    attempts,
-                    not_before_ms: clock::now_unix_millis()
-                        + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    last_error: Some(reason),
-                    // A HEAD may have added tags to the stored manifest job meanwhile.
-                    task: w.catalog_job(id)?.map_or(job.task, |stored| stored.task),
-                    ..job
-                };
-                w.put_catalog_job(id, &job)?;
-                self.ready.insert((job.not_before_ms, id), job);
-                Ok(())
+                let not_before_ms =
+                    clock::now_unix_millis() + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                self.requeue(w, id, CatalogJob { attempts, ..job }, not_before_ms, reason)
+            }
+            Failure::Pause => {
+                let not_before_ms = self
+                    .pacer
+                    .paused_until_unix()
+                    .map_or(0, |t| t.saturating_mul(1000));
+                self.requeue(w, id, job, not_before_ms, reason)
             }
             Failure::Fail => {
                 tracing::warn!(
@@ -1005,6 +1042,27 @@ impl Crawl {
                 w.remove_job(id).map(|_| ())
             }
         }
+    }
+
+    /// Puts a job back in the store and the queue, due at `not_before_ms`.
+    fn requeue(
+        &mut self,
+        w: &mut WriteBatch<'_>,
+        id: JobId,
+        job: CatalogJob,
+        not_before_ms: u64,
+        reason: String,
+    ) -> Result<(), TxError> {
+        let job = CatalogJob {
+            not_before_ms,
+            last_error: Some(reason),
+            // A HEAD may have added tags to the stored manifest job meanwhile.
+            task: w.catalog_job(id)?.map_or(job.task, |stored| stored.task),
+            ..job
+        };
+        w.put_catalog_job(id, &job)?;
+        self.ready.insert((job.not_before_ms, id), job);
+        Ok(())
     }
 
     fn forget(&mut self, id: JobId, task: &CatalogTask) {
@@ -1121,6 +1179,15 @@ impl Crawl {
             }
             CatalogTask::Catalog { .. } | CatalogTask::Config { .. } => Ok(()),
         }
+    }
+}
+
+/// Where a listing page leads: the next page, or the `Link` the client refused, named as the
+/// client's error names it.
+fn next_of<'a>(url: &Url, page: &'a ListPage) -> Result<Option<&'a Url>, String> {
+    match &page.refused {
+        Some(source) => Err(format!("{url}: {source}")),
+        None => Ok(page.next.as_ref().map(|p| p.url())),
     }
 }
 

@@ -4,8 +4,8 @@
 use url::Url;
 
 use crate::hub::{DigestFact, TagObservation};
-use crate::model::{Digest, ObjectKind, Platform, validate_os_version};
-use crate::registry::{ImagePlatform, RegistryError};
+use crate::model::{Digest, ObjectKind, Platform};
+use crate::registry::RegistryError;
 use crate::store::{CatalogRun, CatalogTask, EnrichTarget, Listing, RunState, TagState, name_hash};
 
 /// Pages one listing may have: a registry paging one name at a time through millions of names
@@ -133,14 +133,16 @@ fn content_hash(names: &[String]) -> u64 {
     name_hash(&names.join("\n"))
 }
 
-/// Decides where the listing goes after the page at `url` gave `names` and announced `next`, and
-/// records the page in `listing`: a page whose names repeat an earlier page's, a `next` already
-/// asked for (a `last` that loops), or more than [`MAX_LISTING_PAGES`] pages end it.
+/// Decides where the listing goes after the page at `url` gave `names` and announced `next` (or
+/// a `Link` the client refused, with why), and records the page in `listing`: a page whose
+/// names repeat an earlier page's, a refused `Link`, a `next` already asked for (a `last` that
+/// loops), or more than [`MAX_LISTING_PAGES`] pages end it. A refused `Link` keeps the page's
+/// names: the registry answered them for the page asked.
 pub fn page_step(
     listing: &mut Listing,
     url: &Url,
     names: &[String],
-    next: Option<&Url>,
+    next: Result<Option<&Url>, String>,
 ) -> PageStep {
     let here = name_hash(url.as_str());
     if !listing.seen_pages.contains(&here) {
@@ -158,6 +160,10 @@ pub fn page_step(
         listing.seen_content.push(content);
     }
     listing.pages += 1;
+    let next = match next {
+        Ok(next) => next,
+        Err(why) => return PageStep::End(format!("{why}; the listing stops here")),
+    };
     match next {
         None => PageStep::Done,
         Some(next) if listing.seen_pages.contains(&name_hash(next.as_str())) => {
@@ -179,6 +185,10 @@ pub enum Failure {
     Retry,
     /// Moved to `failed` with its reason (`crawl --catalog URL --resume` tries it again).
     Fail,
+    /// A 429 on a listing page or a HEAD: not a failure of the request but the registry saying
+    /// stop. The pacer already pauses every worker until its `Retry-After`; the job goes back to
+    /// the queue for then, without counting as an attempt (as the Hub crawl does).
+    Pause,
     /// A listing's `Link` that is not followed (another host, no progress): the listing ends
     /// here, incomplete, with the reason.
     EndListing,
@@ -205,6 +215,12 @@ pub fn failure(task: &CatalogTask, err: &RegistryError, attempts: u32) -> Failur
         }
         CatalogTask::Tags { .. } | CatalogTask::Head { .. } if err.is_not_found() => {
             Failure::NotFound
+        }
+        CatalogTask::Catalog { .. } | CatalogTask::Tags { .. } | CatalogTask::Head { .. }
+            if matches!(err, RegistryError::Status { status, .. }
+                if *status == http::StatusCode::TOO_MANY_REQUESTS) =>
+        {
+            Failure::Pause
         }
         CatalogTask::Manifest { .. } => {
             match crate::enrich::disposition(EnrichTarget::Manifest, err, attempts) {
@@ -289,25 +305,6 @@ pub fn observation(
         updated: None,
         facts,
     }
-}
-
-/// A registry's platform, validated by the rules of [`Platform::parse`] and
-/// [`validate_os_version`]; a part that breaks them is left out. The flag says whether one was.
-pub fn checked_platform(p: &ImagePlatform) -> (Option<Platform>, Option<String>, bool) {
-    let platform = Platform::parse(
-        &p.platform.os,
-        &p.platform.architecture,
-        p.platform.variant.as_deref(),
-    )
-    .ok()
-    .filter(|p| !p.os.is_empty() && !p.architecture.is_empty());
-    let os_version = p
-        .os_version
-        .as_deref()
-        .filter(|v| validate_os_version(v).is_ok())
-        .map(str::to_owned);
-    let invalid = platform.is_none() || os_version.is_none() != p.os_version.is_none();
-    (platform, os_version, invalid)
 }
 
 /// The kind a HEAD's media type names: an index (OCI index, Docker manifest list), else a
@@ -414,38 +411,54 @@ mod tests {
         let names = |a: &str, b: &str| vec![a.to_owned(), b.to_owned()];
         let mut listing = Listing::default();
         assert_eq!(
-            page_step(&mut listing, &p1, &names("a", "b"), Some(&p2)),
+            page_step(&mut listing, &p1, &names("a", "b"), Ok(Some(&p2))),
             PageStep::Next(p2.clone())
         );
         assert_eq!(
-            page_step(&mut listing, &p2, &names("c", "d"), Some(&p3)),
+            page_step(&mut listing, &p2, &names("c", "d"), Ok(Some(&p3))),
             PageStep::Next(p3.clone())
         );
         // Back to the first page: a loop.
         assert!(
-            matches!(page_step(&mut listing.clone(), &p3, &names("e", "f"), Some(&p1)), PageStep::End(m) if m.contains("loops"))
+            matches!(page_step(&mut listing.clone(), &p3, &names("e", "f"), Ok(Some(&p1))), PageStep::End(m) if m.contains("loops"))
         );
         // The same names again, under a new `last`: a repeat, nothing of it is stored.
         assert!(matches!(
-            page_step(&mut listing.clone(), &p3, &names("c", "d"), None),
+            page_step(&mut listing.clone(), &p3, &names("c", "d"), Ok(None)),
             PageStep::Repeat(_)
         ));
         // Empty pages are no repeat of each other.
         assert_eq!(
-            page_step(&mut listing.clone(), &p3, &[], None),
+            page_step(&mut listing.clone(), &p3, &[], Ok(None)),
             PageStep::Done
         );
         assert_eq!(
-            page_step(&mut listing, &p3, &names("e", "f"), None),
+            page_step(&mut listing, &p3, &names("e", "f"), Ok(None)),
             PageStep::Done
         );
         assert_eq!(listing.pages, 3);
+        // A refused `Link`: the page counts, its names are kept, the listing ends with why.
+        let mut refused = Listing::default();
+        assert_eq!(
+            page_step(
+                &mut refused,
+                &p1,
+                &names("a", "b"),
+                Err("Link x leaves the registry's origin".into())
+            ),
+            PageStep::End("Link x leaves the registry's origin; the listing stops here".into())
+        );
+        assert_eq!(refused.pages, 1);
+        assert!(matches!(
+            page_step(&mut refused, &p2, &names("a", "b"), Ok(None)),
+            PageStep::Repeat(_)
+        ));
         let mut long = Listing {
             pages: MAX_LISTING_PAGES - 1,
             ..Listing::default()
         };
         assert!(
-            matches!(page_step(&mut long, &p1, &[], Some(&p2)), PageStep::End(m) if m.contains("beyond"))
+            matches!(page_step(&mut long, &p1, &[], Ok(Some(&p2))), PageStep::End(m) if m.contains("beyond"))
         );
     }
 
@@ -502,6 +515,9 @@ mod tests {
             (&manifest, status(502, None), 1, Failure::Retry),
             (&config, status(404, unknown), 1, Failure::Fail),
             (&config, status(429, None), 1, Failure::Retry),
+            (&catalog, status(429, None), 1, Failure::Pause),
+            (&tags, status(429, None), 5, Failure::Pause),
+            (&head, status(429, None), 9, Failure::Pause),
         ];
         for (task, err, attempts, want) in table {
             assert_eq!(failure(task, &err, attempts), want, "{task:?} {err}");
@@ -555,23 +571,7 @@ mod tests {
     }
 
     #[test]
-    fn platforms_are_checked_and_kinds_read() {
-        let ok = ImagePlatform::new("windows", "amd64", None, Some("10.0.20348.2849"));
-        assert_eq!(
-            checked_platform(&ok),
-            (
-                Some(Platform::new("windows", "amd64", None)),
-                Some("10.0.20348.2849".into()),
-                false
-            )
-        );
-        let bad_version = ImagePlatform::new("windows", "amd64", None, Some("10\u{1b}[2J"));
-        assert_eq!(checked_platform(&bad_version).1, None);
-        assert!(checked_platform(&bad_version).2);
-        let bad = ImagePlatform::new("linux\n", "amd64", None, None);
-        assert_eq!(checked_platform(&bad), (None, None, true));
-        let empty = ImagePlatform::new("", "", None, None);
-        assert_eq!(checked_platform(&empty).0, None);
+    fn kinds_read_and_prefixes() {
         assert_eq!(
             kind_of(Some("application/vnd.oci.image.index.v1+json")),
             ObjectKind::Index

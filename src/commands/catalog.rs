@@ -145,6 +145,7 @@ fn summarize(ui: &Ui, store: &Store, report: &CatalogReport) {
             known: 0,
             jobs: report.jobs_left,
             failed: report.failed.clone(),
+            pause: None,
         });
     // Its first line repeats the state said above.
     for line in section.lines(false).into_iter().skip(1) {

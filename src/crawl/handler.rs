@@ -20,7 +20,7 @@ use crate::clock;
 use crate::hub::{self, HubApi, RepoEntry, Skips, TagEntry, TagObservation};
 use crate::model::RepoName;
 use crate::net::{FetchError, HttpClient, RequestCounter};
-use crate::registry::RegistryClient;
+use crate::registry::{RegistryClient, RegistryError};
 use crate::store::{JobKind, ListingWindow};
 
 /// What a fetched page holds, validated.
@@ -112,7 +112,19 @@ async fn tag_names(
     let before = registry.net_stats().requests.load(Ordering::Relaxed);
     let name = repo.to_string();
     let result = match registry.stored_page(Some(&name), url) {
-        Ok(page) => registry.tags_page(&name, &page).await,
+        // A page whose `Link` is refused would end the names short: the cover needs them all.
+        Ok(page) => {
+            registry
+                .tags_page(&name, &page)
+                .await
+                .and_then(|listed| match listed.refused {
+                    Some(source) => Err(RegistryError::Link {
+                        url: page.url().to_string(),
+                        source,
+                    }),
+                    None => Ok(listed),
+                })
+        }
         Err(err) => Err(err),
     };
     let requests = registry

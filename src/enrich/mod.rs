@@ -46,11 +46,12 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::clock;
-use crate::model::Digest;
+use crate::model::{Digest, Platform, validate_os_version};
 use crate::net::auth::Credentials;
 use crate::net::{NetConfig, Pacer};
 use crate::registry::{
-    BudgetSnapshot, HostCredentials, Manifest, RegistryClient, RegistryConfig, RegistryError,
+    BudgetSnapshot, HostCredentials, ImagePlatform, Manifest, RegistryClient, RegistryConfig,
+    RegistryError,
 };
 use crate::store::{
     ConfigRecord, EnrichJob, EnrichStats, EnrichTarget, FailedEnrich, JobId, LayerRef,
@@ -286,16 +287,40 @@ pub fn learn(manifest: &Manifest) -> Learned {
     }
 }
 
-/// The record of a fetched config blob.
-pub fn config_record(config: crate::registry::ImageConfig, now: u64) -> ConfigRecord {
-    ConfigRecord {
+/// A registry's platform (a config's, an index entry's), validated by the rules of [`Platform::parse`] and
+/// [`validate_os_version`]; a part that breaks them is left out. The flag says whether one was.
+pub fn checked_platform(p: &ImagePlatform) -> (Option<Platform>, Option<String>, bool) {
+    let platform = Platform::parse(
+        &p.platform.os,
+        &p.platform.architecture,
+        p.platform.variant.as_deref(),
+    )
+    .ok()
+    .filter(|p| !p.os.is_empty() && !p.architecture.is_empty());
+    let os_version = p
+        .os_version
+        .as_deref()
+        .filter(|v| validate_os_version(v).is_ok())
+        .map(str::to_owned);
+    let invalid = platform.is_none() || os_version.is_none() != p.os_version.is_none();
+    (platform, os_version, invalid)
+}
+
+/// The record of a fetched config blob, and whether a part of its platform was left out. The
+/// platform and `os.version` are a registry's text on their way to the dataset, `lookup` and
+/// `identify`: they pass only by the Hub crawl's rules ([`checked_platform`]), so control
+/// characters or megabytes of text never reach them.
+pub fn config_record(config: crate::registry::ImageConfig, now: u64) -> (ConfigRecord, bool) {
+    let (platform, os_version, invalid) = checked_platform(&config.platform);
+    let record = ConfigRecord {
         chain_id: config.chain_id(),
-        platform: Some(config.platform.platform),
-        os_version: config.platform.os_version,
+        platform,
+        os_version,
         diff_ids: config.diff_ids,
         created: config.created,
         learned_at: now,
-    }
+    };
+    (record, invalid)
 }
 
 /// What one fetch gave.
@@ -556,7 +581,13 @@ impl Run {
             Fetched::Config(result) => {
                 stats.blobs += 1;
                 result.map(|c| {
-                    let record = config_record(c.config, now);
+                    let (record, invalid) = config_record(c.config, now);
+                    if invalid {
+                        tracing::warn!(
+                            "{}: the config's platform breaks the crawl's rules (at most 32 ASCII letters, digits, '.', '_' or '-' per part; an os.version at most 64 of those or '+'); left out",
+                            job.describe()
+                        );
+                    }
                     stats.configs += 1;
                     self.learned.1 += 1;
                     w.put_config(&job.digest, &record)
@@ -690,6 +721,79 @@ impl Run {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platforms_are_checked() {
+        let ok = ImagePlatform::new("windows", "amd64", None, Some("10.0.20348.2849"));
+        assert_eq!(
+            checked_platform(&ok),
+            (
+                Some(Platform::new("windows", "amd64", None)),
+                Some("10.0.20348.2849".into()),
+                false
+            )
+        );
+        let bad_version = ImagePlatform::new("windows", "amd64", None, Some("10\u{1b}[2J"));
+        assert_eq!(checked_platform(&bad_version).1, None);
+        assert!(checked_platform(&bad_version).2);
+        let bad = ImagePlatform::new("linux\n", "amd64", None, None);
+        assert_eq!(checked_platform(&bad), (None, None, true));
+        let empty = ImagePlatform::new("", "", None, None);
+        assert_eq!(checked_platform(&empty).0, None);
+    }
+
+    #[test]
+    fn a_config_record_keeps_no_platform_text_that_breaks_the_rules() {
+        let config = |os: &str, arch: &str, variant: Option<&str>, version: Option<&str>| {
+            crate::registry::ImageConfig {
+                platform: ImagePlatform::new(os, arch, variant, version),
+                diff_ids: vec![Digest::from_bytes([1; 32])],
+                created: None,
+            }
+        };
+        let long = "x".repeat(33);
+        type Row<'a> = (
+            (&'a str, &'a str, Option<&'a str>, Option<&'a str>),
+            Option<&'a str>,
+            Option<&'a str>,
+            bool,
+        );
+        let table: Vec<Row<'_>> = vec![
+            (
+                ("windows", "amd64", None, Some("10.0.20348.2849")),
+                Some("windows/amd64"),
+                Some("10.0.20348.2849"),
+                false,
+            ),
+            (
+                ("linux", "arm64", Some("v8"), None),
+                Some("linux/arm64/v8"),
+                None,
+                false,
+            ),
+            (
+                ("windows", "amd64", None, Some("10.0\u{1b}]0;pwned\u{7}")),
+                Some("windows/amd64"),
+                None,
+                true,
+            ),
+            (("linux\n", "amd64", None, None), None, None, true),
+            (("linux", "amd64", Some("v8\r"), None), None, None, true),
+            (("linux", &long, None, None), None, None, true),
+            (("", "", None, None), None, None, true),
+        ];
+        for ((os, arch, variant, version), platform, os_version, invalid) in table {
+            let (record, left_out) = config_record(config(os, arch, variant, version), 7);
+            assert_eq!(
+                record.platform.map(|p| p.to_string()).as_deref(),
+                platform,
+                "{os:?} {arch:?} {variant:?}"
+            );
+            assert_eq!(record.os_version.as_deref(), os_version, "{version:?}");
+            assert_eq!(left_out, invalid, "{os:?} {arch:?} {variant:?} {version:?}");
+            assert_eq!(record.diff_ids.len(), 1, "the layers are kept");
+        }
+    }
 
     #[test]
     fn a_manifest_the_registry_says_it_does_not_have_is_gone_and_nothing_else_is() {

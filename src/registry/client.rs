@@ -31,7 +31,7 @@ use url::Url;
 
 use super::budget::{BudgetGate, BudgetSnapshot, PullBudget, parse_budget};
 use super::config::{ConfigError, ImageConfig, parse_config};
-use super::content::verify;
+use super::content::{sha256, verify};
 use super::error::{ClientError, RegistryError, registry_detail};
 use super::manifest::{MANIFEST_ACCEPT, Manifest, ManifestError, parse_manifest};
 use super::origin::{self, MAX_REDIRECTS, RedirectError};
@@ -105,6 +105,34 @@ pub struct ManifestHead {
     pub size: Option<u64>,
     /// What the answer said about the pull budget.
     pub budget: Option<PullBudget>,
+}
+
+/// What a tag names ([`RegistryClient::resolve_tag`]).
+#[derive(Debug, Clone)]
+pub enum TagTarget {
+    /// The HEAD gave the digest.
+    Head(ManifestHead),
+    /// The HEAD gave none: the manifest, fetched by tag, its digest the hash of its bytes.
+    Fetched(Box<FetchedManifest>),
+}
+
+/// What a successful manifest HEAD said.
+struct HeadAnswer {
+    digest: Option<Digest>,
+    media_type: Option<String>,
+    size: Option<u64>,
+    budget: Option<PullBudget>,
+}
+
+impl HeadAnswer {
+    fn with_digest(self, digest: Digest) -> ManifestHead {
+        ManifestHead {
+            digest,
+            media_type: self.media_type,
+            size: self.size,
+            budget: self.budget,
+        }
+    }
 }
 
 /// A config blob fetched by digest (the image ID) and verified.
@@ -249,7 +277,20 @@ impl RegistryClient {
         repository: &str,
         digest: &Digest,
     ) -> Result<FetchedManifest, RegistryError> {
-        let url = self.url(&format!("/v2/{repository}/manifests/{digest}"));
+        self.fetch_manifest(repository, &digest.to_string(), Some(digest))
+            .await
+    }
+
+    /// GETs the manifest `reference` of `repository`: by digest (`expected`), the bytes must
+    /// hash to it; by tag, their hash is the digest, and a `Docker-Content-Digest` that names
+    /// another one is refused.
+    async fn fetch_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        expected: Option<&Digest>,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
         self.budget
             .reserve(SystemTime::now())
             .map_err(|spent| RegistryError::BudgetSpent {
@@ -281,11 +322,22 @@ impl RegistryClient {
         let budget = parse_budget(response.headers());
         self.budget.observe(budget, SystemTime::now());
         let content_type = media_type(&response);
+        // By digest the bytes speak for themselves; by tag the header, when sent, is checked.
+        let named = match expected {
+            Some(_) => None,
+            None => content_digest(&response, &url)?,
+        };
         let bytes = self.body(response, &url, self.config.max_manifest).await?;
-        verify(digest, &bytes).map_err(|mismatch| RegistryError::DigestMismatch {
-            url: url.to_string(),
-            mismatch,
-        })?;
+        let digest = match expected.or(named.as_ref()) {
+            Some(expected) => {
+                verify(expected, &bytes).map_err(|mismatch| RegistryError::DigestMismatch {
+                    url: url.to_string(),
+                    mismatch,
+                })?;
+                *expected
+            }
+            None => sha256(&bytes),
+        };
         let manifest =
             parse_manifest(content_type.as_deref(), &bytes).map_err(|err: ManifestError| {
                 RegistryError::Malformed {
@@ -294,7 +346,7 @@ impl RegistryClient {
                 }
             })?;
         Ok(FetchedManifest {
-            digest: *digest,
+            digest,
             bytes,
             manifest,
             budget,
@@ -308,6 +360,36 @@ impl RegistryClient {
         repository: &str,
         reference: &str,
     ) -> Result<ManifestHead, RegistryError> {
+        let (url, head) = self.head(repository, reference).await?;
+        let digest = head.digest.ok_or_else(|| RegistryError::Malformed {
+            url: url.to_string(),
+            reason: "the answer has no Docker-Content-Digest".into(),
+        })?;
+        Ok(head.with_digest(digest))
+    }
+
+    /// What `tag` of `repository` names: a HEAD's digest and type (no pull spent); when the
+    /// registry answers the HEAD without `Docker-Content-Digest` (the header is optional for
+    /// it), the manifest itself, GET by tag, its digest the sha256 of its bytes (one pull).
+    pub async fn resolve_tag(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<TagTarget, RegistryError> {
+        let (_, head) = self.head(repository, tag).await?;
+        Ok(match head.digest {
+            Some(digest) => TagTarget::Head(head.with_digest(digest)),
+            None => TagTarget::Fetched(Box::new(self.fetch_manifest(repository, tag, None).await?)),
+        })
+    }
+
+    /// A manifest HEAD: its URL and what a successful answer said (a `Docker-Content-Digest`
+    /// that is not a digest is an error; none at all is `None`).
+    async fn head(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(Url, HeadAnswer), RegistryError> {
         let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
         self.stats.manifest_heads.fetch_add(1, Ordering::Relaxed);
         let response = self
@@ -330,30 +412,18 @@ impl RegistryClient {
                 detail: None,
             });
         }
-        let digest = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| RegistryError::Malformed {
-                url: url.to_string(),
-                reason: "the answer has no Docker-Content-Digest".into(),
-            })
-            .and_then(|text| {
-                Digest::parse(text.trim()).map_err(|err| RegistryError::Malformed {
-                    url: url.to_string(),
-                    reason: format!("Docker-Content-Digest: {err}"),
-                })
-            })?;
+        let digest = content_digest(&response, &url)?;
         let size = response
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok());
-        Ok(ManifestHead {
+        let answer = HeadAnswer {
             digest,
             media_type: media_type(&response),
             size,
             budget,
-        })
+        };
+        Ok((url, answer))
     }
 
     /// GETs the blob `digest` of `repository` (following a CDN redirect without
@@ -443,9 +513,11 @@ impl RegistryClient {
         self.check_page(first.url(), page)?;
         let (body, next) = self.list_page(page, &pull_scope(repository)).await?;
         let tags: Tags = json(page.url(), &body)?;
+        let (next, refused) = split_next(next);
         Ok(ListPage {
             names: tags.tags.unwrap_or_default(),
             next,
+            refused,
         })
     }
 
@@ -459,9 +531,11 @@ impl RegistryClient {
         self.check_page(first.url(), page)?;
         let (body, next) = self.list_page(page, CATALOG_SCOPE).await?;
         let catalog: Catalog = json(page.url(), &body)?;
+        let (next, refused) = split_next(next);
         Ok(ListPage {
             names: catalog.repositories.unwrap_or_default(),
             next,
+            refused,
         })
     }
 
@@ -475,8 +549,9 @@ impl RegistryClient {
         self.all_pages(None).await
     }
 
-    /// Reads a whole listing, refusing a page URL met twice (a loop through several pages) and a
-    /// page listing names an earlier page listed (names skipped).
+    /// Reads a whole listing, refusing a page URL met twice (a loop through several pages), a
+    /// page listing names an earlier page listed (names skipped), and a refused `Link` (the
+    /// listing would be short without saying so).
     async fn all_pages(&self, repository: Option<&str>) -> Result<Vec<String>, RegistryError> {
         let mut page = Some(match repository {
             Some(name) => self.tags_first_page(name),
@@ -502,6 +577,12 @@ impl RegistryClient {
                     source: LinkError::Repeated(name.to_owned()),
                 });
             }
+            if let Some(source) = result.refused {
+                return Err(RegistryError::Link {
+                    url: current.url().to_string(),
+                    source,
+                });
+            }
             listed.extend(result.names.iter().cloned());
             names.extend(result.names);
             page = result.next;
@@ -516,11 +597,12 @@ impl RegistryClient {
         })
     }
 
+    /// One listing page's body and its checked `Link` (a refused one does not refuse the body).
     async fn list_page(
         &self,
         page: &PageRequest,
         scope: &str,
-    ) -> Result<(Vec<u8>, Option<PageRequest>), RegistryError> {
+    ) -> Result<(Vec<u8>, Result<Option<PageRequest>, LinkError>), RegistryError> {
         self.stats.listing_pages.fetch_add(1, Ordering::Relaxed);
         let url = page.url();
         let response = self
@@ -533,13 +615,10 @@ impl RegistryClient {
             .filter_map(|v| v.to_str().ok().map(str::to_owned))
             .collect();
         let body = self.body(response, url, self.config.max_listing).await?;
-        let next = paging::next_page(url, links.iter().map(String::as_str)).map_err(|source| {
-            RegistryError::Link {
-                url: url.to_string(),
-                source,
-            }
-        })?;
-        Ok((body, next))
+        Ok((
+            body,
+            paging::next_page(url, links.iter().map(String::as_str)),
+        ))
     }
 
     /// Sends `method url` for `scope`, answering authentication challenges and following
@@ -637,8 +716,35 @@ impl RegistryClient {
     }
 }
 
+/// A checked `Link` as [`ListPage`] holds it: the page to follow, or the refusal.
+fn split_next(
+    next: Result<Option<PageRequest>, LinkError>,
+) -> (Option<PageRequest>, Option<LinkError>) {
+    match next {
+        Ok(next) => (next, None),
+        Err(refused) => (None, Some(refused)),
+    }
+}
+
 fn is_redirect(status: StatusCode) -> bool {
     matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// The answer's `Docker-Content-Digest`, when it sent one; one that is not a digest is refused.
+fn content_digest(response: &Response, url: &Url) -> Result<Option<Digest>, RegistryError> {
+    let Some(value) = response.headers().get("docker-content-digest") else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| RegistryError::Malformed {
+        url: url.to_string(),
+        reason: "Docker-Content-Digest is not text".into(),
+    })?;
+    Digest::parse(text.trim())
+        .map(Some)
+        .map_err(|err| RegistryError::Malformed {
+            url: url.to_string(),
+            reason: format!("Docker-Content-Digest: {err}"),
+        })
 }
 
 fn media_type(response: &Response) -> Option<String> {

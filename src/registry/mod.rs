@@ -52,7 +52,7 @@ pub mod token;
 pub use budget::{BudgetSnapshot, PullBudget};
 pub use client::{
     DOCKER_HUB_REGISTRY, FetchedConfig, FetchedManifest, ManifestHead, RegistryClient,
-    RegistryConfig,
+    RegistryConfig, TagTarget,
 };
 pub use config::{ImageConfig, chain_ids};
 pub use error::RegistryError;

@@ -13,7 +13,8 @@
 //! A `Link` comes from the network, so it is checked before anyone follows it: it must stay on
 //! the registry's origin and on the same endpoint (a registry sending us to another host would
 //! receive our token), and it must advance (a `Link` to the same page, or with the same `last`,
-//! would loop forever). A whole-listing loop also refuses any page URL met twice, and a page
+//! would loop forever). A refused `Link` refuses only itself: the page that carried it was asked
+//! of the registry and answered by it, so its names are returned ([`ListPage::refused`]). A whole-listing loop also refuses any page URL met twice, and a page
 //! that lists a name an earlier page listed: with `last` paging a registry that honours `last`
 //! never does, so one that does has skipped the names it should have served (a page repeating
 //! the one before, its `Link` going on), and the listing would be short without saying so.
@@ -46,8 +47,11 @@ impl PageRequest {
 pub struct ListPage {
     /// Tag names, or repository names for the catalog, in the registry's order.
     pub names: Vec<String>,
-    /// The next page, when the registry announced one.
+    /// The next page, when the registry announced one that may be followed.
     pub next: Option<PageRequest>,
+    /// The `Link` the page announced but that is not followed (another host, no progress):
+    /// the page's names are still good, the listing stops after them.
+    pub refused: Option<LinkError>,
 }
 
 /// Why a `Link` (or a stored page URL) was refused.

@@ -25,8 +25,8 @@
 //!
 //! Sources: one store holds Docker Hub's namespace (its run in `meta` `run`, its repositories in
 //! `repos`) and any number of registries crawled through their catalog (`crawl --catalog`), each
-//! with its run and counters in `meta` under its host ([`catalog_run_key`],
-//! [`catalog_stats_key`]). Their tags, digests, pairs and index links share the tables above:
+//! with its run, counters and pacing pause in `meta` under its host ([`catalog_run_key`],
+//! [`catalog_stats_key`], [`catalog_pause_key`]). Their tags, digests, pairs and index links share the tables above:
 //! a registry's repositories are host-qualified ([`RepoName::qualified`]), so their keys never
 //! meet Docker Hub's.
 //!
@@ -78,8 +78,9 @@ use redb::{
 };
 
 pub use records::{
-    CATALOG_RUN_PREFIX, CATALOG_STATS_PREFIX, CatalogJob, CatalogRepo, CatalogRun, CatalogStats,
-    CatalogTask, FailedCatalogJob, Listing, catalog_run_key, catalog_stats_key,
+    CATALOG_PAUSE_PREFIX, CATALOG_RUN_PREFIX, CATALOG_STATS_PREFIX, CatalogJob, CatalogRepo,
+    CatalogRun, CatalogStats, CatalogTask, FailedCatalogJob, Listing, catalog_pause_key,
+    catalog_run_key, catalog_stats_key,
 };
 pub use records::{
     ConfigRecord, CrawlRun, DigestRecord, EnrichJob, EnrichStats, EnrichTarget, FailedEnrich,
@@ -990,6 +991,18 @@ impl<'t> WriteBatch<'t> {
         self.set_meta(&catalog_stats_key(host), stats)
     }
 
+    /// Stores the pacing pause of the catalog source at `host` (unix seconds), or clears it.
+    pub fn set_catalog_pause(&mut self, host: &str, until: Option<u64>) -> Result<(), TxError> {
+        let key = catalog_pause_key(host);
+        match until {
+            Some(t) => self.set_meta(&key, &t),
+            None => {
+                self.meta.remove(key.as_str())?;
+                Ok(())
+            }
+        }
+    }
+
     /// How far its source's run got with a host-qualified repository.
     pub fn catalog_repo(&self, repo: &RepoName) -> Result<Option<CatalogRepo>, TxError> {
         get_keyed(&self.txn.open_table(CATALOG_REPOS)?, &repo.to_string())
@@ -1450,6 +1463,11 @@ impl ReadBatch {
     /// The counters of the catalog source at `host`.
     pub fn catalog_stats(&self, host: &str) -> Result<CatalogStats, TxError> {
         Ok(self.meta(&catalog_stats_key(host))?.unwrap_or_default())
+    }
+
+    /// The stored pacing pause of the catalog source at `host` (unix seconds), if any.
+    pub fn catalog_pause(&self, host: &str) -> Result<Option<u64>, TxError> {
+        self.meta(&catalog_pause_key(host))
     }
 
     /// The repositories of the catalog source at `host`, by host-qualified name.

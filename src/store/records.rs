@@ -920,6 +920,15 @@ pub const CATALOG_RUN_PREFIX: &str = "catalog_run:";
 /// Prefix of the `meta` keys holding a source's [`CatalogStats`].
 pub const CATALOG_STATS_PREFIX: &str = "catalog_stats:";
 
+/// Prefix of the `meta` keys holding a source's pacing pause (unix seconds): a registry's
+/// `Retry-After`, kept so that a resumed crawl of that registry does not start by hammering it.
+pub const CATALOG_PAUSE_PREFIX: &str = "catalog_pause:";
+
+/// The `meta` key of the pacing pause of the registry at `host`.
+pub fn catalog_pause_key(host: &str) -> String {
+    format!("{CATALOG_PAUSE_PREFIX}{host}")
+}
+
 /// The `meta` key of the [`CatalogRun`] of the registry at `host`.
 pub fn catalog_run_key(host: &str) -> String {
     format!("{CATALOG_RUN_PREFIX}{host}")

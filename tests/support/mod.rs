@@ -6,6 +6,7 @@
 pub mod answers;
 pub mod archives;
 pub mod fake_hub;
+pub mod hub_pages;
 pub mod measured;
 pub mod registry;
 pub mod sandbox;

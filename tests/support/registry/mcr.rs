@@ -23,9 +23,12 @@
 //!   `k`'s own `Link` (page `k`'s names are never served);
 //! - [`McrConfig::throttle`]: the registry requests numbered `nth ..` (`times` of them,
 //!   counted from 1 since the start, see [`McrFront::served`]) answer `429 TOOMANYREQUESTS`,
-//!   with `Retry-After` when given, and never reach the backend.
+//!   with `Retry-After` when given, and never reach the backend;
+//! - [`McrConfig::head_without_digest`]: manifest HEADs answer without `Docker-Content-Digest`
+//!   (the header is optional for a registry), so a client must GET the manifest to know it.
 //!
-//! Every request is logged with its origin, [`Kind`], method, path, decoded query and status
+//! Every request is logged with its arrival time, origin, [`Kind`], method, path, decoded query
+//! and status
 //! ([`McrFront::requests`], [`McrFront::count`]).
 //!
 //! ```ignore
@@ -38,7 +41,7 @@
 //! ```
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::BufReader;
 use tokio::net::TcpListener;
@@ -99,6 +102,8 @@ pub struct McrConfig {
     pub throttle: Option<Throttle>,
     /// Blob GETs answer `307` to the data origin (else they are served by the registry).
     pub blob_redirect: bool,
+    /// Manifest HEADs answer without `Docker-Content-Digest`.
+    pub head_without_digest: bool,
 }
 
 impl Default for McrConfig {
@@ -110,6 +115,7 @@ impl Default for McrConfig {
             repeat_page: None,
             throttle: None,
             blob_redirect: true,
+            head_without_digest: false,
         }
     }
 }
@@ -172,6 +178,8 @@ impl Kind {
 /// One request as the front saw it.
 #[derive(Debug, Clone)]
 pub struct McrRecord {
+    /// When it arrived (wall clock, as a stored pause is).
+    pub at: SystemTime,
     /// Where it arrived.
     pub origin: McrOrigin,
     /// What it asked for.
@@ -321,11 +329,13 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, origin: McrOrigin) {
             let Some(request) = read_request(&mut reader).await else {
                 return;
             };
+            let at = SystemTime::now();
             let response = match origin {
                 McrOrigin::Registry => registry(&shared, &request).await,
                 McrOrigin::Data => data(&shared, &request).await,
             };
             shared.state().log.push(McrRecord {
+                at,
                 origin,
                 kind: Kind::of(&request.method, request.path()),
                 method: request.method.clone(),
@@ -365,6 +375,14 @@ async fn registry(shared: &Shared, request: &Request) -> Response {
         Kind::BlobGet if config.blob_redirect => {
             let rest = path.strip_prefix("/v2/").unwrap_or("");
             Response::new(307, Vec::new()).header("Location", format!("{}{rest}", shared.data))
+        }
+        Kind::ManifestHead if config.head_without_digest => {
+            let mut answer =
+                forward_to(&shared.client, &shared.backend, request, &request.target).await;
+            answer
+                .headers
+                .retain(|(name, _)| !name.eq_ignore_ascii_case("docker-content-digest"));
+            answer
         }
         _ => forward_to(&shared.client, &shared.backend, request, &request.target).await,
     }
