@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
 use digestmap::catalog::{self, CatalogError, CatalogOptions, CatalogReport};
 use digestmap::crawl::Progress;
 use digestmap::status::CatalogStatus;
@@ -50,31 +48,16 @@ pub fn run(cli: &Cli, args: &CrawlArgs, registry: &str, ui: &Ui) -> u8 {
         ui.error(&e.to_string());
         return super::USAGE;
     }
-    let opened = if args.resume {
-        Store::open_existing(&cli.db)
-    } else {
-        Store::open(&cli.db)
-    };
-    let store = match opened {
-        Ok(store) => Arc::new(store),
-        Err(e) => {
-            ui.error(&e.to_string());
-            return super::store_error_code(&e);
-        }
-    };
-    let Some(runtime) = super::runtime(ui) else {
-        return super::ERROR;
+    let store = match super::open_for_crawl(ui, &cli.db, args.resume) {
+        Ok(store) => store,
+        Err(code) => return code,
     };
     let progress = Arc::new(Progress::default());
-    let cancel = CancellationToken::new();
-    let result = runtime.block_on(async {
-        let interrupt = super::cancel_on_ctrl_c(cancel.clone());
-        let guard = ui.start_progress(progress.clone());
-        let result = catalog::crawl(store.clone(), options, progress, cancel.clone()).await;
-        drop(guard);
-        interrupt.abort();
-        result
-    });
+    let Some(result) = super::run_crawl(ui, progress.clone(), |cancel| {
+        catalog::crawl(store.clone(), options, progress, cancel)
+    }) else {
+        return super::ERROR;
+    };
     let db = cli.db.display();
     match result {
         Ok(report) => {
@@ -83,30 +66,21 @@ pub fn run(cli: &Cli, args: &CrawlArgs, registry: &str, ui: &Ui) -> u8 {
                 report.run.registry
             );
             summarize(ui, &store, &report);
-            if report.interrupted {
-                ui.info(&format!(
-                    "interrupted: the store is consistent; continue with `{again}`"
-                ));
-                super::INTERRUPTED
-            } else if !report.failed.is_empty() {
-                ui.error(&format!(
+            super::run_end(
+                ui,
+                &cli.db,
+                report.interrupted,
+                &again,
+                (!report.failed.is_empty()).then(|| format!(
                     "{} job(s) failed; try them again with `{again}`",
                     report.failed.len()
-                ));
-                super::FAILED_JOBS
-            } else if !report.gaps.is_empty() {
-                ui.error(&format!(
+                )),
+                (!report.gaps.is_empty()).then(|| format!(
                     "the crawl of {} is incomplete ({} listing(s) ended early, listed above); the dataset lacks what they did not list. Read them again with `{again}`",
                     report.run.host,
                     report.gaps.len()
-                ));
-                super::INCOMPLETE
-            } else {
-                ui.info(&format!(
-                    "next: digestmap finalize --db {db} --out digests.ndjson"
-                ));
-                super::OK
-            }
+                )),
+            )
         }
         Err(e) => {
             ui.error(&e.to_string());

@@ -2,11 +2,8 @@
 
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
 use digestmap::crawl::{self, CrawlError, CrawlOptions, CrawlReport, Progress};
 use digestmap::net::auth;
-use digestmap::store::Store;
 
 use crate::cli::{Cli, CrawlArgs};
 use crate::ui::Ui;
@@ -61,18 +58,9 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
             return super::USAGE;
         }
     };
-    // Resuming needs a store: never create one just to find nothing to resume.
-    let opened = if args.resume {
-        Store::open_existing(&cli.db)
-    } else {
-        Store::open(&cli.db)
-    };
-    let store = match opened {
-        Ok(store) => Arc::new(store),
-        Err(e) => {
-            ui.error(&e.to_string());
-            return super::store_error_code(&e);
-        }
+    let store = match super::open_for_crawl(ui, &cli.db, args.resume) {
+        Ok(store) => store,
+        Err(code) => return code,
     };
     // Found credentials are for Docker Hub's own origin only, so the origin comes first. When it
     // cannot be planned, the crawl below fails for that reason before any request.
@@ -85,46 +73,31 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
             }
         };
     }
-    let Some(runtime) = super::runtime(ui) else {
+    let progress = Arc::new(Progress::default());
+    let Some(result) = super::run_crawl(ui, progress.clone(), |cancel| {
+        crawl::crawl(store.clone(), options, progress, cancel)
+    }) else {
         return super::ERROR;
     };
-    let progress = Arc::new(Progress::default());
-    let cancel = CancellationToken::new();
-    let result = runtime.block_on(async {
-        let interrupt = super::cancel_on_ctrl_c(cancel.clone());
-        let guard = ui.start_progress(progress.clone());
-        let result = crawl::crawl(store.clone(), options, progress, cancel.clone()).await;
-        drop(guard);
-        interrupt.abort();
-        result
-    });
     let db = cli.db.display();
     match result {
         Ok(report) => {
             summarize(ui, &report);
-            if report.interrupted {
-                ui.info(&format!(
-                    "interrupted: the store is consistent; continue with `digestmap crawl --resume --db {db}`"
-                ));
-                super::INTERRUPTED
-            } else if !report.failed.is_empty() {
-                ui.error(&format!(
-                    "{} job(s) failed; try them again with `digestmap crawl --resume --db {db}`, or give them up with `digestmap crawl --resume --skip-failed --db {db}`",
+            let again = format!("digestmap crawl --resume --db {db}");
+            super::run_end(
+                ui,
+                &cli.db,
+                report.interrupted,
+                &again,
+                (!report.failed.is_empty()).then(|| format!(
+                    "{} job(s) failed; try them again with `{again}`, or give them up with `digestmap crawl --resume --skip-failed --db {db}`",
                     report.failed.len()
-                ));
-                super::FAILED_JOBS
-            } else if !report.gaps.is_empty() {
-                ui.error(&format!(
-                    "the crawl is incomplete ({} gap(s), listed above); the dataset lacks them. Try them again with `digestmap crawl --resume --db {db}` (signed in, the anonymous paging cap does not apply)",
+                )),
+                (!report.gaps.is_empty()).then(|| format!(
+                    "the crawl is incomplete ({} gap(s), listed above); the dataset lacks them. Try them again with `{again}` (signed in, the anonymous paging cap does not apply)",
                     report.gaps.len()
-                ));
-                super::INCOMPLETE
-            } else {
-                ui.info(&format!(
-                    "next: digestmap finalize --db {db} --out digests.ndjson"
-                ));
-                super::OK
-            }
+                )),
+            )
         }
         Err(e) => {
             ui.error(&e.to_string());

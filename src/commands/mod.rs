@@ -107,6 +107,78 @@ pub fn runtime(ui: &crate::ui::Ui) -> Option<tokio::runtime::Runtime> {
     }
 }
 
+/// Opens the store a crawl writes into: with `resume`, only an existing one (a store is never
+/// created just to find nothing to resume), else one created when missing. `Err` is the exit
+/// code, the reason already said.
+pub fn open_for_crawl(
+    ui: &crate::ui::Ui,
+    db: &std::path::Path,
+    resume: bool,
+) -> Result<std::sync::Arc<digestmap::store::Store>, u8> {
+    let opened = if resume {
+        digestmap::store::Store::open_existing(db)
+    } else {
+        digestmap::store::Store::open(db)
+    };
+    opened.map(std::sync::Arc::new).map_err(|e| {
+        ui.error(&e.to_string());
+        store_error_code(&e)
+    })
+}
+
+/// Runs a crawl's future on a fresh runtime, with Ctrl-C cancelling the token it is given and the
+/// progress line drawn from `progress` meanwhile. `None` when the runtime cannot start (said).
+pub fn run_crawl<T, Fut>(
+    ui: &crate::ui::Ui,
+    progress: std::sync::Arc<digestmap::crawl::Progress>,
+    work: impl FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+) -> Option<T>
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let runtime = runtime(ui)?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    Some(runtime.block_on(async {
+        let interrupt = cancel_on_ctrl_c(cancel.clone());
+        let guard = ui.start_progress(progress);
+        let result = work(cancel).await;
+        drop(guard);
+        interrupt.abort();
+        result
+    }))
+}
+
+/// How a resumable run that returned ended, told in one line, and its exit code: interrupted
+/// (130, with the resume command), failed jobs (3, `failed` says how many and what to do), gaps
+/// (4, `incomplete` says which), else done (0, with the next step).
+pub fn run_end(
+    ui: &crate::ui::Ui,
+    db: &std::path::Path,
+    interrupted: bool,
+    resume: &str,
+    failed: Option<String>,
+    incomplete: Option<String>,
+) -> u8 {
+    if interrupted {
+        ui.info(&format!(
+            "interrupted: the store is consistent; continue with `{resume}`"
+        ));
+        INTERRUPTED
+    } else if let Some(failed) = failed {
+        ui.error(&failed);
+        FAILED_JOBS
+    } else if let Some(incomplete) = incomplete {
+        ui.error(&incomplete);
+        INCOMPLETE
+    } else {
+        ui.info(&format!(
+            "next: digestmap finalize --db {} --out digests.ndjson",
+            db.display()
+        ));
+        OK
+    }
+}
+
 /// Cancels `cancel` on the first Ctrl-C, so the command stops taking work and commits what is
 /// done; a second Ctrl-C exits at once with [`INTERRUPTED`], which is safe because the store is
 /// consistent after every commit. Abort the returned task once the command is done.
