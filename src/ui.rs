@@ -280,15 +280,13 @@ pub fn enrich_line(c: &ProgressCounts, elapsed: Duration) -> String {
     };
     let manifests_left = c.manifests_planned.saturating_sub(c.manifests_done);
     let eta = match c.budget_left {
-        Some(left) if left < manifests_left => format!(
-            "stops at the pull budget: {left} of the {manifests_left} manifests left fit"
-        ),
+        Some(left) if left < manifests_left => {
+            format!("stops at the pull budget: {left} of the {manifests_left} manifests left fit")
+        }
+        // Nothing planned yet: the run is still reading the store.
+        _ if planned == 0 || (rate <= 0.0 && done < planned) => "ETA ?".to_owned(),
         _ if done >= planned => "ETA 0s".to_owned(),
-        _ if rate <= 0.0 => "ETA ?".to_owned(),
-        _ => format!(
-            "ETA {}",
-            duration_text((planned - done) as f64 / rate)
-        ),
+        _ => format!("ETA {}", duration_text((planned - done) as f64 / rate)),
     };
     format!(
         "manifests {}/{}  configs {}/{}  pulls {} ({budget})  {rate:.1} jobs/s  {eta}",
@@ -355,6 +353,12 @@ mod tests {
         };
         let secs = Duration::from_secs;
         let table = [
+            // Before planning: nothing to estimate.
+            (
+                counts(0, 0, 0, 0, 0, None),
+                secs(1),
+                "manifests 0/0  configs 0/0  pulls 0 (budget not known yet)  0.0 jobs/s  ETA ?",
+            ),
             // Nothing done yet: no rate, no estimate; the budget not told yet.
             (
                 counts(0, 10, 0, 0, 0, None),

@@ -856,7 +856,11 @@ fn an_index_digest_from_a_dataset_file_and_from_standard_input() {
     let writer = std::thread::spawn(move || stdin.write_all(dataset.as_bytes()));
     let output = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
-    assert_code(&output, 1, "an index digest from a dataset on standard input");
+    assert_code(
+        &output,
+        1,
+        "an index digest from a dataset on standard input",
+    );
     assert!(stdout(&output).is_empty());
     assert!(
         stderr(&output).contains(&format!("(the first: image ID {})", d('1')))

@@ -335,10 +335,9 @@ async fn an_index_digest_answers_with_its_platform_images() {
         json!(py_amd64.config_digest)
     );
     assert!(
-        answers[1]["notes"][0]
-            .as_str()
-            .unwrap()
-            .contains("with no linux/s390x image: its platform images are linux/amd64, linux/arm64/v8"),
+        answers[1]["notes"][0].as_str().unwrap().contains(
+            "with no linux/s390x image: its platform images are linux/amd64, linux/arm64/v8"
+        ),
         "{}",
         answers[1]["notes"]
     );

@@ -598,15 +598,14 @@ mod tests {
             indexes: [(d(60), vec![d(102), d(101)])].into_iter().collect(),
             ..MapIndex::default()
         };
-        let input = |id: Option<u8>, digests: &[u8], platform: Option<&str>, layers: &[u8]| {
-            SavedImage {
+        let input =
+            |id: Option<u8>, digests: &[u8], platform: Option<&str>, layers: &[u8]| SavedImage {
                 image_id: id.map(d),
                 digests: digests.iter().map(|&n| d(n)).collect(),
                 diff_ids: (!layers.is_empty()).then(|| layers.iter().map(|&l| d(l)).collect()),
                 platform: platform.map(str::to_owned),
                 ..saved(0, &[])
-            }
-        };
+            };
         let ids = |got: &Identification| -> Vec<Option<Digest>> {
             got.exact.iter().map(|f| f.image.image_id).collect()
         };

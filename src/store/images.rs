@@ -39,7 +39,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use redb::ReadableTable;
 
 use super::{
-    CHAINS, CONFIGS, DIGESTS, MANIFESTS, PARENTS, ReadBatch, TxError, decode, guarded, optional_table,
+    CHAINS, CONFIGS, DIGESTS, MANIFESTS, PARENTS, ReadBatch, TxError, decode, guarded,
+    optional_table,
 };
 use crate::clock::rfc3339;
 use crate::dataset::images::Wanted;
@@ -212,9 +213,9 @@ impl<'s> StoreImages<'s> {
             // Only a digest listed as an index: one Hub listed as a manifest (`images: []`) that
             // `enrich` found to be an index answers as that manifest, as in the dataset, whose
             // line for it names no platform manifests.
-            if !self
+            if self
                 .digest_record(digest)?
-                .is_some_and(|r| r.kind == ObjectKind::Index)
+                .is_none_or(|r| r.kind != ObjectKind::Index)
             {
                 continue;
             }
