@@ -26,6 +26,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::{self, FieldFn, Writer};
 
 use digestmap::crawl::Progress;
+use digestmap::enrich::{EnrichProgress, ProgressCounts};
 use digestmap::text::printable_lines;
 
 /// The binary's output channel.
@@ -230,6 +231,79 @@ impl Ui {
     }
 }
 
+impl Ui {
+    /// Starts the live `enrich` display, when stderr is a terminal and not `-q`: jobs done of
+    /// planned as a bar, and [`enrich_line`]. Returns a guard that removes it.
+    pub fn start_enrich_progress(&self, progress: Arc<EnrichProgress>) -> Option<ProgressGuard> {
+        if self.quiet || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
+                .expect("the template is valid"),
+        );
+        *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+        let ticker = {
+            let bar = bar.clone();
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                while !bar.is_finished() {
+                    let counts = progress.snapshot();
+                    bar.set_length(counts.manifests_planned + counts.configs_planned);
+                    bar.set_position(counts.manifests_done + counts.configs_done);
+                    bar.set_message(enrich_line(&counts, started.elapsed()));
+                    bar.tick();
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+        };
+        Some(ProgressGuard {
+            bar,
+            slot: self.bar.clone(),
+            ticker: Some(ticker),
+        })
+    }
+}
+
+/// `enrich`'s progress line after `elapsed`: manifests and configs done of planned, pulls spent
+/// and the budget left, jobs per second, and the time left at that rate (or, when the pull budget
+/// cannot cover the manifests left, that the run will stop at it: `enrich` then ends with exit 6).
+pub fn enrich_line(c: &ProgressCounts, elapsed: Duration) -> String {
+    let done = c.manifests_done + c.configs_done;
+    let planned = c.manifests_planned + c.configs_planned;
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    let budget = match c.budget_left {
+        Some(left) => format!("{left} left"),
+        None => "budget not known yet".to_owned(),
+    };
+    let manifests_left = c.manifests_planned.saturating_sub(c.manifests_done);
+    let eta = match c.budget_left {
+        Some(left) if left < manifests_left => {
+            format!("stops at the pull budget: {left} of the {manifests_left} manifests left fit")
+        }
+        // Nothing planned yet: the run is still reading the store.
+        _ if planned == 0 || (rate <= 0.0 && done < planned) => "ETA ?".to_owned(),
+        _ if done >= planned => "ETA 0s".to_owned(),
+        _ => format!("ETA {}", duration_text((planned - done) as f64 / rate)),
+    };
+    format!(
+        "manifests {}/{}  configs {}/{}  pulls {} ({budget})  {rate:.1} jobs/s  {eta}",
+        c.manifests_done, c.manifests_planned, c.configs_done, c.configs_planned, c.pulls
+    )
+}
+
+/// `42s`, `3m05s`, `2h07m`: whole seconds, rounded up.
+fn duration_text(secs: f64) -> String {
+    let secs = secs.ceil().min(u64::MAX as f64) as u64;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 /// How a log event's fields are written: the message as it is, the others as `name=value`, each
 /// with its control characters escaped. (tracing-subscriber's own formatter escapes ESC, BEL and
 /// a few others, but not CR, ENQ or the bidirectional controls.)
@@ -260,5 +334,72 @@ impl Drop for ProgressGuard {
         if let Some(t) = self.ticker.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_enrich_line_counts_rates_and_estimates() {
+        let counts = |md, mp, cd, cp, pulls, budget_left| ProgressCounts {
+            manifests_done: md,
+            manifests_planned: mp,
+            configs_done: cd,
+            configs_planned: cp,
+            pulls,
+            budget_left,
+        };
+        let secs = Duration::from_secs;
+        let table = [
+            // Before planning: nothing to estimate.
+            (
+                counts(0, 0, 0, 0, 0, None),
+                secs(1),
+                "manifests 0/0  configs 0/0  pulls 0 (budget not known yet)  0.0 jobs/s  ETA ?",
+            ),
+            // Nothing done yet: no rate, no estimate; the budget not told yet.
+            (
+                counts(0, 10, 0, 0, 0, None),
+                secs(0),
+                "manifests 0/10  configs 0/0  pulls 0 (budget not known yet)  0.0 jobs/s  ETA ?",
+            ),
+            // 4 of 20 jobs in 8 s: 0.5 jobs/s, 16 left: 32 s.
+            (
+                counts(3, 10, 1, 10, 3, Some(97)),
+                secs(8),
+                "manifests 3/10  configs 1/10  pulls 3 (97 left)  0.5 jobs/s  ETA 32s",
+            ),
+            // Minutes and hours.
+            (
+                counts(10, 400, 10, 400, 10, Some(5000)),
+                secs(20),
+                "manifests 10/400  configs 10/400  pulls 10 (5000 left)  1.0 jobs/s  ETA 13m00s",
+            ),
+            (
+                counts(1, 4000, 1, 4000, 1, None),
+                secs(2),
+                "manifests 1/4000  configs 1/4000  pulls 1 (budget not known yet)  1.0 jobs/s  ETA 2h13m",
+            ),
+            // The budget cannot cover the manifests left: the run stops there.
+            (
+                counts(90, 180, 90, 180, 100, Some(0)),
+                secs(60),
+                "manifests 90/180  configs 90/180  pulls 100 (0 left)  3.0 jobs/s  stops at the pull budget: 0 of the 90 manifests left fit",
+            ),
+            // All done.
+            (
+                counts(5, 5, 5, 5, 5, Some(95)),
+                secs(2),
+                "manifests 5/5  configs 5/5  pulls 5 (95 left)  5.0 jobs/s  ETA 0s",
+            ),
+        ];
+        for (c, elapsed, want) in table {
+            assert_eq!(enrich_line(&c, elapsed), want, "{c:?}");
+        }
+        assert_eq!(duration_text(59.2), "1m00s");
+        assert_eq!(duration_text(3599.0), "59m59s");
+        assert_eq!(duration_text(3600.0), "1h00m");
     }
 }

@@ -807,3 +807,141 @@ async fn ctrl_c_stops_cleanly_and_enrich_continues() {
     assert!(harness.front.pulls() <= pushed.manifests() + 2);
     assert_dataset_matches(&dataset(&sandbox), &pushed);
 }
+
+/// A pseudo-terminal, 200 columns wide: (the side the test reads, the side a child writes to).
+fn pty() -> (std::fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 50,
+        ws_col: 200,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors it opened into the two integers, which are then
+    // owned here and nowhere else.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: as above.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
+}
+
+/// The progress lines drawn on a terminal, each split into words: `manifests a/b configs c/d
+/// pulls P (L left) R jobs/s ETA x` (indicatif redraws the line after `ESC [2K`).
+fn progress_lines(shown: &str) -> Vec<Vec<String>> {
+    shown
+        .split("\u{1b}[2K")
+        .filter_map(|draw| draw.split_once("manifests "))
+        .map(|(_, rest)| {
+            std::iter::once("manifests")
+                .chain(rest.split_whitespace())
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+/// `enrich`'s progress line: none when stderr is a pipe (the summary alone), and on a terminal
+/// a line of manifests and configs done of planned, pulls and the budget left, rate and ETA,
+/// cleared before the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_shows_the_progress_line_and_a_pipe_does_not() {
+    let harness = Harness::start(FrontConfig {
+        pull_limit: Some(100),
+        ..FrontConfig::default()
+    })
+    .await;
+    let pushed = build();
+    push(&harness, &pushed, "").await;
+    let hub = hub(&pushed).await;
+    let sandbox = crawled("enrich-progress", &hub);
+
+    let out = enrich_command(&sandbox, &harness, "20", &["--max-pulls", "2"])
+        .output()
+        .unwrap();
+    assert_code(&out, 6, "enrich --max-pulls 2 into a pipe");
+    assert!(stderr(&out).contains("enrich: "), "{}", stderr(&out));
+    for word in ["jobs/s", "ETA", "manifests 0/"] {
+        assert!(!stderr(&out).contains(word), "{word}: {}", stderr(&out));
+    }
+
+    // At 10 requests a second the run lasts a second or more (the pacer spaces every start):
+    // the display, redrawn every 200 ms, is drawn several times.
+    let (mut terminal, child_side) = pty();
+    let mut command = enrich_command(&sandbox, &harness, "10", &[]);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(child_side));
+    let child = command.spawn().unwrap();
+    // The child holds the terminal now: once it exits, reading the other side ends.
+    drop(command);
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match std::io::Read::read(&mut terminal, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let out = child.wait_with_output().unwrap();
+    let shown = reader.join().unwrap();
+    assert_success(&out, "enrich on a terminal");
+    assert_eq!(harness.front.pulls(), pushed.manifests());
+
+    let lines = progress_lines(&shown);
+    let number = |word: &str| word.trim_matches(['(', ')']).parse::<u64>().ok();
+    let fraction = |word: &str| {
+        let (done, planned) = word.split_once('/')?;
+        Some((done.parse::<u64>().ok()?, planned.parse::<u64>().ok()?))
+    };
+    let mut budgets = Vec::new();
+    for words in &lines {
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        assert!(
+            matches!(
+                w.as_slice(),
+                ["manifests", m, "configs", c, "pulls", p, ..]
+                    if fraction(m).is_some() && fraction(c).is_some() && number(p).is_some()
+            ),
+            "{w:?}"
+        );
+        assert!(w.contains(&"jobs/s"), "{w:?}");
+        assert!(w.contains(&"ETA") || w.contains(&"stops"), "{w:?}");
+        // The budget the front's `ratelimit-*` headers told (stored by the first run).
+        if let [_, _, _, _, _, _, left, "left)", ..] = w.as_slice() {
+            budgets.push(number(left).unwrap());
+        }
+    }
+    // Planned: the manifests the first run left, then the platform manifests of the index Hub
+    // listed as a manifest, and a config per image.
+    let most = |at: usize| {
+        lines
+            .iter()
+            .filter_map(|w| fraction(&w[at]))
+            .map(|(_, planned)| planned)
+            .max()
+    };
+    assert!(most(1).is_some_and(|m| m >= 1), "{lines:?}");
+    assert!(!budgets.is_empty(), "no budget shown: {lines:?}");
+    assert!(budgets.iter().all(|b| *b <= 98), "{budgets:?}");
+    // Cleared before the summary, which follows.
+    let (_, summary) = shown.split_once("enrich: ").expect("the summary follows");
+    assert!(!summary.contains("jobs/s"), "{summary}");
+}

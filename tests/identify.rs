@@ -797,3 +797,75 @@ async fn skopeo_archives_from_the_real_registry() {
         );
     }
 }
+
+/// An index digest from a dataset: the manifest lines listing it in `indexes` are its platform
+/// images. Lines are sorted by digest, so one image's config line (`1…`) comes before the manifest
+/// line naming it (`2…`): a file is read a second time for it; standard input, read once, cannot
+/// be, and the error says to give the dataset as a file.
+#[test]
+fn an_index_digest_from_a_dataset_file_and_from_standard_input() {
+    let sandbox = Sandbox::new("identify-index-dataset");
+    let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    let config = |id: char, layer: char, manifest: char, platform: &str| {
+        let diff_ids = vec![Digest::parse(&d(layer)).unwrap()];
+        json!({"digest": d(id), "kind": "config", "platform": platform,
+               "tags": ["busybox:1"], "current": ["busybox:1"], "manifests": [d(manifest)],
+               "diff_ids": [d(layer)], "chain_id": chain_ids(&diff_ids).pop().unwrap().to_string(),
+               "first_seen": "2026-01-02T00:00:00Z", "last_seen": "2026-03-04T00:00:00Z"})
+    };
+    let manifest = |digest: char, id: char, platform: &str| {
+        json!({"digest": d(digest), "kind": "manifest", "platform": platform,
+               "tags": ["busybox:1"], "current": ["busybox:1"], "indexes": [d('f')],
+               "first_seen": "2026-01-02T00:00:00Z", "last_seen": "2026-03-04T00:00:00Z",
+               "image_id": d(id), "layers": 1})
+    };
+    let lines = [
+        config('1', 'a', '2', "linux/amd64"),
+        manifest('2', '1', "linux/amd64"),
+        manifest('3', '4', "linux/arm64/v8"),
+        config('4', 'b', '3', "linux/arm64/v8"),
+        json!({"digest": d('f'), "kind": "index", "platform": null, "tags": ["busybox:1"],
+               "current": ["busybox:1"], "first_seen": "2026-01-02T00:00:00Z",
+               "last_seen": "2026-03-04T00:00:00Z"}),
+    ];
+    let dataset: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(sandbox.path("index.ndjson"), &dataset).unwrap();
+    let index = d('f');
+
+    let output = sandbox
+        .command(&["identify", "--json", "--dataset", "index.ndjson", &index])
+        .output()
+        .unwrap();
+    assert_code(&output, 0, "an index digest from a dataset file");
+    let answer: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(
+        summary(&answer),
+        "exact = linux/amd64 [busybox:1] = linux/arm64/v8 [busybox:1]"
+    );
+    assert_eq!(answer["indexes"], json!([index]));
+    assert_eq!(answer["exact"][0]["image_id"], json!(d('1')));
+
+    let mut child = sandbox
+        .command(&["identify", "--json", "--dataset", "-", &index])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(dataset.as_bytes()));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert_code(
+        &output,
+        1,
+        "an index digest from a dataset on standard input",
+    );
+    assert!(stdout(&output).is_empty());
+    assert!(
+        stderr(&output).contains(&format!("(the first: image ID {})", d('1')))
+            && stderr(&output).contains("give the dataset as a file (--dataset FILE)"),
+        "{}",
+        stderr(&output)
+    );
+}

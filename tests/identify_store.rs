@@ -246,3 +246,113 @@ async fn identify_from_the_store_after_enrich_and_after_a_rebuild_that_moves_a_t
     let answers = identify_both(&sandbox, &["custom.tar"], 7);
     assert_eq!(summary(&answers[0]), "none");
 }
+
+/// An index digest (a multi-platform tag's: what `RepoDigests` hold, and `docker image
+/// inspect`'s `Id` with Docker's containerd image store) answers with its platform images, from
+/// the store and from the dataset alike: every one for a bare digest or its prefix, the platform
+/// inspect names for inspect JSON; `lookup` of it still answers as an index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_digest_answers_with_its_platform_images() {
+    let harness = Harness::start(FrontConfig::default()).await;
+    let deb = layer("etc/debian_version");
+    let debian = amd64(&[&deb], Format::Docker);
+    let python1 = python(&deb, "usr/local/bin/python3.12.1");
+    let p = &harness.pusher;
+    p.image("library/debian", "12", &debian).await;
+    p.index("library/python", "3.12.1", &python1).await;
+    p.index("library/python", "3.12", &python1).await;
+    let hub = FakeHub::start(FakeHubConfig {
+        repos: 1,
+        max_tags: 3,
+        big_repo_tags: 3,
+        override_paths: pages(&debian, &python1, &python1, "2026-01-02T00:00:00.000000Z"),
+        ..FakeHubConfig::default()
+    })
+    .await;
+    let sandbox = Sandbox::new("identify-index");
+    crawl_and_enrich(&sandbox, &hub, &harness);
+
+    const PY: &str = "linux/amd64 [python:3.12.1 python:3.12]";
+    const PY_ARM: &str = "linux/arm64/v8 [python:3.12.1 python:3.12]";
+    const DEB: &str = "linux/amd64 [debian:12]";
+    let index = python1.digest.as_str();
+    // A bare index digest, and its 12-character prefix (`docker images` shows that as the image
+    // ID with the containerd image store): one answer listing both platform images.
+    let answers = identify_both(&sandbox, &[index, &index[7..19]], 0);
+    for answer in &answers {
+        assert_eq!(summary(answer), format!("exact = {PY} = {PY_ARM}"));
+        assert_eq!(answer["indexes"], json!([index]));
+        let ids: Vec<&str> = answer["exact"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["image_id"].as_str().unwrap())
+            .collect();
+        let want: Vec<&str> = python1
+            .images
+            .iter()
+            .map(|i| i.config_digest.as_str())
+            .collect();
+        assert_eq!(ids, want);
+        assert!(
+            answer["notes"][0]
+                .as_str()
+                .unwrap()
+                .contains("index (a multi-platform image)"),
+            "{}",
+            answer["notes"]
+        );
+    }
+
+    // inspect JSON from the containerd image store: its Id and RepoDigests are the index; Os and
+    // Architecture pick the platform image, and its layers the ancestry.
+    let py_amd64 = &python1.images[0];
+    let inspect = |arch: &str| {
+        json!([{
+            "Id": index,
+            "RepoTags": ["python:3.12"],
+            "RepoDigests": [format!("python@{index}")],
+            "Os": "linux",
+            "Architecture": arch,
+            "RootFS": {"Type": "layers", "Layers": py_amd64.diff_ids()},
+        }])
+        .to_string()
+    };
+    std::fs::write(sandbox.path("inspect.json"), inspect("amd64")).unwrap();
+    std::fs::write(sandbox.path("s390x.json"), inspect("s390x")).unwrap();
+    let answers = identify_both(&sandbox, &["inspect.json", "s390x.json"], 0);
+    let got: Vec<String> = answers.iter().map(summary).collect();
+    assert_eq!(
+        got,
+        [
+            format!("exact = {PY} < 1 {DEB}"),
+            // A platform the index lacks: no exact answer; the layers still name python.
+            format!("base base 2/2+0 {PY} < 1 {DEB}"),
+        ]
+    );
+    assert_eq!(
+        answers[0]["exact"][0]["image_id"],
+        json!(py_amd64.config_digest)
+    );
+    assert!(
+        answers[1]["notes"][0].as_str().unwrap().contains(
+            "with no linux/s390x image: its platform images are linux/amd64, linux/arm64/v8"
+        ),
+        "{}",
+        answers[1]["notes"]
+    );
+
+    // lookup of the index digest answers as before, from the store and the dataset.
+    for dataset in [None, Some("d.ndjson")] {
+        let mut args = vec!["lookup", "--json", index];
+        if let Some(d) = dataset {
+            args.extend(["--dataset", d]);
+        }
+        let out = sandbox.command(&args).output().unwrap();
+        assert_success(&out, "lookup of the index");
+        let line: serde_json::Value =
+            serde_json::from_str(support::sandbox::stdout(&out).trim()).unwrap();
+        assert_eq!(line["kind"], "index");
+        assert_eq!(line["tags"], json!(["python:3.12", "python:3.12.1"]));
+    }
+}

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use digestmap::clock;
-use digestmap::enrich::{self, EnrichError, EnrichOptions, EnrichReport, Filter, Stop, plan};
+use digestmap::enrich::{
+    self, EnrichError, EnrichOptions, EnrichProgress, EnrichReport, Filter, Stop, plan,
+};
 use digestmap::net::auth;
 use digestmap::store::Store;
 use digestmap::text::printable;
@@ -84,9 +86,12 @@ pub fn run(cli: &Cli, args: &EnrichArgs, ui: &Ui) -> u8 {
         return super::ERROR;
     };
     let cancel = CancellationToken::new();
+    let progress = Arc::new(EnrichProgress::default());
     let result = runtime.block_on(async {
         let interrupt = super::cancel_on_ctrl_c(cancel.clone());
-        let result = enrich::enrich(store.clone(), options, cancel.clone()).await;
+        let guard = ui.start_enrich_progress(progress.clone());
+        let result = enrich::enrich(store.clone(), options, progress, cancel.clone()).await;
+        drop(guard);
         interrupt.abort();
         result
     });

@@ -95,7 +95,8 @@ pub fn run(cli: &Cli, args: &IdentifyArgs, ui: &Ui) -> u8 {
     }
 }
 
-/// Reads the dataset once for every question, or says why not (with the exit code).
+/// Reads the dataset once for every question (a file twice when an index digest's platform
+/// images' config lines came before its manifest lines), or says why not (with the exit code).
 fn load_dataset(dataset: &Path, wanted: &Wanted) -> Result<DatasetImages, (String, u8)> {
     let stdin = dataset.as_os_str() == "-";
     let shown = if stdin {
@@ -103,27 +104,47 @@ fn load_dataset(dataset: &Path, wanted: &Wanted) -> Result<DatasetImages, (Strin
     } else {
         dataset.display().to_string()
     };
-    let loaded = if stdin {
-        Ok(DatasetImages::load(io::stdin().lock(), wanted))
-    } else {
-        File::open(dataset)
-            .map(|file| DatasetImages::load(BufReader::with_capacity(1 << 16, file), wanted))
-    };
-    match loaded {
-        Ok(Ok(index)) => Ok(index),
-        Ok(Err(e)) => Err((
+    let damaged = |e: &dyn std::fmt::Display| {
+        (
             format!("the dataset {}: {e}", printable(&shown)),
             super::ERROR,
-        )),
-        Err(e) => Err((
+        )
+    };
+    let unreadable = |e: io::Error| {
+        (
             format!("cannot read the dataset {}: {e}", printable(&shown)),
             if e.kind() == io::ErrorKind::NotFound {
                 super::USAGE
             } else {
                 super::ERROR
             },
-        )),
+        )
+    };
+    let open = || {
+        File::open(dataset)
+            .map(|file| BufReader::with_capacity(1 << 16, file))
+            .map_err(unreadable)
+    };
+    let mut index = if stdin {
+        DatasetImages::load(io::stdin().lock(), wanted)
+    } else {
+        DatasetImages::load(open()?, wanted)
     }
+    .map_err(|e| damaged(&e))?;
+    let unresolved = index.unresolved();
+    if let Some(first) = unresolved.first() {
+        if stdin {
+            return Err((
+                format!(
+                    "the dataset on standard input: {} platform image(s) of the index digest(s) asked for (the first: image ID {first}) have config lines that came before the manifest lines naming them, or none; standard input is read only once: give the dataset as a file (--dataset FILE), which is read again for them",
+                    unresolved.len()
+                ),
+                super::ERROR,
+            ));
+        }
+        index.read_again(open()?).map_err(|e| damaged(&e))?;
+    }
+    Ok(index)
 }
 
 /// Answers from a snapshot of the store (`--db`), which must hold what `enrich` learned.
@@ -277,7 +298,14 @@ fn as_text(input: &str, image: &SavedImage, found: &Identification) -> String {
     let mut levels = found.ancestry.iter();
     match found.verdict {
         Verdict::Exact => {
-            let _ = writeln!(out, "  exact      an official image");
+            match found.exact.len() {
+                1 => {
+                    let _ = writeln!(out, "  exact      an official image");
+                }
+                n => {
+                    let _ = writeln!(out, "  exact      {n} official images");
+                }
+            }
             for f in &found.exact {
                 found_text(&mut out, f);
             }
@@ -416,6 +444,7 @@ fn as_json(input: &str, image: &SavedImage, found: &Identification) -> Value {
         "layers": found.total_layers,
         "result": found.verdict.as_str(),
         "exact": found.exact.iter().map(found_json).collect::<Vec<_>>(),
+        "indexes": found.indexes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "base": base,
         "ancestry": levels.map(|level| json!({
             "layers": level.layers,

@@ -7,11 +7,20 @@
 //! without `diff_ids` (an image ID tag the crawl saw, not enriched yet), is counted as not
 //! enriched.
 //!
+//! An index digest has a line of kind `index`; its platform manifests are the manifest lines that
+//! list it in `indexes`, and their images the config lines that list those in `manifests`.
+//!
 //! The file is read once, line by line (the checks of [`super::lookup`] apply), and only what the
 //! questions asked need is kept: the config lines whose image ID, manifests or whole ChainID are
 //! asked for, or whose digest starts with an asked prefix; manifest lines asked for but not
-//! enriched; and, for every config line, where its current tags point (to say where a moved tag
-//! points now). So memory grows with the current tags, not with the file.
+//! enriched; the manifest lines under an asked index (its platform manifests) and the config
+//! lines of those; and, for every config line, where its current tags point (to say where a moved
+//! tag points now). So memory grows with the current tags, not with the file.
+//!
+//! Lines are sorted by digest, so a platform image's config line may come before the manifest
+//! line that shows it belongs to an asked index: [`DatasetImages::unresolved`] says when that may
+//! have happened, and [`DatasetImages::read_again`] reads the file a second time for those lines
+//! only (a file can be; standard input cannot).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::BufRead;
@@ -34,6 +43,17 @@ pub struct Wanted {
     pub prefixes: Vec<String>,
 }
 
+impl Wanted {
+    /// Whether `digest` is asked for, by itself or by a prefix.
+    pub fn asks(&self, digest: &Digest) -> bool {
+        self.digests.contains(digest)
+            || self
+                .prefixes
+                .iter()
+                .any(|p| digest.hex().starts_with(p.as_str()))
+    }
+}
+
 /// The part of a dataset the questions need.
 #[derive(Debug, Default)]
 pub struct DatasetImages {
@@ -44,9 +64,13 @@ pub struct DatasetImages {
     unenriched_manifests: Vec<(Digest, OfficialImage)>,
     /// (`repo:tag`, platform) → the image ID the tag points at now.
     current: HashMap<(String, Option<String>), Digest>,
-    /// Per asked prefix, the first two digests (image IDs or manifests) starting with it.
+    /// Per asked prefix, the first two digests (image IDs, manifests or indexes) starting with it.
     prefixes: BTreeMap<String, Vec<Digest>>,
     unenriched: u64,
+    /// Asked index digest → the manifest lines listing it (its platform manifests).
+    index_children: BTreeMap<Digest, BTreeSet<Digest>>,
+    /// The image IDs those manifest lines name.
+    child_images: BTreeSet<Digest>,
 }
 
 impl DatasetImages {
@@ -60,16 +84,48 @@ impl DatasetImages {
             };
             let value: Value =
                 serde_json::from_slice(line).map_err(|e| malformed(e.to_string()))?;
-            out.add_line(&value, wanted).map_err(malformed)
+            out.add_line(&value, wanted, None).map_err(malformed)
         })?;
         Ok(out)
     }
 
-    fn add_line(&mut self, value: &Value, wanted: &Wanted) -> Result<(), String> {
+    /// The image IDs of asked indexes' platform manifests whose config lines were not kept: they
+    /// came before the manifest lines that named them, or the dataset has none (a config not
+    /// fetched by `enrich` yet). Empty when the one pass found everything.
+    pub fn unresolved(&self) -> BTreeSet<Digest> {
+        let kept: BTreeSet<Digest> = self.images.iter().filter_map(|i| i.image_id).collect();
+        self.child_images.difference(&kept).copied().collect()
+    }
+
+    /// Reads the dataset a second time for the config lines [`Self::unresolved`] names, and
+    /// keeps them; nothing else is read again or counted twice.
+    pub fn read_again(&mut self, mut reader: impl BufRead) -> Result<(), ReadError> {
+        let ids = self.unresolved();
+        let wanted = Wanted::default();
+        read_lines(&mut reader, |number, line| {
+            let malformed = |reason: String| ReadError::Malformed {
+                line: number,
+                reason,
+            };
+            let value: Value =
+                serde_json::from_slice(line).map_err(|e| malformed(e.to_string()))?;
+            self.add_line(&value, &wanted, Some(&ids))
+                .map_err(malformed)
+        })
+    }
+
+    /// Reads one line: for what `wanted` asks, or on a second pass (`again`) only the config
+    /// lines of these image IDs.
+    fn add_line(
+        &mut self,
+        value: &Value,
+        wanted: &Wanted,
+        again: Option<&BTreeSet<Digest>>,
+    ) -> Result<(), String> {
         let digest = Digest::parse(string(value, "digest")?.ok_or("no \"digest\"")?)
             .map_err(|e| e.to_string())?;
         let kind = string(value, "kind")?.ok_or("no \"kind\"")?;
-        if kind == "index" {
+        if again.is_some_and(|ids| kind != "config" || !ids.contains(&digest)) {
             return Ok(());
         }
         for prefix in &wanted.prefixes {
@@ -79,6 +135,9 @@ impl DatasetImages {
                     hits.push(digest);
                 }
             }
+        }
+        if kind == "index" {
+            return Ok(());
         }
         let platform = string(value, "platform")?.map(str::to_owned);
         let tags = strings(value, "tags")?.unwrap_or_default();
@@ -98,11 +157,31 @@ impl DatasetImages {
         };
         match kind {
             "manifest" => {
-                if value.get("image_id").is_none_or(Value::is_null) {
-                    self.unenriched += 1;
-                    if wanted.digests.contains(&digest) {
-                        self.unenriched_manifests
-                            .push((digest, image(None, vec![digest], None)?));
+                let image_id = string(value, "image_id")?
+                    .map(|id| Digest::parse(id).map_err(|e| format!("image_id: {e}")))
+                    .transpose()?;
+                let asked_indexes: Vec<Digest> = digests(value, "indexes")?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|i| wanted.asks(i))
+                    .collect();
+                for index in &asked_indexes {
+                    self.index_children
+                        .entry(*index)
+                        .or_default()
+                        .insert(digest);
+                }
+                match image_id {
+                    Some(id) if !asked_indexes.is_empty() => {
+                        self.child_images.insert(id);
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.unenriched += 1;
+                        if wanted.digests.contains(&digest) || !asked_indexes.is_empty() {
+                            self.unenriched_manifests
+                                .push((digest, image(None, vec![digest], None)?));
+                        }
                     }
                 }
                 Ok(())
@@ -119,13 +198,17 @@ impl DatasetImages {
                         ));
                     }
                 }
-                for tag in &current {
-                    self.current.insert((tag.clone(), platform.clone()), digest);
+                if again.is_none() {
+                    for tag in &current {
+                        self.current.insert((tag.clone(), platform.clone()), digest);
+                    }
+                    if diff_ids.is_none() {
+                        self.unenriched += 1;
+                    }
                 }
-                if diff_ids.is_none() {
-                    self.unenriched += 1;
-                }
-                let asked = wanted.digests.contains(&digest)
+                let asked = again.is_some()
+                    || wanted.digests.contains(&digest)
+                    || self.child_images.contains(&digest)
                     || manifests.iter().any(|m| wanted.digests.contains(m))
                     || chain.is_some_and(|c| wanted.chains.contains(&c))
                     || wanted
@@ -217,6 +300,18 @@ impl ImageIndex for DatasetImages {
             .copied())
     }
 
+    fn index_images(&self, digest: &Digest) -> Result<Vec<OfficialImage>, Self::Error> {
+        let mut images: Vec<OfficialImage> = Vec::new();
+        for child in self.index_children.get(digest).into_iter().flatten() {
+            if let Ok(Some(image)) = self.by_digest(child)
+                && !images.contains(&image)
+            {
+                images.push(image);
+            }
+        }
+        Ok(images)
+    }
+
     fn resolve_prefix(&self, hex: &str) -> Result<PrefixMatch, Self::Error> {
         Ok(match self.prefixes.get(hex).map(Vec::as_slice) {
             None | Some([]) => PrefixMatch::None,
@@ -283,14 +378,70 @@ mod tests {
             index.resolve_prefix("333333333333"),
             Ok(PrefixMatch::One(d('3')))
         );
-        // An index is not an image.
-        assert_eq!(index.resolve_prefix("777777777777"), Ok(PrefixMatch::None));
+        // An index resolves too (its platform images answer it).
+        assert_eq!(
+            index.resolve_prefix("777777777777"),
+            Ok(PrefixMatch::One(d('7')))
+        );
         assert_eq!(
             index.current_image("a:2", Some("linux/amd64")),
             Ok(Some(d('2')))
         );
         assert_eq!(index.current_image("a:2", Some("linux/arm64")), Ok(None));
         assert_eq!(index.unenriched(), Ok(2));
+    }
+
+    fn manifest(digest: char, index: char, image_id: Option<char>, platform: &str) -> String {
+        let mut line = serde_json::json!({"digest": d(digest).to_string(), "kind": "manifest",
+            "platform": platform, "tags": ["a:1"], "current": ["a:1"],
+            "indexes": [d(index).to_string()]});
+        if let Some(id) = image_id {
+            line["image_id"] = serde_json::json!(d(id).to_string());
+            line["layers"] = serde_json::json!(1);
+        }
+        line.to_string()
+    }
+
+    /// An index's platform images: the manifest lines under it and their config lines, found in
+    /// one pass when each config line follows its manifest line, else in a second pass.
+    #[test]
+    fn an_index_answers_with_its_platform_images_in_one_pass_or_two() {
+        // Index f holds manifests 2 (image 1, whose config line comes first), 4 (image 5, after)
+        // and 6 (not enriched).
+        let lines = [
+            config('1', &['a'], '2', &["a:1"]),
+            manifest('2', 'f', Some('1'), "linux/amd64"),
+            manifest('4', 'f', Some('5'), "linux/arm64/v8"),
+            config('5', &['b'], '4', &["a:1"]),
+            manifest('6', 'f', None, "linux/s390x"),
+            r#"{"digest":"sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff","kind":"index","platform":null,"tags":["a:1"],"current":["a:1"]}"#.to_owned(),
+        ];
+        let text = lines.join("\n") + "\n";
+        let images = |index: &DatasetImages, digest| -> Vec<Option<Digest>> {
+            let Ok(images) = index.index_images(&d(digest));
+            images.iter().map(|i| i.image_id).collect()
+        };
+        for wanted in [
+            Wanted {
+                digests: [d('f')].into_iter().collect(),
+                ..Wanted::default()
+            },
+            Wanted {
+                prefixes: vec!["ffffffffffff".into()],
+                ..Wanted::default()
+            },
+        ] {
+            let mut index = DatasetImages::load(text.as_bytes(), &wanted).unwrap();
+            assert_eq!(images(&index, 'f'), [Some(d('5')), None]);
+            assert_eq!(index.unresolved(), BTreeSet::from([d('1')]));
+            index.read_again(text.as_bytes()).unwrap();
+            assert!(index.unresolved().is_empty());
+            assert_eq!(images(&index, 'f'), [Some(d('1')), Some(d('5')), None]);
+            // Nothing is counted twice.
+            assert_eq!(index.unenriched(), Ok(1));
+            // A manifest is no index.
+            assert!(images(&index, '2').is_empty());
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod plan;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::task::JoinSet;
@@ -181,6 +182,102 @@ pub struct EnrichReport {
     pub interrupted: bool,
     /// Wall time.
     pub elapsed: Duration,
+}
+
+/// Live counters of a run for a progress display (nothing here knows about the terminal):
+/// manifest and config jobs done (learned, gone or failed) of those planned (queued at the start,
+/// and spawned since: an image's config, an index's platform manifests), pulls spent, and the
+/// manifest GETs the budget still allows.
+#[derive(Debug)]
+pub struct EnrichProgress {
+    manifests_done: AtomicU64,
+    manifests_planned: AtomicU64,
+    configs_done: AtomicU64,
+    configs_planned: AtomicU64,
+    pulls: AtomicU64,
+    /// [`UNKNOWN`] until a budget is known.
+    budget_left: AtomicU64,
+}
+
+/// `budget_left` before anything told it.
+const UNKNOWN: u64 = u64::MAX;
+
+impl Default for EnrichProgress {
+    fn default() -> Self {
+        Self {
+            manifests_done: AtomicU64::new(0),
+            manifests_planned: AtomicU64::new(0),
+            configs_done: AtomicU64::new(0),
+            configs_planned: AtomicU64::new(0),
+            pulls: AtomicU64::new(0),
+            budget_left: AtomicU64::new(UNKNOWN),
+        }
+    }
+}
+
+/// What [`EnrichProgress`] holds at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgressCounts {
+    /// Manifest jobs done (learned, gone or failed).
+    pub manifests_done: u64,
+    /// Manifest jobs planned.
+    pub manifests_planned: u64,
+    /// Config jobs done.
+    pub configs_done: u64,
+    /// Config jobs planned.
+    pub configs_planned: u64,
+    /// Manifest GETs sent (pulls spent).
+    pub pulls: u64,
+    /// Manifest GETs the registry's budget and `--max-pulls` still allow, when either is known.
+    pub budget_left: Option<u64>,
+}
+
+impl EnrichProgress {
+    /// The counters now.
+    pub fn snapshot(&self) -> ProgressCounts {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let left = get(&self.budget_left);
+        ProgressCounts {
+            manifests_done: get(&self.manifests_done),
+            manifests_planned: get(&self.manifests_planned),
+            configs_done: get(&self.configs_done),
+            configs_planned: get(&self.configs_planned),
+            pulls: get(&self.pulls),
+            budget_left: (left != UNKNOWN).then_some(left),
+        }
+    }
+
+    fn planned(&self, target: EnrichTarget) {
+        match target {
+            EnrichTarget::Manifest => &self.manifests_planned,
+            EnrichTarget::Config => &self.configs_planned,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn done(&self, target: EnrichTarget) {
+        match target {
+            EnrichTarget::Manifest => &self.manifests_done,
+            EnrichTarget::Config => &self.configs_done,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn spent(&self, pulls: u64, budget_left: Option<u64>) {
+        self.pulls.store(pulls, Ordering::Relaxed);
+        self.budget_left
+            .store(budget_left.unwrap_or(UNKNOWN), Ordering::Relaxed);
+    }
+}
+
+/// The manifest GETs still allowed: the fewer of what the registry's budget says is left and
+/// what `--max-pulls` leaves after `started` GETs; `None` when neither is known.
+pub fn budget_left(registry: Option<u64>, max_pulls: Option<u64>, started: u64) -> Option<u64> {
+    let capped = max_pulls.map(|max| max.saturating_sub(started));
+    match (registry, capped) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Why `enrich` could not run.
@@ -341,13 +438,15 @@ struct Run {
     /// A manifest answer came (its `ratelimit-*` headers, or their absence, told the budget).
     manifest_answered: bool,
     learned: (u64, u64),
+    progress: Arc<EnrichProgress>,
 }
 
 /// Runs `enrich` on `store` until every job of the filter is done, the budget stops manifest
-/// GETs, or `cancel` fires.
+/// GETs, or `cancel` fires; `progress` follows it live.
 pub async fn enrich(
     store: Arc<Store>,
     options: EnrichOptions,
+    progress: Arc<EnrichProgress>,
     cancel: CancellationToken,
 ) -> Result<EnrichReport, EnrichError> {
     let started = Instant::now();
@@ -404,12 +503,26 @@ pub async fn enrich(
         manifests_in_flight: 0,
         manifest_answered: false,
         learned: (0, 0),
+        progress: progress.clone(),
     };
     for (id, job) in store.read(|r| r.enrich_jobs())? {
         if options.filter.takes_repo(&job.repo) {
+            progress.planned(job.target);
             run.push(id, job);
         }
     }
+    let max_pulls = options.max_pulls;
+    let spent = |client: &RegistryClient, run: &Run| {
+        progress.spent(
+            client.stats().manifest_gets.load(Ordering::Relaxed),
+            budget_left(
+                client.pull_budget().map(|b| b.remaining),
+                max_pulls,
+                run.manifest_starts,
+            ),
+        );
+    };
+    spent(&client, &run);
 
     let mut tasks: JoinSet<(JobId, EnrichJob, Fetched)> = JoinSet::new();
     let options = Arc::new(options);
@@ -469,6 +582,7 @@ pub async fn enrich(
         tokio::task::block_in_place(|| {
             store.write(|w| run.apply(w, id, job, fetched, budget, base))
         })?;
+        spent(&client, &run);
     }
 
     let (left, failed) = store.read(|r| Ok((r.enrich_jobs()?.len() as u64, r.enrich_failed()?)))?;
@@ -481,14 +595,8 @@ pub async fn enrich(
         planned,
         manifests: run.learned.0,
         configs: run.learned.1,
-        pulls: client
-            .stats()
-            .manifest_gets
-            .load(std::sync::atomic::Ordering::Relaxed),
-        blobs: client
-            .stats()
-            .blob_gets
-            .load(std::sync::atomic::Ordering::Relaxed),
+        pulls: client.stats().manifest_gets.load(Ordering::Relaxed),
+        blobs: client.stats().blob_gets.load(Ordering::Relaxed),
         left,
         failed,
         stop: run.stop.filter(|_| manifests_left),
@@ -594,10 +702,12 @@ impl Run {
                 })
             }
         };
+        let target = job.target;
         match outcome {
             Ok(done) => {
                 done?;
                 w.remove_job(id)?;
+                self.progress.done(target);
             }
             Err(RegistryError::BudgetSpent { spent, .. }) => {
                 self.stop = Some(Stop::Budget {
@@ -638,6 +748,7 @@ impl Run {
                         },
                     )?;
                     w.remove_job(id)?;
+                    self.progress.done(target);
                 } else if disposition == Disposition::Retry {
                     stats.retries += 1;
                     let delay = base.saturating_mul(1 << (attempts - 1).min(10));
@@ -666,6 +777,7 @@ impl Run {
                         failed_at: now,
                     };
                     w.fail_enrich_job(id, &failed)?;
+                    self.progress.done(target);
                 }
             }
         }
@@ -690,6 +802,7 @@ impl Run {
         {
             let spawned = EnrichJob::new(EnrichTarget::Config, config, job.repo.clone(), job.via);
             let id = w.add_enrich_job(&spawned)?;
+            self.progress.planned(EnrichTarget::Config);
             self.configs.push_back((id, spawned));
         }
         for child in &learned.children {
@@ -701,6 +814,7 @@ impl Run {
                     Some(carrier),
                 );
                 let id = w.add_enrich_job(&spawned)?;
+                self.progress.planned(EnrichTarget::Manifest);
                 self.manifests.push_back((id, spawned));
             }
         }
@@ -721,6 +835,43 @@ impl Run {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_left_is_the_fewer_of_the_registry_s_and_max_pulls() {
+        // (registry says left, --max-pulls, GETs started) → left
+        let table = [
+            (None, None, 0, None),
+            (Some(100), None, 7, Some(100)),
+            (None, Some(10), 7, Some(3)),
+            (None, Some(10), 12, Some(0)),
+            (Some(2), Some(10), 7, Some(2)),
+            (Some(50), Some(10), 7, Some(3)),
+        ];
+        for (registry, max, started, want) in table {
+            assert_eq!(
+                budget_left(registry, max, started),
+                want,
+                "{registry:?} {max:?} {started}"
+            );
+        }
+        let progress = EnrichProgress::default();
+        assert_eq!(progress.snapshot().budget_left, None);
+        progress.planned(EnrichTarget::Manifest);
+        progress.planned(EnrichTarget::Config);
+        progress.done(EnrichTarget::Config);
+        progress.spent(4, Some(96));
+        assert_eq!(
+            progress.snapshot(),
+            ProgressCounts {
+                manifests_done: 0,
+                manifests_planned: 1,
+                configs_done: 1,
+                configs_planned: 1,
+                pulls: 4,
+                budget_left: Some(96),
+            }
+        );
+    }
 
     #[test]
     fn platforms_are_checked() {

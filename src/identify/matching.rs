@@ -11,6 +11,12 @@
 //!   (`python:3.12-bookworm` → `debian:bookworm`).
 //! - Several official images with one chain (the same layers released under two repositories, or
 //!   two image IDs with equal layers) are all listed: never one picked silently.
+//! - **An index digest** (a manifest list or OCI index: a multi-platform tag's digest, what
+//!   `RepoDigests` hold, and what `docker image inspect` gives as `Id` with Docker's containerd
+//!   image store) is no image: when nothing else the input gives is an official image, the index's
+//!   platform images are. An input that names its platform (inspect's `Os`/`Architecture`/
+//!   `Variant`) is that platform's image; a bare digest is every platform image of the index, in
+//!   one answer listing them (platform order), since a bare digest cannot say which one is meant.
 //! - Tags of a found image are sorted most specific version first (`3.12.1-bookworm` before
 //!   `3.12-bookworm`, `3.12`, `3`, `bookworm`, `latest`); those not current any more are "moved",
 //!   with the image the tag points at now (same platform) when the index knows it.
@@ -76,7 +82,12 @@ pub trait ImageIndex {
         repo_tag: &str,
         platform: Option<&str>,
     ) -> Result<Option<Digest>, Self::Error>;
-    /// Which image ID or manifest digest starts with `hex` (at least 12 lowercase hex characters).
+    /// The platform images of the index `digest` (a manifest list or OCI index), each as
+    /// [`ImageIndex::by_digest`] answers its platform manifest; empty when `digest` is no index
+    /// the index knows, or none of its platform manifests is answered.
+    fn index_images(&self, digest: &Digest) -> Result<Vec<OfficialImage>, Self::Error>;
+    /// Which image ID, manifest digest or index digest starts with `hex` (at least 12 lowercase
+    /// hex characters).
     fn resolve_prefix(&self, hex: &str) -> Result<PrefixMatch, Self::Error>;
     /// How many official platform images the index holds without their image ID or layers (not
     /// enriched yet): a base among them cannot be found.
@@ -145,6 +156,9 @@ pub struct Identification {
     /// Every official image whose whole chain is a prefix of the image's, longest first; for a
     /// base, the first level is the base. An exact match's own chain is left out.
     pub ancestry: Vec<Level>,
+    /// The index digests the exact images were found through (an index digest given: its
+    /// platform images), else empty.
+    pub indexes: Vec<Digest>,
     /// The image's layer count, when known.
     pub total_layers: Option<usize>,
     /// Things the reader must know: partial enrichment, a bare digest without layers.
@@ -163,6 +177,30 @@ pub fn identify<I: ImageIndex>(
             && !exact.iter().any(|f| same_image(&f.image, &found))
         {
             exact.push(found_with_tags(found, index)?);
+        }
+    }
+    let mut indexes = Vec::new();
+    if exact.is_empty() {
+        for digest in image.image_id.iter().chain(&image.digests) {
+            let images = platform_images(index.index_images(digest)?, image.platform.as_deref());
+            match images {
+                Ok(images) => {
+                    for found in images {
+                        if !exact.iter().any(|f| same_image(&f.image, &found)) {
+                            exact.push(found_with_tags(found, index)?);
+                        }
+                    }
+                    if !indexes.contains(digest) {
+                        notes.push(index_note(digest, image, exact.len()));
+                        indexes.push(*digest);
+                    }
+                }
+                Err(Some(platforms)) => notes.push(format!(
+                    "{digest} is an index (a multi-platform image) with no {} image: its platform images are {platforms}",
+                    image.platform.as_deref().unwrap_or_default()
+                )),
+                Err(None) => {}
+            }
         }
     }
     let mut ancestry: Vec<Level> = Vec::new();
@@ -211,9 +249,53 @@ pub fn identify<I: ImageIndex>(
         verdict,
         exact,
         ancestry,
+        indexes,
         total_layers: image.diff_ids.as_ref().map(Vec::len),
         notes,
     })
+}
+
+/// The platform images of an index that answer an image on `platform` (all of them when the
+/// input names none), in platform order; `Err(None)` when the index has none (it is no index),
+/// `Err(Some(platforms))` when none is on `platform`, naming those it has.
+fn platform_images(
+    mut images: Vec<OfficialImage>,
+    platform: Option<&str>,
+) -> Result<Vec<OfficialImage>, Option<String>> {
+    if images.is_empty() {
+        return Err(None);
+    }
+    images.sort_by(|a, b| {
+        (&a.platform, a.image_id, &a.manifests).cmp(&(&b.platform, b.image_id, &b.manifests))
+    });
+    let Some(platform) = platform else {
+        return Ok(images);
+    };
+    let (on, off): (Vec<_>, Vec<_>) = images
+        .into_iter()
+        .partition(|i| i.platform.as_deref() == Some(platform));
+    if on.is_empty() {
+        let names: Vec<&str> = off
+            .iter()
+            .map(|i| i.platform.as_deref().unwrap_or("unknown"))
+            .collect();
+        return Err(Some(names.join(", ")));
+    }
+    Ok(on)
+}
+
+/// Says that `digest`, which the input gave, is an index answered by its platform images.
+fn index_note(digest: &Digest, image: &super::SavedImage, found: usize) -> String {
+    let what = if image.image_id == Some(*digest) {
+        "the image ID given is the digest of an index (a multi-platform image), as Docker's containerd image store shows it"
+    } else {
+        "the digest given is that of an index (a multi-platform image)"
+    };
+    match &image.platform {
+        Some(platform) => format!("{what}: {digest}; answered with its {platform} image"),
+        None if found == 1 => format!("{what}: {digest}; answered with its one platform image"),
+        None => format!("{what}: {digest}; answered with its {found} platform images"),
+    }
 }
 
 fn same_image(a: &OfficialImage, b: &OfficialImage) -> bool {
@@ -289,6 +371,8 @@ mod tests {
     #[derive(Default)]
     struct MapIndex {
         images: Vec<OfficialImage>,
+        /// Index digest → its platform manifests.
+        indexes: BTreeMap<Digest, Vec<Digest>>,
         current: BTreeMap<String, Digest>,
         unenriched: u64,
     }
@@ -313,6 +397,13 @@ mod tests {
                         .is_some_and(|c| c == *chain_id)
                 })
                 .cloned()
+                .collect())
+        }
+        fn index_images(&self, digest: &Digest) -> Result<Vec<OfficialImage>, String> {
+            let children = self.indexes.get(digest).cloned().unwrap_or_default();
+            Ok(children
+                .iter()
+                .filter_map(|c| self.by_digest(c).unwrap())
                 .collect())
         }
         fn current_image(&self, tag: &str, _: Option<&str>) -> Result<Option<Digest>, String> {
@@ -459,6 +550,7 @@ mod tests {
             .into_iter()
             .collect(),
             unenriched: 5,
+            ..MapIndex::default()
         };
         let got = identify(&saved(9, &[10, 11]), &index).unwrap();
         let tags: Vec<_> = got.ancestry[0].images[0]
@@ -491,6 +583,98 @@ mod tests {
         let got = identify(&bare, &index).unwrap();
         assert_eq!(got.verdict, Verdict::Exact);
         assert_eq!(got.total_layers, None);
+    }
+
+    #[test]
+    fn an_index_digest_answers_with_its_platform_images() {
+        let mut arm = official(2, &[10, 12], &["python:3.12"], &["python:3.12"]);
+        arm.platform = Some("linux/arm64/v8".into());
+        let index = MapIndex {
+            images: vec![
+                official(3, &[10], &["debian:12"], &["debian:12"]),
+                arm,
+                official(1, &[10, 11], &["python:3.12"], &["python:3.12"]),
+            ],
+            indexes: [(d(60), vec![d(102), d(101)])].into_iter().collect(),
+            ..MapIndex::default()
+        };
+        let input =
+            |id: Option<u8>, digests: &[u8], platform: Option<&str>, layers: &[u8]| SavedImage {
+                image_id: id.map(d),
+                digests: digests.iter().map(|&n| d(n)).collect(),
+                diff_ids: (!layers.is_empty()).then(|| layers.iter().map(|&l| d(l)).collect()),
+                platform: platform.map(str::to_owned),
+                ..saved(0, &[])
+            };
+        let ids = |got: &Identification| -> Vec<Option<Digest>> {
+            got.exact.iter().map(|f| f.image.image_id).collect()
+        };
+        // (input, verdict, exact image IDs, indexes, ancestry layers, a note contains)
+        let table = [
+            // A bare index digest: every platform image, in platform order.
+            (
+                input(None, &[60], None, &[]),
+                Verdict::Exact,
+                vec![Some(d(1)), Some(d(2))],
+                vec![d(60)],
+                vec![],
+                "its 2 platform images",
+            ),
+            // inspect with the containerd store: Id is the index, the platform picks one image.
+            (
+                input(Some(60), &[60], Some("linux/arm64/v8"), &[10, 12]),
+                Verdict::Exact,
+                vec![Some(d(2))],
+                vec![d(60)],
+                vec![1],
+                "its linux/arm64/v8 image",
+            ),
+            // A platform the index lacks: no exact, the layers still name the base.
+            (
+                input(Some(60), &[], Some("linux/s390x"), &[10, 13]),
+                Verdict::Base,
+                vec![],
+                vec![],
+                vec![1],
+                "no linux/s390x image: its platform images are linux/amd64, linux/arm64/v8",
+            ),
+            // The image ID answers: the index in RepoDigests adds nothing.
+            (
+                input(Some(1), &[60], None, &[10, 11]),
+                Verdict::Exact,
+                vec![Some(d(1))],
+                vec![],
+                vec![1],
+                "",
+            ),
+            // A digest that is neither image nor index.
+            (
+                input(None, &[61], None, &[]),
+                Verdict::NotFound,
+                vec![],
+                vec![],
+                vec![],
+                "a bare digest",
+            ),
+        ];
+        for (image, verdict, exact, indexes, ancestry, note) in table {
+            let got = identify(&image, &index).unwrap();
+            let what = format!("{:?} {:?}", image.image_id, image.platform);
+            assert_eq!(got.verdict, verdict, "{what}");
+            assert_eq!(ids(&got), exact, "{what}");
+            assert_eq!(got.indexes, indexes, "{what}");
+            let levels: Vec<usize> = got.ancestry.iter().map(|l| l.layers).collect();
+            assert_eq!(levels, ancestry, "{what}");
+            assert!(
+                if note.is_empty() {
+                    got.notes.is_empty()
+                } else {
+                    got.notes.iter().any(|n| n.contains(note))
+                },
+                "{what}: {:?}",
+                got.notes
+            );
+        }
     }
 
     #[test]

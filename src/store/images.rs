@@ -13,7 +13,10 @@
 //!   its length, so one range read and one config read per image);
 //! - a tag's image now: the tag's latest sighting, its digests' manifest records, the config of
 //!   the one on the platform asked;
-//! - a prefix: image IDs (`configs`, Hub `config` digests) and manifest digests, never indexes.
+//! - an index digest's platform images (a digest listed as an index, by Hub or a `--catalog`
+//!   crawl): the manifests the `parents` table lists under it and those of its own `manifests`
+//!   record (a catalog crawl fetches its indexes), each answered as its manifest digest is;
+//! - a prefix: image IDs (`configs`, Hub `config` digests), manifest and index digests.
 //!
 //! Cost. Every answer above is a bounded number of B-tree reads, except two things the store has
 //! no key for, each read in one pass and at most once per [`StoreImages`]:
@@ -22,6 +25,8 @@
 //!   keeps the carriers of the image IDs the questions can reach (those of the digests, chains and
 //!   prefixes asked), so memory grows with the answers, not the store; a later question about
 //!   another image ID walks it once more for that image;
+//! - which manifests an index holds: `parents` is keyed by manifest digest first, so the children
+//!   of the indexes asked for are collected in one pass over it (only when an index is asked);
 //! - how many platform images are not enriched yet (a count over `digests`), only when an answer
 //!   is not exact and so needs it.
 //!
@@ -34,7 +39,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use redb::ReadableTable;
 
 use super::{
-    CHAINS, CONFIGS, DIGESTS, MANIFESTS, ReadBatch, TxError, decode, guarded, optional_table,
+    CHAINS, CONFIGS, DIGESTS, MANIFESTS, PARENTS, ReadBatch, TxError, decode, guarded,
+    optional_table,
 };
 use crate::clock::rfc3339;
 use crate::dataset::images::Wanted;
@@ -56,6 +62,8 @@ pub struct StoreImages<'s> {
     snapshot: &'s ReadBatch,
     carried: RefCell<HashMap<Digest, Carried>>,
     tags: RefCell<HashMap<String, Option<TagState>>>,
+    /// Index digest → its platform manifests, for the indexes asked.
+    children: RefCell<HashMap<Digest, BTreeSet<Digest>>>,
     unenriched: OnceCell<u64>,
 }
 
@@ -73,6 +81,7 @@ impl<'s> StoreImages<'s> {
             snapshot,
             carried: RefCell::default(),
             tags: RefCell::default(),
+            children: RefCell::default(),
             unenriched: OnceCell::new(),
         };
         let mut reached = BTreeSet::new();
@@ -80,7 +89,15 @@ impl<'s> StoreImages<'s> {
         for prefix in &wanted.prefixes {
             digests.extend(index.prefix_candidates(prefix)?);
         }
-        for digest in &digests {
+        index.find_children(&digests)?;
+        let children: Vec<Digest> = index
+            .children
+            .borrow()
+            .values()
+            .flatten()
+            .copied()
+            .collect();
+        for digest in digests.iter().chain(&children) {
             if index.config(digest)?.is_some() {
                 reached.insert(*digest);
             } else if let Some(ManifestFact::Image { config, .. }) = index.manifest_fact(digest)? {
@@ -183,6 +200,50 @@ impl<'s> StoreImages<'s> {
         Ok(())
     }
 
+    /// Finds the platform manifests of every listed index among `digests` not looked at yet:
+    /// those of its `manifests` record, and those `parents` lists under it (one pass over
+    /// `parents`, only when some digest is such an index).
+    fn find_children(&self, digests: &[Digest]) -> Result<(), TxError> {
+        let mut listed = HashSet::new();
+        let mut found: HashMap<Digest, BTreeSet<Digest>> = HashMap::new();
+        for digest in digests {
+            if self.children.borrow().contains_key(digest) || found.contains_key(digest) {
+                continue;
+            }
+            // Only a digest listed as an index: one Hub listed as a manifest (`images: []`) that
+            // `enrich` found to be an index answers as that manifest, as in the dataset, whose
+            // line for it names no platform manifests.
+            if self
+                .digest_record(digest)?
+                .is_none_or(|r| r.kind != ObjectKind::Index)
+            {
+                continue;
+            }
+            let mut own = BTreeSet::new();
+            if let Some(ManifestFact::Index { manifests }) = self.manifest_fact(digest)? {
+                own.extend(manifests);
+            }
+            listed.insert(*digest);
+            found.insert(*digest, own);
+        }
+        if !listed.is_empty() {
+            let parents = self.snapshot.txn.open_table(PARENTS)?;
+            for item in parents.iter()? {
+                let (key, _) = item?;
+                let (manifest, index) = key.value();
+                let index = Digest::from_bytes(index);
+                if listed.contains(&index) {
+                    found
+                        .entry(index)
+                        .or_default()
+                        .insert(Digest::from_bytes(manifest));
+                }
+            }
+        }
+        self.children.borrow_mut().extend(found);
+        Ok(())
+    }
+
     /// The tag's state by the dataset's `repo:tag` (`library/` left out), read once.
     fn tag(&self, repo_tag: &str) -> Result<Option<TagState>, TxError> {
         if let Some(state) = self.tags.borrow().get(repo_tag) {
@@ -276,22 +337,14 @@ impl<'s> StoreImages<'s> {
         })
     }
 
-    /// Image IDs and manifest digests starting with `hex`, in order, at most three.
+    /// Image IDs, manifest and index digests starting with `hex`, in order, at most two.
     fn prefix_candidates(&self, hex: &str) -> Result<Vec<Digest>, TxError> {
         let mut found: BTreeSet<Digest> = self
             .snapshot
             .configs_with_prefix(hex, 2)?
             .into_iter()
             .collect();
-        // Indexes are not images: a few more are read so that two images still show.
-        for digest in self.snapshot.digests_with_prefix(hex, 8)? {
-            if self
-                .digest_record(&digest)?
-                .is_some_and(|r| r.kind != ObjectKind::Index)
-            {
-                found.insert(digest);
-            }
-        }
+        found.extend(self.snapshot.digests_with_prefix(hex, 2)?);
         Ok(found.into_iter().take(2).collect())
     }
 
@@ -353,6 +406,27 @@ impl ImageIndex for StoreImages<'_> {
                 }
                 _ => Ok(None),
             }
+        })
+    }
+
+    fn index_images(&self, digest: &Digest) -> Result<Vec<OfficialImage>, TxError> {
+        guarded(|| {
+            self.find_children(std::slice::from_ref(digest))?;
+            let children = self
+                .children
+                .borrow()
+                .get(digest)
+                .cloned()
+                .unwrap_or_default();
+            let mut images: Vec<OfficialImage> = Vec::new();
+            for child in &children {
+                if let Some(image) = self.by_digest(child)?
+                    && !images.contains(&image)
+                {
+                    images.push(image);
+                }
+            }
+            Ok(images)
         })
     }
 
@@ -604,7 +678,7 @@ mod tests {
             prefixes: vec![
                 "323232323232".into(), // image 50's
                 "060606060606".into(), // the index met in place of a manifest: a manifest line
-                "010101010101".into(), // an index: not an image
+                "010101010101".into(), // an index: its platform images
             ],
         };
         let file = DatasetImages::load(text.as_slice(), &wanted).unwrap();
@@ -616,6 +690,10 @@ mod tests {
         for chain in &wanted.chains {
             let Ok(want) = file.by_chain(chain);
             assert_eq!(store.by_chain(chain).unwrap(), want, "by_chain {chain}");
+        }
+        for digest in &all {
+            let Ok(want) = file.index_images(digest);
+            assert_eq!(store.index_images(digest).unwrap(), want, "index {digest}");
         }
         for prefix in &wanted.prefixes {
             let Ok(want) = file.resolve_prefix(prefix);
@@ -655,9 +733,31 @@ mod tests {
         let unenriched = store.by_digest(&d(8)).unwrap().unwrap();
         assert_eq!((unenriched.image_id, unenriched.diff_ids), (None, None));
         assert_eq!(store.unenriched().unwrap(), 3); // manifests 6 and 8, config 9
+        // An index digest resolves like any digest (`docker images` shows one with the containerd
+        // image store), and answers with its platform images.
         assert_eq!(
             store.resolve_prefix("010101010101").unwrap(),
-            PrefixMatch::None
+            PrefixMatch::One(d(1))
+        );
+        let platform_images: Vec<_> = [1, 3, 11, 12, 2]
+            .map(|n| {
+                store
+                    .index_images(&d(n))
+                    .unwrap()
+                    .into_iter()
+                    .map(|i| (i.image_id, i.manifests))
+                    .collect::<Vec<_>>()
+            })
+            .to_vec();
+        assert_eq!(
+            platform_images,
+            [
+                vec![(Some(d(50)), vec![d(2)])],
+                vec![(Some(d(51)), vec![d(4)])],
+                vec![(None, vec![d(8)])], // not enriched: the manifest itself
+                vec![(Some(d(53)), vec![d(10)])],
+                vec![], // a manifest is no index
+            ]
         );
         assert!(store.by_digest(&d(99)).unwrap().is_none());
     }
