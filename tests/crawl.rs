@@ -761,7 +761,10 @@ fn a_capped_repository_list_costs_one_403_then_none() {
             .filter(|p| p.contains("/library/repositories?"))
             .collect();
         assert_eq!(lists.len(), 2, "{what}: page 1 each way: {lists:?}");
-        assert!(lists.iter().any(|p| p.contains("ordering=-name")), "{lists:?}");
+        assert!(
+            lists.iter().any(|p| p.contains("ordering=-name")),
+            "{lists:?}"
+        );
         let out = sb.finalize("repos.ndjson");
         assert_same_dataset(&dataset(&out), &hub.truth());
         let status = sb.run(&["status"]);
@@ -792,7 +795,10 @@ fn a_cap_learned_at_one_hub_url_is_not_presumed_at_another() {
     };
 
     // The first origin caps: learned from its one 403.
-    assert_success(&sb.crawl(&capped, &["--workers", "2"]), "crawl of the capped origin");
+    assert_success(
+        &sb.crawl(&capped, &["--workers", "2"]),
+        "crawl of the capped origin",
+    );
     assert_eq!(refused(&capped).len(), 1, "{:?}", refused(&capped));
 
     // The second origin does not cap: its plain listing is read to the end (page 15), not
@@ -805,7 +811,9 @@ fn a_cap_learned_at_one_hub_url_is_not_presumed_at_another() {
         .map(|r| r.path_and_query)
         .collect();
     assert!(
-        asked.iter().any(|p| python_plain(p) && p.contains("page=15&")),
+        asked
+            .iter()
+            .any(|p| python_plain(p) && p.contains("page=15&")),
         "the plain listing was not read past offset 1000: {asked:?}"
     );
     assert!(

@@ -1191,7 +1191,11 @@ mod tests {
     fn the_registry_names_are_gathered() {
         let page = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
         let mut stored = TagNames::default();
-        gather_names(&mut stored, &page(&["3.12", "bad name", "latest", "-x"]), false);
+        gather_names(
+            &mut stored,
+            &page(&["3.12", "bad name", "latest", "-x"]),
+            false,
+        );
         assert_eq!(stored.names, ["3.12", "latest"], "only valid tag names");
         assert!(!stored.done, "more pages follow");
         gather_names(&mut stored, &page(&["2.7", "latest", "3.12"]), true);
@@ -1220,8 +1224,15 @@ mod tests {
             ("b".to_owned(), deleted),
             ("c".to_owned(), state("2026-01-01T00:00:01Z")),
         ];
+        type Row<'a> = (
+            &'a str,
+            &'a [(String, TagState)],
+            Option<u64>,
+            &'a [&'a str],
+            bool,
+        );
         #[rustfmt::skip]
-        let rows: [(&str, &[(String, TagState)], Option<u64>, &[&str], bool); 3] = [
+        let rows: [Row<'_>; 3] = [
             // (case, stored tags, done before, retired, newly done)
             ("never stored: nothing retired", &[], None, &[], true),
             ("known: its current tags retired, the deleted one left", &known, None, &["a", "c"], true),
@@ -1251,7 +1262,13 @@ mod tests {
             assert_eq!(gone.retired, retired, "{case}");
             assert_eq!(gone.newly_done, newly, "{case}");
             assert_eq!(
-                (state.done_at, state.vanished_at, state.count, state.distinct, state.complete),
+                (
+                    state.done_at,
+                    state.vanished_at,
+                    state.count,
+                    state.distinct,
+                    state.complete
+                ),
                 (Some(10), Some(10), Some(0), 0, Some(true)),
                 "{case}: done, vanished, nothing missing"
             );
