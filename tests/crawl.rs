@@ -717,6 +717,121 @@ fn capped_repository_list_is_read_from_both_ends() {
     );
 }
 
+/// The 403s the double answered since its requests were last cleared, by request target.
+fn refused(hub: &FakeHub) -> Vec<String> {
+    hub.requests()
+        .into_iter()
+        .filter(|r| r.status == 403)
+        .map(|r| r.path_and_query)
+        .collect()
+}
+
+#[test]
+fn a_capped_repository_list_costs_one_403_then_none() {
+    // The double is not Docker Hub's origin (where the cap is known from the start, a table test
+    // of `policy::expected_caps`), so the first crawl learns the repository list's cap from
+    // Hub's 403 on page 2; the descending list then stops at offset 100 without asking, and a
+    // later crawl of this origin asks for no page past the cap at all.
+    let hub = small_hub(FakeHubConfig {
+        anonymous_cap: true,
+        repos: 160,
+        max_tags: 8,
+        big_repo_tags: 8,
+        ..FakeHubConfig::default()
+    });
+    let sb = Sandbox::new("repocap403");
+    let output = sb.crawl(&hub, &["--workers", "4"]);
+    assert_success(&output, "first crawl");
+    let first = refused(&hub);
+    assert_eq!(first.len(), 1, "one 403, the cap learned: {first:?}");
+    assert!(
+        first[0].contains("/repositories?page=2&") && first[0].contains("ordering=name"),
+        "the ascending list's page 2: {first:?}"
+    );
+
+    for (what, extra) in [("a refresh", &[][..]), ("a full crawl", &["--full"][..])] {
+        hub.clear_requests();
+        let output = sb.crawl(&hub, &[&["--workers", "4"], extra].concat());
+        assert_success(&output, what);
+        assert_eq!(refused(&hub), Vec::<String>::new(), "{what}: no 403");
+        let lists: Vec<String> = hub
+            .requests()
+            .into_iter()
+            .map(|r| r.path_and_query)
+            .filter(|p| p.contains("/library/repositories?"))
+            .collect();
+        assert_eq!(lists.len(), 2, "{what}: page 1 each way: {lists:?}");
+        assert!(
+            lists.iter().any(|p| p.contains("ordering=-name")),
+            "{lists:?}"
+        );
+        let out = sb.finalize("repos.ndjson");
+        assert_same_dataset(&dataset(&out), &hub.truth());
+        let status = sb.run(&["status"]);
+        let text = String::from_utf8_lossy(&status.stdout);
+        assert!(
+            text.contains("160 listed, 160 done (Hub counts 160; the list was capped)"),
+            "{what}: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_cap_learned_at_one_hub_url_is_not_presumed_at_another() {
+    let config = FakeHubConfig {
+        repos: 2,
+        max_tags: 20,
+        big_repo_tags: 1500,
+        ..FakeHubConfig::default()
+    };
+    let capped = small_hub(FakeHubConfig {
+        anonymous_cap: true,
+        ..config.clone()
+    });
+    let open = small_hub(config);
+    let sb = Sandbox::new("caps-per-origin");
+    let python_plain = |p: &str| {
+        p.contains("/repositories/python/tags?") && !p.contains("ordering=") && !p.contains("name=")
+    };
+
+    // The first origin caps: learned from its one 403.
+    assert_success(
+        &sb.crawl(&capped, &["--workers", "2"]),
+        "crawl of the capped origin",
+    );
+    assert_eq!(refused(&capped).len(), 1, "{:?}", refused(&capped));
+
+    // The second origin does not cap: its plain listing is read to the end (page 15), not
+    // stopped at offset 1000 as the first origin's cap would have it.
+    let output = sb.crawl(&open, &["--workers", "2", "--full"]);
+    assert_success(&output, "full crawl of the other origin");
+    let asked: Vec<String> = open
+        .requests()
+        .into_iter()
+        .map(|r| r.path_and_query)
+        .collect();
+    assert!(
+        asked
+            .iter()
+            .any(|p| python_plain(p) && p.contains("page=15&")),
+        "the plain listing was not read past offset 1000: {asked:?}"
+    );
+    assert!(
+        !asked.iter().any(|p| p.contains("ordering=-last_updated")),
+        "no second view was needed"
+    );
+    let out = sb.finalize("open.ndjson");
+    assert_same_dataset(&dataset(&out), &open.truth());
+
+    // Back at the first origin, its cap is still known: no page past it is asked for.
+    capped.clear_requests();
+    let output = sb.crawl(&capped, &["--workers", "2", "--full"]);
+    assert_success(&output, "full crawl of the capped origin again");
+    assert_eq!(refused(&capped), Vec::<String>::new());
+    let out = sb.finalize("capped.ndjson");
+    assert_same_dataset(&dataset(&out), &capped.truth());
+}
+
 /// A plain HTTP GET of the double's JSON (the tests' own client, no crawler code).
 fn get_json(hub: &FakeHub, path: &str) -> Value {
     use std::io::{Read, Write};

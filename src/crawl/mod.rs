@@ -38,8 +38,8 @@ use crate::net::auth::{Credentials, SignInError};
 use crate::net::pace::StoredPause;
 use crate::net::{HttpClient, NetConfig, Pacer};
 use crate::store::{
-    Counts, CrawlRun, FailedJob, Job, JobId, JobKind, RepoState, RunGaps, RunMode, RunState,
-    RunStats, Store, StoreError, TxError, WriteBatch,
+    Counts, CrawlRun, FailedJob, Job, JobId, JobKind, PagingCaps, RepoState, RunGaps, RunMode,
+    RunState, RunStats, Store, StoreError, TxError, WriteBatch, paging_caps_key,
 };
 pub use handler::{Listing, Outcome, PageData};
 pub use policy::{MAX_FILTERS, MAX_RELISTS, next_filter};
@@ -285,10 +285,14 @@ pub async fn crawl(
         Ordering::Relaxed,
     );
     let queue = Arc::new(JobQueue::new(jobs));
-    // Docker Hub caps anonymous tag listings at offset 1000; another origin is known to once a
-    // repository of this store met the cap there.
-    let cap_known =
-        run.hub_url.trim_end_matches('/') == DEFAULT_HUB_URL || repos.iter().any(|(_, s)| s.capped);
+    // Docker Hub's anonymous caps are known from the start; another origin's once the store
+    // met them there (kept per origin: another origin's caps say nothing of this one).
+    let learned = store.read(|r| r.meta::<PagingCaps>(&paging_caps_key(&api.origin())))?;
+    let caps = policy::expected_caps(
+        &api.origin(),
+        options.credentials.is_none(),
+        learned.unwrap_or_default(),
+    );
 
     let (tx, rx) = mpsc::channel::<Completion>(options.workers * 2);
     let writer = {
@@ -303,7 +307,7 @@ pub async fn crawl(
             options.job_retry_base,
             registry.clone(),
             options.credentials.is_none(),
-            cap_known,
+            caps,
         );
         let close = CloseOnPanic(queue.clone());
         std::thread::Builder::new()

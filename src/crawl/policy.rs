@@ -40,19 +40,40 @@
 //!   - without a registry, or when it cannot be asked, `name`-filtered views (each newest-first,
 //!     then oldest-first if it is capped too) chosen by [`next_filter`] cover the middle, until
 //!     `count` is reached or [`MAX_FILTERS`] were tried (the repository is then incomplete);
+//! - a 404 on page 1 of a repository's tag listing (the repository is not on Hub): it is done,
+//!   vanished and complete, its current tags stop being current, and the run's gaps name it
+//!   ([`repo_gone`]); a tag asked for by name that answers 404 was deleted since the registry
+//!   listed it, and leaves the names to reach ([`tag_gone`]);
 //! - a run that ended incomplete and is resumed plans each gap again ([`replan`]);
+//! - the repository list is read by ascending name; where its next page would start at offset
+//!   [`REPO_LIST_DEPTH`] (100) with the cap expected, or Hub answered 403 there, it is read again
+//!   by descending name, for another 100 ([`after_repo_page`], [`at_repo_cap`]);
 //! - a repository list read whole marks the repositories it no longer holds as vanished; one
 //!   shorter than Hub's count (capped) concludes nothing ([`repo_list_done`]).
+//!
+//! And around them:
+//! - which caps a run expects ([`expected_caps`]): anonymous on Docker Hub's own origin
+//!   (`https://hub.docker.com`), both (tags at 1000, repositories at 100) from the start, so
+//!   neither costs a 403; anonymous elsewhere, those the store learned of that very origin from
+//!   its first 403 of each kind ([`cap_met`]; kept per origin, so a store crawled at another
+//!   origin does not presume that one caps); signed in, none;
+//! - a failed job's retry schedule ([`retry_delay`]): 1 s, 2 s, 4 s, 8 s, then failed;
+//! - the registry's tag-name pages gathered into the names the cover reaches for
+//!   ([`gather_names`]).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use url::Url;
 
 use super::plan::{self, CoverPlan, MAX_COVER_ROUNDS, PlannedPage, StoredTag, VIEW_DEPTH, words};
+use super::{JOB_RETRY_MAX, MAX_ATTEMPTS};
 use crate::hub::{HubApi, PAGE_SIZE, TagObservation};
 use crate::model::RepoName;
+use crate::net::auth::DOCKER_HUB_ORIGIN;
 use crate::store::{
-    CrawlRun, JobKind, ListingWindow, RepoState, RunMode, TagNames, TagState, name_hash,
+    CrawlRun, JobKind, ListingWindow, MissingRepo, PagingCaps, RepoState, RunGaps, RunMode,
+    TagNames, TagState, name_hash,
 };
 
 /// Re-readings of a plain listing that changed while it was read, before giving up on it.
@@ -64,15 +85,18 @@ pub const MAX_PLAUSIBLE_COUNT: u64 = 1_000_000;
 /// A filter matching more known tags than this would mostly re-read them; tried last.
 const BROAD_FILTER: usize = 900;
 
+/// Where Hub's anonymous repository list stops: a page starting at this offset is answered 403.
+pub const REPO_LIST_DEPTH: u64 = 100;
+
 /// What the run is, as far as the decisions care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunFacts {
     /// A full crawl or a refresh.
     pub mode: RunMode,
-    /// Not signed in, and Hub is known to stop this origin's anonymous listings at offset
-    /// [`VIEW_DEPTH`]: Docker Hub's own origin always does; another (a mirror, a double) once the
-    /// store met the cap there. A page past the cap is then not asked for.
-    pub cap_expected: bool,
+    /// The anonymous paging caps the run expects ([`expected_caps`]): tag listings at offset
+    /// [`VIEW_DEPTH`], the repository list at [`REPO_LIST_DEPTH`]. A page past an expected cap
+    /// is not asked for.
+    pub caps: PagingCaps,
     /// A registry can be asked for a repository's tag names.
     pub registry: bool,
 }
@@ -164,24 +188,191 @@ pub fn after_tag_page<T: Tally>(
     };
     Ok(if exhausted {
         PageStep::ViewEnds { capped: false }
-    } else if run.cap_expected && beyond_cap(url) {
+    } else if run.caps.tags && beyond_cap(url) {
         PageStep::ViewEnds { capped: true }
     } else {
         PageStep::Follow
     })
 }
 
-/// Whether an anonymous client asking for `url` gets Hub's 403: the page starts at or past
-/// offset [`VIEW_DEPTH`]. A URL without a readable `page` or `page_size` is not presumed capped.
+/// Whether an anonymous client asking for the tag page `url` gets Hub's 403: the page starts at
+/// or past offset [`VIEW_DEPTH`].
 pub fn beyond_cap(url: &Url) -> bool {
+    starts_past(url, VIEW_DEPTH as u64)
+}
+
+/// Whether the page `url` starts at or past offset `depth`. A URL without a readable `page` or
+/// `page_size` is not presumed capped (a 403 would tell).
+fn starts_past(url: &Url, depth: u64) -> bool {
     let param = |name: &str| {
         url.query_pairs()
             .find(|(k, _)| k == name)
             .and_then(|(_, v)| v.parse::<u64>().ok())
     };
     match (param("page").unwrap_or(1), param("page_size")) {
-        (page, Some(size)) => page.saturating_sub(1).saturating_mul(size) >= VIEW_DEPTH as u64,
+        (page, Some(size)) => page.saturating_sub(1).saturating_mul(size) >= depth,
         _ => false,
+    }
+}
+
+/// The anonymous paging caps a run of the Hub origin `origin` expects. Signed in, none (Hub does
+/// not cap signed-in listings). Anonymous on Docker Hub's own origin ([`DOCKER_HUB_ORIGIN`]),
+/// both, from the start: its caps are documented and stable, so not even the first page past
+/// them is asked for. Anonymous elsewhere (a mirror, a double), those the store `learned` of
+/// that origin ([`cap_met`]), so another origin is never presumed to cap like Docker Hub.
+pub fn expected_caps(origin: &str, anonymous: bool, learned: PagingCaps) -> PagingCaps {
+    match (anonymous, origin.trim_end_matches('/') == DOCKER_HUB_ORIGIN) {
+        (false, _) => PagingCaps::default(),
+        (true, true) => PagingCaps {
+            tags: true,
+            repos: true,
+        },
+        (true, false) => learned,
+    }
+}
+
+/// The listing a 403 `pagination offset too large` answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapOf {
+    /// A tag listing (a view read from its first page; a planned page that met the cap only
+    /// says its plan was off, not that the origin caps).
+    Tags,
+    /// The repository list.
+    Repos,
+}
+
+/// Records in `caps` what a 403 `pagination offset too large` on `of` teaches: from now on, an
+/// anonymous run asks for no page past that cap. True when it is news (so the store keeps it
+/// for the origin); a signed-in run learns nothing (it is not capped the way anonymous ones
+/// are).
+pub fn cap_met(caps: &mut PagingCaps, anonymous: bool, of: CapOf) -> bool {
+    let known = match of {
+        CapOf::Tags => &mut caps.tags,
+        CapOf::Repos => &mut caps.repos,
+    };
+    let news = anonymous && !*known;
+    *known |= anonymous;
+    news
+}
+
+/// Where the repository list goes after one of its pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoListStep {
+    /// Queue the following page.
+    Follow,
+    /// The `next` link was refused: the job fails.
+    Refused,
+    /// The name-ascending list ended at the cap: read the list by descending name
+    /// (`ordering=-name`), which gives the last 100 names, and note the list as capped.
+    Descend,
+    /// The list is read: what its end means is [`repo_list_done`]'s to decide.
+    Done,
+}
+
+/// Decides what follows a committed page of the repository list (`descending`: the
+/// `ordering=-name` one). With the repository cap expected, a list whose next page starts at or
+/// past offset [`REPO_LIST_DEPTH`] ends there, as if Hub had answered that page 403
+/// ([`at_repo_cap`]).
+pub fn after_repo_page(run: &RunFacts, descending: bool, next: NextLink<'_>) -> RepoListStep {
+    match next {
+        NextLink::Refused => RepoListStep::Refused,
+        NextLink::Last => RepoListStep::Done,
+        NextLink::Following(url) if run.caps.repos && starts_past(url, REPO_LIST_DEPTH) => {
+            at_repo_cap(descending)
+        }
+        NextLink::Following(_) => RepoListStep::Follow,
+    }
+}
+
+/// What follows the end of the repository list at the anonymous cap (met, or expected): the
+/// ascending list is read again by descending name; the descending one is done.
+pub fn at_repo_cap(descending: bool) -> RepoListStep {
+    if descending {
+        RepoListStep::Done
+    } else {
+        RepoListStep::Descend
+    }
+}
+
+/// The delay before a failed job's next attempt, `attempts` (this one included) made so far:
+/// `base` doubled for each attempt after the first, at most [`JOB_RETRY_MAX`]. `None`: the job
+/// fails for good, because the failure is not `transient` (an answer that would not change) or
+/// the [`MAX_ATTEMPTS`] are spent.
+pub fn retry_delay(attempts: u32, transient: bool, base: Duration) -> Option<Duration> {
+    (transient && attempts < MAX_ATTEMPTS).then(|| {
+        base.saturating_mul(1 << attempts.saturating_sub(1).min(16))
+            .min(JOB_RETRY_MAX)
+    })
+}
+
+/// Adds a page of the registry's tag names to `stored`: only the names Docker's grammar allows
+/// can be tags at all (Hub's listing of any other is skipped, and counted as seen, as always).
+/// After the `last` page the names are sorted and deduplicated (a registry that pages may repeat
+/// a name across pages) and marked read.
+pub fn gather_names(stored: &mut TagNames, page: &[String], last: bool) {
+    let valid = page
+        .iter()
+        .filter(|n| crate::model::validate_tag(n).is_ok());
+    stored.names.extend(valid.cloned());
+    if last {
+        stored.done = true;
+        stored.names.sort_unstable();
+        stored.names.dedup();
+    }
+}
+
+/// A tag the registry listed that Hub answers 404 for by name was deleted meanwhile: it is no
+/// longer a name the cover has to reach.
+pub fn tag_gone(stored: &mut TagNames, name: &str) {
+    stored.names.retain(|n| n != name);
+}
+
+/// What a repository Hub does not have leaves to commit ([`repo_gone`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoGone {
+    /// The stored tags that were current: they are to be marked deleted (no longer current).
+    pub retired: Vec<String>,
+    /// Whether the repository was not done before (it then counts toward the progress of done
+    /// repositories).
+    pub newly_done: bool,
+}
+
+/// Decides what a 404 on page 1 of a repository's tag listing means for the store (that it
+/// means the repository is not on Hub is `handler::not_found`'s decision). `tags` are every tag
+/// stored for it; `url` the page that answered 404. The repository is done, marked vanished, and
+/// complete: Hub has nothing of it and the store now says so, so nothing is missing from
+/// coverage. `gaps` (the run's) then names it once, however often it was asked.
+pub fn repo_gone(
+    state: &mut RepoState,
+    gaps: &mut RunGaps,
+    repo: &RepoName,
+    url: &str,
+    tags: &[(String, TagState)],
+    now: u64,
+) -> RepoGone {
+    let retired: Vec<String> = tags
+        .iter()
+        .filter(|(_, t)| t.deleted_at.is_none())
+        .map(|(tag, _)| tag.clone())
+        .collect();
+    let newly_done = state.done_at.is_none();
+    state.done_at = Some(now);
+    state.vanished_at = Some(now);
+    state.count = Some(0);
+    state.distinct = 0;
+    state.complete = Some(true);
+    let name = repo.to_string();
+    gaps.missing.retain(|m| m.repo != name);
+    gaps.missing.push(MissingRepo {
+        repo: name,
+        url: url.to_owned(),
+        at: now,
+        known_tags: tags.len() as u64,
+        retired_tags: retired.len() as u64,
+    });
+    RepoGone {
+        retired,
+        newly_done,
     }
 }
 
@@ -679,14 +870,22 @@ mod tests {
         }
     }
 
+    const BOTH_CAPS: PagingCaps = PagingCaps {
+        tags: true,
+        repos: true,
+    };
+    const NO_CAPS: PagingCaps = PagingCaps {
+        tags: false,
+        repos: false,
+    };
     const ANONYMOUS: RunFacts = RunFacts {
         mode: RunMode::Full,
-        cap_expected: true,
+        caps: BOTH_CAPS,
         registry: false,
     };
     /// Signed in, or on an origin whose cap is not known yet.
     const UNCAPPED: RunFacts = RunFacts {
-        cap_expected: false,
+        caps: NO_CAPS,
         ..ANONYMOUS
     };
     const REFRESH: RunFacts = RunFacts {
@@ -877,6 +1076,214 @@ mod tests {
         assert!(!beyond_cap(&no_page));
         let garbled = Url::parse("https://h/x?page=two&page_size=100").unwrap();
         assert!(!beyond_cap(&garbled), "page 1 assumed, as Hub does");
+    }
+
+    #[test]
+    fn the_caps_a_run_expects() {
+        let tags_only = PagingCaps {
+            tags: true,
+            repos: false,
+        };
+        #[rustfmt::skip]
+        let rows = [
+            // (case, origin, anonymous, learned of that origin, expected)
+            ("Docker Hub, anonymous: both from the start", "https://hub.docker.com", true, NO_CAPS, BOTH_CAPS),
+            ("Docker Hub, a trailing slash", "https://hub.docker.com/", true, NO_CAPS, BOTH_CAPS),
+            ("Docker Hub, signed in: none", "https://hub.docker.com", false, BOTH_CAPS, NO_CAPS),
+            ("another origin, nothing learned: none", "http://127.0.0.1:8080", true, NO_CAPS, NO_CAPS),
+            ("another origin: what was learned there", "http://127.0.0.1:8080", true, tags_only, tags_only),
+            ("another origin, signed in: none", "http://127.0.0.1:8080", false, BOTH_CAPS, NO_CAPS),
+            ("plain http is not Docker Hub", "http://hub.docker.com", true, NO_CAPS, NO_CAPS),
+            ("a look-alike host is not Docker Hub", "https://hub.docker.com.example", true, NO_CAPS, NO_CAPS),
+        ];
+        for (case, origin, anonymous, learned, want) in rows {
+            assert_eq!(expected_caps(origin, anonymous, learned), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_cap_met_is_learned_once_and_only_anonymously() {
+        #[rustfmt::skip]
+        let rows = [
+            // (case, known before, anonymous, met on, news, known after)
+            ("first tag cap", NO_CAPS, true, CapOf::Tags, true, PagingCaps { tags: true, repos: false }),
+            ("first repository cap", NO_CAPS, true, CapOf::Repos, true, PagingCaps { tags: false, repos: true }),
+            ("the tag cap again", PagingCaps { tags: true, repos: false }, true, CapOf::Tags, false, PagingCaps { tags: true, repos: false }),
+            ("the other cap", PagingCaps { tags: true, repos: false }, true, CapOf::Repos, true, BOTH_CAPS),
+            ("signed in: nothing learned", NO_CAPS, false, CapOf::Tags, false, NO_CAPS),
+        ];
+        for (case, before, anonymous, of, news, after) in rows {
+            let mut caps = before;
+            assert_eq!(cap_met(&mut caps, anonymous, of), news, "{case}");
+            assert_eq!(caps, after, "{case}");
+        }
+    }
+
+    #[test]
+    fn the_repository_list_and_its_cap() {
+        let repos = |page: u32| {
+            Url::parse(&format!(
+                "http://h/v2/namespaces/library/repositories?page={page}&page_size=100&ordering=name"
+            ))
+            .unwrap()
+        };
+        let tag_cap_only = RunFacts {
+            caps: PagingCaps {
+                tags: true,
+                repos: false,
+            },
+            ..ANONYMOUS
+        };
+        let (p2, p3) = (repos(2), repos(3));
+        let small = Url::parse("http://h/x?page=5&page_size=20").unwrap();
+        let past_small = Url::parse("http://h/x?page=6&page_size=20").unwrap();
+        use NextLink::{Following, Last, Refused};
+        use RepoListStep::{Descend, Done, Follow};
+        #[rustfmt::skip]
+        let rows = [
+            // (case, run, descending, next, step)
+            ("cap expected: page 2 is not asked for, by name descending instead", ANONYMOUS, false, Following(&p2), Descend),
+            ("cap expected: the descending list ends at 100", ANONYMOUS, true, Following(&p2), Done),
+            ("cap not known: page 2 is asked for (a 403 tells)", UNCAPPED, false, Following(&p2), Follow),
+            ("the tag cap says nothing of the repository list", tag_cap_only, false, Following(&p2), Follow),
+            ("signed in: every page", UNCAPPED, false, Following(&p3), Follow),
+            ("pages of 20: page 5 is below offset 100", ANONYMOUS, false, Following(&small), Follow),
+            ("pages of 20: page 6 starts at 100", ANONYMOUS, false, Following(&past_small), Descend),
+            ("the last page", ANONYMOUS, false, Last, Done),
+            ("the descending list's last page", ANONYMOUS, true, Last, Done),
+            ("a refused next link fails the job, capped or not", ANONYMOUS, false, Refused, RepoListStep::Refused),
+        ];
+        for (case, run, descending, next, want) in rows {
+            assert_eq!(after_repo_page(&run, descending, next), want, "{case}");
+        }
+        // Hub's 403 itself, where the cap was not expected.
+        assert_eq!(at_repo_cap(false), Descend);
+        assert_eq!(at_repo_cap(true), Done);
+    }
+
+    #[test]
+    fn a_failed_job_is_tried_again_later_then_failed() {
+        let base = Duration::from_secs(1);
+        #[rustfmt::skip]
+        let rows = [
+            // (case, attempts made, transient, base, delay)
+            ("first failure: 1 s", 1, true, base, Some(1)),
+            ("second: 2 s", 2, true, base, Some(2)),
+            ("third: 4 s", 3, true, base, Some(4)),
+            ("fourth: 8 s", 4, true, base, Some(8)),
+            ("attempts spent: failed", MAX_ATTEMPTS, true, base, None),
+            ("past them: failed", MAX_ATTEMPTS + 3, true, base, None),
+            ("not transient: failed at once", 1, false, base, None),
+            ("a long base stops at the ceiling", 4, true, Duration::from_secs(30), Some(JOB_RETRY_MAX.as_secs())),
+        ];
+        for (case, attempts, transient, base, want) in rows {
+            assert_eq!(
+                retry_delay(attempts, transient, base),
+                want.map(Duration::from_secs),
+                "{case}"
+            );
+        }
+        // No overflow, however many attempts a hand-edited store claims.
+        assert!(retry_delay(MAX_ATTEMPTS - 1, true, Duration::MAX).is_some());
+    }
+
+    #[test]
+    fn the_registry_names_are_gathered() {
+        let page = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let mut stored = TagNames::default();
+        gather_names(
+            &mut stored,
+            &page(&["3.12", "bad name", "latest", "-x"]),
+            false,
+        );
+        assert_eq!(stored.names, ["3.12", "latest"], "only valid tag names");
+        assert!(!stored.done, "more pages follow");
+        gather_names(&mut stored, &page(&["2.7", "latest", "3.12"]), true);
+        assert_eq!(
+            stored.names,
+            ["2.7", "3.12", "latest"],
+            "sorted, each once, across pages"
+        );
+        assert!(stored.done);
+        tag_gone(&mut stored, "3.12");
+        assert_eq!(stored.names, ["2.7", "latest"], "a tag deleted meanwhile");
+        tag_gone(&mut stored, "never-listed");
+        assert_eq!(stored.names, ["2.7", "latest"]);
+    }
+
+    #[test]
+    fn a_repository_not_on_hub() {
+        let repo = RepoName::new("library", "gone").unwrap();
+        let url = "http://h/v2/namespaces/library/repositories/gone/tags?page=1&page_size=100";
+        let deleted = TagState {
+            deleted_at: Some(5),
+            ..state("2026-01-01T00:00:00Z")
+        };
+        let known = vec![
+            ("a".to_owned(), state("2026-01-01T00:00:00Z")),
+            ("b".to_owned(), deleted),
+            ("c".to_owned(), state("2026-01-01T00:00:01Z")),
+        ];
+        type Row<'a> = (
+            &'a str,
+            &'a [(String, TagState)],
+            Option<u64>,
+            &'a [&'a str],
+            bool,
+        );
+        #[rustfmt::skip]
+        let rows: [Row<'_>; 3] = [
+            // (case, stored tags, done before, retired, newly done)
+            ("never stored: nothing retired", &[], None, &[], true),
+            ("known: its current tags retired, the deleted one left", &known, None, &["a", "c"], true),
+            ("asked again (a resumed run): done once", &known, Some(3), &["a", "c"], false),
+        ];
+        for (case, tags, done_before, retired, newly) in rows {
+            let mut state = RepoState {
+                count: Some(40),
+                distinct: 12,
+                complete: Some(false),
+                done_at: done_before,
+                ..RepoState::new(1, 0)
+            };
+            // An earlier entry for it (an earlier attempt of this run) is replaced, not repeated.
+            let mut gaps = RunGaps {
+                run: 1,
+                missing: vec![MissingRepo {
+                    repo: "library/gone".into(),
+                    url: "old".into(),
+                    at: 1,
+                    known_tags: 9,
+                    retired_tags: 9,
+                }],
+                skipped: Vec::new(),
+            };
+            let gone = repo_gone(&mut state, &mut gaps, &repo, url, tags, 10);
+            assert_eq!(gone.retired, retired, "{case}");
+            assert_eq!(gone.newly_done, newly, "{case}");
+            assert_eq!(
+                (
+                    state.done_at,
+                    state.vanished_at,
+                    state.count,
+                    state.distinct,
+                    state.complete
+                ),
+                (Some(10), Some(10), Some(0), 0, Some(true)),
+                "{case}: done, vanished, nothing missing"
+            );
+            assert_eq!(
+                gaps.missing,
+                [MissingRepo {
+                    repo: "library/gone".into(),
+                    url: url.into(),
+                    at: 10,
+                    known_tags: tags.len() as u64,
+                    retired_tags: retired.len() as u64,
+                }],
+                "{case}"
+            );
+        }
     }
 
     #[test]

@@ -2,13 +2,12 @@
 //! transaction, asks [`super::policy`] (pure) what a committed page leads to, and commits the
 //! answer: the page's results, the job's completion and the jobs it spawns, in one transaction.
 //!
-//! A repository-list page spawns one tag listing per repository new to this run and the next
-//! page; a repository list capped at offset 100 is read again by descending name, for another
-//! 100, and a list read whole marks the repositories it no longer holds as vanished.
-//!
-//! A 404 on page 1 of a tag listing means the repository is not on Hub: it is done, marked
-//! vanished, its stored tags stop being current, and the run's gaps name it. A 404 on a later page
-//! ends that view, planned like any other end of a view.
+//! A repository-list page spawns one tag listing per repository new to this run and what
+//! [`policy::after_repo_page`] decides: the next page, or at the cap the list by descending name.
+//! A 404 on page 1 of a tag listing commits what [`policy::repo_gone`] decides; a failed attempt
+//! is put back after [`policy::retry_delay`], or moved to `failed`. An anonymous 403 `pagination
+//! offset too large` met where no cap was expected is kept per Hub origin ([`policy::cap_met`]),
+//! so this run and later ones of that origin ask for no page past it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,18 +17,18 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::plan;
 use super::policy::{
-    self, CoverStep, ListEnd, MAX_PLAUSIBLE_COUNT, NamesState, NextLink, PageStep, RunFacts, Tally,
-    ViewStep,
+    self, CapOf, CoverStep, ListEnd, MAX_PLAUSIBLE_COUNT, NamesState, NextLink, PageStep,
+    RepoListStep, RunFacts, Tally, ViewStep,
 };
 use super::queue::JobQueue;
-use super::{JOB_RETRY_MAX, Listing, MAX_ATTEMPTS, Outcome, PageData, Progress};
+use super::{Listing, MAX_ATTEMPTS, Outcome, PageData, Progress};
 use crate::clock;
 use crate::hub::HubApi;
 use crate::model::RepoName;
 use crate::net::{NetStats, Pacer};
 use crate::registry::RegistryClient;
 use crate::store::{
-    CrawlRun, FailedJob, Job, JobId, JobKind, ListingWindow, MissingRepo, RepoState, RunMode,
+    CrawlRun, FailedJob, Job, JobId, JobKind, ListingWindow, PagingCaps, RepoState, RunMode,
     RunStats, Store, StoreError, TagNames, TagState, TxError, WriteBatch,
 };
 
@@ -67,7 +66,7 @@ pub(super) struct WriterCtx {
     pub job_retry_base: Duration,
     /// The registry asked for tag names, when the cover may use one.
     pub registry: Option<Arc<RegistryClient>>,
-    /// What the decisions need to know of the run; the cap becomes expected once met.
+    /// What the decisions need to know of the run; a cap becomes expected once met.
     facts: std::cell::Cell<RunFacts>,
     /// Not signed in.
     anonymous: bool,
@@ -107,11 +106,11 @@ impl WriterCtx {
         job_retry_base: Duration,
         registry: Option<Arc<RegistryClient>>,
         anonymous: bool,
-        cap_known: bool,
+        caps: PagingCaps,
     ) -> Self {
         let facts = std::cell::Cell::new(RunFacts {
             mode: run.mode,
-            cap_expected: anonymous && cap_known,
+            caps,
             registry: registry.is_some(),
         });
         Self {
@@ -236,16 +235,31 @@ impl WriterCtx {
                         if let Some(count) = page.count.filter(|c| *c <= MAX_PLAUSIBLE_COUNT) {
                             stats.repo_count = Some(count);
                         }
-                        self.follow_next(w, *id, job, page, &mut applied)?;
+                        let JobKind::Repos { descending, .. } = &job.kind else {
+                            unreachable!("matched above")
+                        };
+                        let step = policy::after_repo_page(
+                            &self.facts.get(),
+                            *descending,
+                            next_link(page),
+                        );
+                        match step {
+                            RepoListStep::Follow | RepoListStep::Refused => {
+                                self.follow_next(w, *id, job, page, &mut applied)?;
+                            }
+                            RepoListStep::Descend | RepoListStep::Done => {
+                                w.remove_job(*id)?;
+                            }
+                        }
                         for repo in repos {
                             if let Some(spawned) = start_repo(w, &self.api, &self.run, repo)? {
                                 applied.ready.push(spawned);
                                 applied.new_repos += 1;
                             }
                         }
-                        if matches!(page.next, Ok(None)) {
-                            self.repo_list_done(w, stats)?;
-                        }
+                        // After the page's repositories are started: the end of the list counts
+                        // them.
+                        self.repo_list_step(w, job, step, stats, &mut applied)?;
                     }
                     (JobKind::Tags { repo, window, .. }, Listing::Tags(tags)) => {
                         stats.tag_pages += 1;
@@ -307,7 +321,7 @@ impl WriterCtx {
                         ..
                     } => {
                         if let Some(mut names) = w.tag_names(repo, self.run.id)? {
-                            names.names.retain(|n| n != name);
+                            policy::tag_gone(&mut names, name);
                             w.set_tag_names(repo, &names)?;
                         }
                         self.planned_page_done(w, repo, &mut applied)?;
@@ -323,25 +337,12 @@ impl WriterCtx {
             Outcome::Capped => {
                 w.remove_job(*id)?;
                 match &job.kind {
-                    JobKind::Repos {
-                        namespace,
-                        descending: false,
-                        ..
-                    } => {
-                        tracing::info!(
-                            "the repository list of {namespace} is capped for anonymous clients; reading it by descending name too"
-                        );
-                        stats.repo_list_capped = true;
-                        applied.spawn(
-                            w,
-                            JobKind::Repos {
-                                namespace: namespace.clone(),
-                                url: self.api.repositories_url(namespace, true).to_string(),
-                                descending: true,
-                            },
-                        )?;
+                    JobKind::Repos { descending, .. } => {
+                        // The first 403 of an origin not known to cap its repository list.
+                        self.learn_cap(w, CapOf::Repos)?;
+                        let step = policy::at_repo_cap(*descending);
+                        self.repo_list_step(w, job, step, stats, &mut applied)?;
                     }
-                    JobKind::Repos { .. } => self.repo_list_done(w, stats)?,
                     JobKind::TagNames { .. } => {}
                     // A plan that met the cap (a tie moved its range): planned again at the end
                     // of the round.
@@ -353,10 +354,7 @@ impl WriterCtx {
                     // The first 403 of an origin not known to cap, or a lower cap than expected:
                     // from now on no view of this run asks past the cap.
                     JobKind::Tags { repo, window, .. } => {
-                        self.facts.set(RunFacts {
-                            cap_expected: self.anonymous,
-                            ..self.facts.get()
-                        });
+                        self.learn_cap(w, CapOf::Tags)?;
                         let mut state = self.repo_state(w, repo)?;
                         let now = clock::now_unix();
                         self.view_ended(w, repo, window, true, &mut state, now, &mut applied)?;
@@ -380,11 +378,7 @@ impl WriterCtx {
         applied: &mut Applied,
     ) -> Result<(), TxError> {
         let attempts = job.attempts + 1;
-        if transient && attempts < MAX_ATTEMPTS {
-            let delay = self
-                .job_retry_base
-                .saturating_mul(1 << (attempts - 1).min(16))
-                .min(JOB_RETRY_MAX);
+        if let Some(delay) = policy::retry_delay(attempts, transient, self.job_retry_base) {
             tracing::warn!(
                 "{error} (attempt {attempts} of {MAX_ATTEMPTS}; trying again in {:.1}s)",
                 delay.as_secs_f64()
@@ -432,12 +426,10 @@ impl WriterCtx {
         w.remove_job(id)?;
         let now = clock::now_unix();
         let tags = w.repo_tags(repo)?;
-        let current: Vec<String> = tags
-            .iter()
-            .filter(|(_, t)| t.deleted_at.is_none())
-            .map(|(tag, _)| tag.clone())
-            .collect();
-        w.mark_deleted(repo, &current, now)?;
+        let mut state = self.repo_state(w, repo)?;
+        let mut gaps = w.gaps(self.run.id)?;
+        let gone = policy::repo_gone(&mut state, &mut gaps, repo, job.kind.url(), &tags, now);
+        w.mark_deleted(repo, &gone.retired, now)?;
         if tags.is_empty() {
             tracing::warn!(
                 "{repo} is not on Hub ({} answered 404); nothing was stored for it",
@@ -447,30 +439,59 @@ impl WriterCtx {
             tracing::warn!(
                 "{repo} is no longer on Hub ({} answered 404); marked vanished, {} of its tags are no longer current",
                 job.kind.url(),
-                current.len()
+                gone.retired.len()
             );
         }
-        let mut state = self.repo_state(w, repo)?;
-        if state.done_at.is_none() {
+        if gone.newly_done {
             applied.repos_done = 1;
         }
-        state.done_at = Some(now);
-        state.vanished_at = Some(now);
-        // Hub has nothing of it, and the store now says so: nothing is missing from coverage.
-        state.count = Some(0);
-        state.distinct = 0;
-        state.complete = Some(true);
         w.put_repo(repo, &state)?;
-        let mut gaps = w.gaps(self.run.id)?;
-        gaps.missing.retain(|m| m.repo != repo.to_string());
-        gaps.missing.push(MissingRepo {
-            repo: repo.to_string(),
-            url: job.kind.url().to_owned(),
-            at: now,
-            known_tags: tags.len() as u64,
-            retired_tags: current.len() as u64,
-        });
         w.set_gaps(&gaps)
+    }
+
+    /// Commits where the repository list goes at its end or its cap (see
+    /// [`policy::after_repo_page`]); `job` is the list's job, already done.
+    fn repo_list_step(
+        &self,
+        w: &mut WriteBatch<'_>,
+        job: &Job,
+        step: RepoListStep,
+        stats: &mut RunStats,
+        applied: &mut Applied,
+    ) -> Result<(), TxError> {
+        match (step, &job.kind) {
+            (RepoListStep::Descend, JobKind::Repos { namespace, .. }) => {
+                tracing::info!(
+                    "the repository list of {namespace} is capped at 100 for anonymous clients; reading it by descending name too"
+                );
+                stats.repo_list_capped = true;
+                applied.spawn(
+                    w,
+                    JobKind::Repos {
+                        namespace: namespace.clone(),
+                        url: self.api.repositories_url(namespace, true).to_string(),
+                        descending: true,
+                    },
+                )
+            }
+            (RepoListStep::Done, _) => self.repo_list_done(w, stats),
+            // Following a page is `follow_next`'s.
+            _ => Ok(()),
+        }
+    }
+
+    /// A 403 `pagination offset too large` on `of` where no cap was expected: from now on this
+    /// run asks for no page past it, and, anonymous, the store keeps it for the Hub origin.
+    fn learn_cap(&self, w: &mut WriteBatch<'_>, of: CapOf) -> Result<(), TxError> {
+        let mut facts = self.facts.get();
+        policy::cap_met(&mut facts.caps, self.anonymous, of);
+        self.facts.set(facts);
+        let origin = self.api.origin();
+        let mut learned = w.paging_caps(&origin)?;
+        if policy::cap_met(&mut learned, self.anonymous, of) {
+            w.set_paging_caps(&origin, &learned)?;
+        }
+        Ok(())
     }
 
     /// Queues the next page of the same view, or marks the job failed when its `next` link was
@@ -580,11 +601,7 @@ impl WriterCtx {
                 tracing::warn!("{repo}: ignoring Hub's implausible tag count {count}");
             }
         }
-        let next = match &page.next {
-            Err(_) => NextLink::Refused,
-            Ok(None) => NextLink::Last,
-            Ok(Some(url)) => NextLink::Following(url),
-        };
+        let next = next_link(page);
         let read_whole = state.full_read;
         let step = policy::after_tag_page(
             &self.facts.get(),
@@ -711,17 +728,10 @@ impl WriterCtx {
             run: self.run.id,
             ..TagNames::default()
         });
-        // Names come from the network: only those Docker's grammar allows can be tags at all
-        // (Hub's listing of any other is skipped, and counted as seen, as always).
-        let valid = names
-            .iter()
-            .filter(|n| crate::model::validate_tag(n).is_ok());
-        stored.names.extend(valid.cloned());
+        let last = matches!(page.next, Ok(None));
+        policy::gather_names(&mut stored, names, last);
         self.follow_next(w, id, job, page, applied)?;
-        if matches!(page.next, Ok(None)) {
-            stored.done = true;
-            stored.names.sort_unstable();
-            stored.names.dedup();
+        if last {
             tracing::info!(
                 "{repo}: the registry lists {} tag names; planning the cover",
                 stored.names.len()
@@ -874,6 +884,15 @@ impl WriterCtx {
             }
         }
         Ok(())
+    }
+}
+
+/// What a committed page says of the page after it.
+fn next_link(page: &PageData) -> NextLink<'_> {
+    match &page.next {
+        Err(_) => NextLink::Refused,
+        Ok(None) => NextLink::Last,
+        Ok(Some(url)) => NextLink::Following(url),
     }
 }
 

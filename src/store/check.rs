@@ -20,8 +20,8 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use super::records::{
     CATALOG_PAUSE_PREFIX, CATALOG_RUN_PREFIX, CATALOG_STATS_PREFIX, CatalogJob, CatalogRepo,
     CatalogRun, CatalogStats, ConfigRecord, CrawlRun, DigestRecord, EnrichJob, EnrichStats,
-    FailedCatalogJob, FailedEnrich, FailedJob, Job, ManifestRecord, Record, RepoState, RunGaps,
-    RunStats, StoredBudget, TAG_NAMES_PREFIX, TagNames, TagState,
+    FailedCatalogJob, FailedEnrich, FailedJob, Job, ManifestRecord, PAGING_CAPS_PREFIX, PagingCaps,
+    Record, RepoState, RunGaps, RunStats, StoredBudget, TAG_NAMES_PREFIX, TagNames, TagState,
 };
 use super::{
     CATALOG_JOB_BASE, CATALOG_REPOS, CHAINS, CONFIGS, DIGESTS, ENRICH_JOB_BASE, FAILED, JOBS,
@@ -155,6 +155,7 @@ fn meta_problem(key: &str, value: &[u8]) -> Option<String> {
         META_GAPS => undecodable::<RunGaps>(value),
         META_STATS => undecodable::<RunStats>(value),
         key if key.starts_with(TAG_NAMES_PREFIX) => undecodable::<TagNames>(value),
+        key if key.starts_with(PAGING_CAPS_PREFIX) => undecodable::<PagingCaps>(value),
         key if key.starts_with(CATALOG_RUN_PREFIX) => undecodable::<CatalogRun>(value),
         key if key.starts_with(CATALOG_STATS_PREFIX) => undecodable::<CatalogStats>(value),
         key if key.starts_with(CATALOG_PAUSE_PREFIX) => undecodable::<u64>(value),

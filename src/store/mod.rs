@@ -37,7 +37,8 @@
 //! [`ENRICH_JOB_BASE`] (2^63), each holding its own record type. Every reader of one family reads
 //! only its id range, so no command ever takes (or waits for) another's job; a store written
 //! before a family existed simply has no ids in its range.
-//! `meta` also keeps the registry's pull budget and `enrich`'s counters.
+//! `meta` also keeps the registry's pull budget, `enrich`'s counters, and the anonymous paging caps
+//! learned of each Hub origin ([`paging_caps_key`]).
 //!
 //! The database is opened in redb's single-writer mode: one digestmap process writes (a second
 //! one is refused), while `status`, `finalize` and `lookup` may read a consistent snapshot beside
@@ -85,8 +86,8 @@ pub use records::{
 pub use records::{
     ConfigRecord, CrawlRun, DigestRecord, EnrichJob, EnrichStats, EnrichTarget, FailedEnrich,
     FailedJob, Job, JobKind, LayerRef, ListingWindow, ManifestFact, ManifestRecord, MissingRepo,
-    Record, RepoState, RunGaps, RunMode, RunState, RunStats, StoredBudget, TAG_NAMES_PREFIX,
-    TagNames, TagState, name_hash, tag_names_key,
+    PAGING_CAPS_PREFIX, PagingCaps, Record, RepoState, RunGaps, RunMode, RunState, RunStats,
+    StoredBudget, TAG_NAMES_PREFIX, TagNames, TagState, name_hash, paging_caps_key, tag_names_key,
 };
 use records::{DecodeError, decode, encode};
 
@@ -1124,6 +1125,16 @@ impl<'t> WriteBatch<'t> {
     /// Replaces what the run left out.
     pub fn set_gaps(&mut self, gaps: &RunGaps) -> Result<(), TxError> {
         self.set_meta(META_GAPS, gaps)
+    }
+
+    /// The anonymous paging caps learned of the Hub origin `origin` (none known: default).
+    pub fn paging_caps(&self, origin: &str) -> Result<PagingCaps, TxError> {
+        Ok(self.meta(&paging_caps_key(origin))?.unwrap_or_default())
+    }
+
+    /// Records the anonymous paging caps learned of the Hub origin `origin`.
+    pub fn set_paging_caps(&mut self, origin: &str, caps: &PagingCaps) -> Result<(), TxError> {
+        self.set_meta(&paging_caps_key(origin), caps)
     }
 
     /// The registry's tag names of `repo` as run `run` read them (none for another run's).

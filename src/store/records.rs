@@ -582,6 +582,31 @@ pub fn tag_names_key(repo: &RepoName) -> String {
     format!("{TAG_NAMES_PREFIX}{repo}")
 }
 
+/// The anonymous paging caps a Hub origin is known to enforce, kept in `meta` under
+/// [`paging_caps_key`] (keyed by the origin, so a store crawled at several origins keeps what it
+/// learned of each apart). Learned from the origin's first 403 `pagination offset too large` of
+/// each kind; a crawl of an origin that capped before asks for no page past a known cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PagingCaps {
+    /// Anonymous tag listings stop at offset 1000.
+    pub tags: bool,
+    /// The anonymous repository list stops at offset 100.
+    pub repos: bool,
+}
+
+impl Record for PagingCaps {
+    const VERSION: u8 = 1;
+    const WHAT: &'static str = "paging caps";
+}
+
+/// Prefix of the `meta` keys holding [`PagingCaps`].
+pub const PAGING_CAPS_PREFIX: &str = "paging_caps:";
+
+/// The `meta` key of the [`PagingCaps`] of the Hub origin `origin` (`https://hub.docker.com`).
+pub fn paging_caps_key(origin: &str) -> String {
+    format!("{PAGING_CAPS_PREFIX}{origin}")
+}
+
 /// What a digest names, and when it was seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DigestRecord {
