@@ -355,7 +355,12 @@ mod tests {
             window,
         };
         // (what the registry declared before, what the 429 carried, spent until)
-        type Row = (&'static str, fn(&BudgetGate, SystemTime), Option<PullBudget>, Option<SystemTime>);
+        type Row = (
+            &'static str,
+            fn(&BudgetGate, SystemTime),
+            Option<PullBudget>,
+            Option<SystemTime>,
+        );
         let table: Vec<Row> = vec![
             ("never declared, bare 429", |_, _| {}, None, None),
             (
@@ -411,12 +416,23 @@ mod tests {
             let gate = BudgetGate::default();
             before(&gate, t0);
             gate.reserve(t0).unwrap();
-            assert_eq!(gate.rate_limited(carried, t0), spent_until.is_some(), "{what}");
+            assert_eq!(
+                gate.rate_limited(carried, t0),
+                spent_until.is_some(),
+                "{what}"
+            );
             match spent_until {
                 Some(until) => {
                     let snapshot = gate.snapshot().unwrap();
-                    assert_eq!((snapshot.remaining, snapshot.frees_at), (0, until), "{what}");
-                    assert!(gate.reserve(until - Duration::from_secs(1)).is_err(), "{what}");
+                    assert_eq!(
+                        (snapshot.remaining, snapshot.frees_at),
+                        (0, until),
+                        "{what}"
+                    );
+                    assert!(
+                        gate.reserve(until - Duration::from_secs(1)).is_err(),
+                        "{what}"
+                    );
                     assert!(gate.reserve(until).is_ok(), "{what}");
                 }
                 None => {
