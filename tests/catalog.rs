@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use support::fake_hub::{FakeHub, FakeHubConfig};
 use support::registry::front::{FrontConfig, LinkRewrite, Origin, Record};
 use support::registry::image::{self, BuiltImage, BuiltIndex, Format, ImageSpec, Layer, Pusher};
-use support::registry::mcr::{Kind, LinkStyle, LoopBack, McrConfig, McrOrigin, Throttle};
+use support::registry::mcr::{
+    Kind, LinkStyle, LoopBack, McrConfig, McrFront, McrOrigin, McrRecord, Throttle,
+};
 use support::registry::process::RegistryProcess;
 use support::registry::{Harness, McrHarness};
 use support::sandbox::{Sandbox, assert_code, assert_success, stderr, stdout};
@@ -873,45 +875,96 @@ fn unix(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
+/// The requests that reached either origin less than `quiet` after a 429 arrived.
+fn sent_during_pauses(log: &[McrRecord], quiet: Duration) -> Vec<(Kind, String)> {
+    let pauses: Vec<SystemTime> = log
+        .iter()
+        .filter(|r| r.status == 429)
+        .map(|r| r.at)
+        .collect();
+    log.iter()
+        .filter(|r| pauses.iter().any(|&at| r.at > at && r.at < at + quiet))
+        .map(|r| (r.kind, r.path.clone()))
+        .collect()
+}
+
+/// From the `nth` next registry request on (counting only those of `kind`, when given), `times`
+/// in a row are answered 429, with `retry_after` when given.
+fn throttle(front: &McrFront, kind: Option<Kind>, nth: u64, times: u64, retry_after: Option<&str>) {
+    let served = kind.map_or_else(|| front.served(), |kind| front.served_of(kind));
+    let retry_after = retry_after.map(str::to_owned);
+    front.update(|c| {
+        c.throttle = Some(Throttle {
+            nth: served + nth,
+            times,
+            retry_after,
+            kind,
+        });
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_429_with_retry_after_pauses_the_crawl_which_completes_and_a_resumed_run_keeps_the_pause()
-{
+async fn a_429_on_a_listing_or_a_manifest_get_pauses_the_crawl_which_completes_and_a_resumed_run_keeps_the_pause()
+ {
     let (harness, pushed, url, host) = mcr(McrConfig::default()).await;
     let one = ["--page-size", "2", "--workers", "1"];
 
-    // The second request of the run (a listing) is answered 429, Retry-After 2 s: the crawl
-    // waits, then completes. One worker, so no request was already on its way.
-    let throttle = |times: u64, after: &str| {
-        let nth = harness.front.served() + 2;
-        let retry_after = Some(after.to_owned());
-        harness.front.update(|c| {
-            c.throttle = Some(Throttle {
-                nth,
-                times,
-                retry_after,
-            });
-        });
-    };
-    throttle(1, "2");
-    harness.front.clear_requests();
-    let sandbox = Sandbox::new("catalog-mcr-429");
-    let out = catalog_crawl(&sandbox, &url, &one).output().unwrap();
-    assert_success(&out, "a crawl through a 429");
-    assert_dataset(&sandbox.finalized(), &host, &pushed, 0);
-    let log = harness.front.requests();
-    let limited: Vec<_> = log.iter().filter(|r| r.status == 429).collect();
-    assert_eq!(limited.len(), 1, "{log:?}");
-    let within: Vec<_> = log
-        .iter()
-        .filter(|r| r.at > limited[0].at && r.at < limited[0].at + Duration::from_millis(1950))
-        .map(|r| (r.kind, r.path.clone()))
-        .collect();
-    assert!(within.is_empty(), "requests during the pause: {within:?}");
+    // 429s in a crawl, with or without Retry-After, and never `ratelimit-*` headers (Microsoft's
+    // registry declares no pull budget: a 429 on a manifest GET is its egress limit, a pause of
+    // seconds, not a pull-budget window of hours). Each pause is waited out (one worker, so no
+    // request was already on its way), then the crawl completes. The last row: the one manifest
+    // GET of a one-tag crawl answered 429 six times in a row, more than the 5 attempts a
+    // failing job has, so each 429 puts the job back without an attempt.
+    // (kind counted and answered 429, how many in a row, Retry-After, --repo, quiet after each)
+    let rows = [
+        (Kind::TagsList, 1, Some("2"), None, 1950),
+        (Kind::ManifestGet, 1, None, None, 1950),
+        (
+            Kind::ManifestGet,
+            6,
+            Some("1"),
+            Some("windows/servercore"),
+            950,
+        ),
+    ];
+    for (kind, times, retry_after, repo, quiet_ms) in rows {
+        let what = format!("{times} 429(s) on {kind:?}, Retry-After {retry_after:?}");
+        throttle(&harness.front, Some(kind), 1, times, retry_after);
+        harness.front.clear_requests();
+        let sandbox = Sandbox::new("catalog-mcr-429");
+        let mut args = one.to_vec();
+        args.extend(repo.iter().flat_map(|repo| ["--repo", repo]));
+        let out = catalog_crawl(&sandbox, &url, &args).output().unwrap();
+        assert_success(&out, &what);
+        assert!(!stderr(&out).contains("pull budget"), "{}", stderr(&out));
+        let log = harness.front.requests();
+        let within = sent_during_pauses(&log, Duration::from_millis(quiet_ms));
+        assert!(
+            within.is_empty(),
+            "{what}: requests during a pause: {within:?}"
+        );
+        let limited: Vec<_> = log.iter().filter(|r| r.status == 429).collect();
+        assert_eq!(limited.len(), times as usize, "{what}: {log:?}");
+        assert!(limited.iter().all(|r| r.kind == kind), "{what}: {log:?}");
+        let data = sandbox.finalized();
+        if repo.is_none() {
+            assert_dataset(&data, &host, &pushed, 0);
+            continue;
+        }
+        let manifest = format!("/v2/windows/servercore/manifests/{}", pushed.windows.digest);
+        assert!(limited.iter().all(|r| r.path == manifest), "{limited:?}");
+        let line = &data[&pushed.windows.digest];
+        assert_eq!(line["image_id"], json!(pushed.windows.config_digest));
+        assert!(
+            strings(&line["current"]).contains(&format!("{host}/windows/servercore:ltsc2022")),
+            "{line}"
+        );
+    }
 
     // Every request from the second on answers 429, Retry-After 10 s: the pause is stored with
     // the run's commits (`status` shows it), and a crawl killed during it and resumed sends
     // nothing before it ends.
-    throttle(1_000_000, "10");
+    throttle(&harness.front, None, 2, 1_000_000, Some("10"));
     let sandbox = Sandbox::new("catalog-mcr-429-stored");
     let mut child = catalog_crawl(&sandbox, &url, &one)
         .stdout(Stdio::null())

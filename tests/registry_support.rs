@@ -672,6 +672,7 @@ async fn a_429_with_retry_after_pauses_the_client_and_spares_the_backend() {
             nth: next,
             times: 1,
             retry_after: Some("1".into()),
+            kind: None,
         })
     });
     let err = client.all_repositories().await.unwrap_err();

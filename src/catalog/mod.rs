@@ -38,10 +38,14 @@
 //! [`plan::page_step`]) marks nothing and ends the run incomplete, with the reason; the names of
 //! a page whose `Link` is refused are kept (the registry answered them for the page asked).
 //!
-//! A 429 on a listing page or a HEAD (Microsoft documents 429s with a backoff expected) puts the
-//! job back for when the pacer's pause ends, without counting as an attempt; the pause is
+//! A 429 (Microsoft documents 429s with a backoff expected, and sends no `ratelimit-*` headers)
+//! on any request, a manifest GET included, puts the job back for when the pacer's pause ends
+//! (`Retry-After`, or the backoff of a bare 429), without counting as an attempt; the pause is
 //! stored per registry with every commit ([`crate::store::catalog_pause_key`]) and restored by
-//! the next run, so a resumed crawl does not start by hammering a registry that said stop.
+//! the next run, so a resumed crawl does not start by hammering a registry that said stop. Only a
+//! registry that declares a pull budget (`ratelimit-*` headers, as Docker Hub's) has its
+//! manifest GETs held back for the budget's window ([`crate::registry::budget`]); those jobs
+//! are retried and fail as transient failures do.
 //!
 //! Names are checked at the edge: repositories by Docker's reference grammar
 //! ([`crate::model::RepoName::qualified`]: they are stored host-qualified), tags by Docker's tag
@@ -63,7 +67,6 @@ use crate::clock;
 use crate::crawl::{JOB_RETRY_MAX, Progress};
 use crate::hub::TagObservation;
 use crate::model::{Digest, ObjectKind, RepoName, validate_tag};
-use crate::net::pace::StoredPause;
 use crate::net::{NetConfig, Pacer};
 use crate::registry::{
     FetchedConfig, FetchedManifest, ListPage, Manifest, RegistryClient, RegistryConfig,
@@ -258,19 +261,7 @@ pub async fn crawl(
             .with_max_pause(options.net.max_pause),
     );
     // A pause the registry asked of an earlier run (`Retry-After`) still holds.
-    if let Some(until) = store.read(|r| r.catalog_pause(&host))? {
-        match pacer.restore_pause(until) {
-            StoredPause::Over => {}
-            StoredPause::Wait(wait) => tracing::warn!(
-                "{host} asked the last run to pause; waiting {:.0}s before the first request",
-                wait.as_secs_f64()
-            ),
-            StoredPause::Absurd(secs) => tracing::warn!(
-                "the store asks to pause {secs}s before asking {host}, longer than any pause digestmap keeps ({}s); ignoring it",
-                options.net.max_pause.as_secs()
-            ),
-        }
-    }
+    pacer.restore_pause(store.read(|r| r.catalog_pause(&host))?, &host);
     let mut config = RegistryConfig::new(options.registry.clone());
     config.page_size = Some(options.page_size);
     let client = RegistryClient::new(config, pacer.clone(), &options.net)

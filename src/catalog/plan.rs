@@ -185,9 +185,11 @@ pub enum Failure {
     Retry,
     /// Moved to `failed` with its reason (`crawl --catalog URL --resume` tries it again).
     Fail,
-    /// A 429 on a listing page or a HEAD: not a failure of the request but the registry saying
-    /// stop. The pacer already pauses every worker until its `Retry-After`; the job goes back to
-    /// the queue for then, without counting as an attempt (as the Hub crawl does).
+    /// A 429 answered as a status, on any request (on a manifest GET that is where the registry
+    /// declares no pull budget: see [`crate::registry::budget`]): not a failure of the request
+    /// but the registry saying stop. The pacer already
+    /// pauses every worker until its `Retry-After` (or a backoff for a bare 429); the job goes
+    /// back to the queue for then, without counting as an attempt (as the Hub crawl does).
     Pause,
     /// A listing's `Link` that is not followed (another host, no progress): the listing ends
     /// here, incomplete, with the reason.
@@ -216,8 +218,7 @@ pub fn failure(task: &CatalogTask, err: &RegistryError, attempts: u32) -> Failur
         CatalogTask::Tags { .. } | CatalogTask::Head { .. } if err.is_not_found() => {
             Failure::NotFound
         }
-        CatalogTask::Catalog { .. } | CatalogTask::Tags { .. } | CatalogTask::Head { .. }
-            if matches!(err, RegistryError::Status { status, .. }
+        _ if matches!(err, RegistryError::Status { status, .. }
                 if *status == http::StatusCode::TOO_MANY_REQUESTS) =>
         {
             Failure::Pause
@@ -473,6 +474,10 @@ mod tests {
             url: "https://r.example/v2/_catalog".into(),
             source: LinkError::OffHost("https://evil.example/v2/_catalog".into()),
         };
+        // A 429 where the registry declares a pull budget.
+        let rate_limited = || RegistryError::RateLimited {
+            url: "https://r.example/v2/a/manifests/sha256:1".into(),
+        };
         let catalog = CatalogTask::Catalog { url: "u".into() };
         let tags = CatalogTask::Tags {
             repo: "a".into(),
@@ -514,7 +519,10 @@ mod tests {
             (&manifest, status(404, None), 1, Failure::Fail),
             (&manifest, status(502, None), 1, Failure::Retry),
             (&config, status(404, unknown), 1, Failure::Fail),
-            (&config, status(429, None), 1, Failure::Retry),
+            (&config, status(429, None), 1, Failure::Pause),
+            (&manifest, status(429, None), 7, Failure::Pause),
+            (&manifest, rate_limited(), 1, Failure::Retry),
+            (&manifest, rate_limited(), 5, Failure::Fail),
             (&catalog, status(429, None), 1, Failure::Pause),
             (&tags, status(429, None), 5, Failure::Pause),
             (&head, status(429, None), 9, Failure::Pause),

@@ -35,7 +35,6 @@ use crate::clock;
 use crate::hub::{HubApi, Skips};
 use crate::model::RepoName;
 use crate::net::auth::{Credentials, SignInError};
-use crate::net::pace::StoredPause;
 use crate::net::{HttpClient, NetConfig, Pacer};
 use crate::store::{
     Counts, CrawlRun, FailedJob, Job, JobId, JobKind, PagingCaps, RepoState, RunGaps, RunMode,
@@ -239,19 +238,7 @@ pub async fn crawl(
     );
     let plan = prepare_run(&store, &options)?;
     let api = HubApi::new(&plan.run().hub_url).map_err(|e| CrawlError::Usage(e.to_string()))?;
-    if let Some(until) = store.pause_until()? {
-        match pacer.restore_pause(until) {
-            StoredPause::Over => {}
-            StoredPause::Wait(wait) => tracing::warn!(
-                "Hub asked the last run to pause; waiting {:.0}s before the first request",
-                wait.as_secs_f64()
-            ),
-            StoredPause::Absurd(secs) => tracing::warn!(
-                "the store asks to pause {secs}s, longer than any pause digestmap keeps ({}s); ignoring it",
-                options.net.max_pause.as_secs()
-            ),
-        }
-    }
+    pacer.restore_pause(store.pause_until()?, "Hub");
     let client = HttpClient::new(
         &api,
         pacer.clone(),

@@ -23,10 +23,11 @@
 //! Pull budget (Docker Hub counts every manifest GET as a pull; blob GETs do not count): the
 //! client's budget, as the registry's `ratelimit-*` headers last said, is stored in `meta` after
 //! every manifest answer and restored by the next run, so no run sends a manifest GET the stored
-//! budget does not cover. When it is spent (or a manifest GET is answered 429), no manifest GET
-//! is sent for the rest of the window; config jobs go on; the run then ends with
-//! [`Stop::Budget`] and the time the window frees. `--max-pulls` caps one run's manifest GETs
-//! the same way ([`Stop::MaxPulls`]).
+//! budget does not cover. When it is spent (or a manifest GET is answered 429 by a registry that
+//! declares a budget, see [`crate::registry::budget`]; another registry's 429 is paused on and
+//! retried, as a 5xx), no manifest GET is sent for the rest of the window; config jobs go on;
+//! the run then ends with [`Stop::Budget`] and the time the window frees. `--max-pulls` caps
+//! one run's manifest GETs the same way ([`Stop::MaxPulls`]).
 //!
 //! Failures ([`disposition`]): transient ones (network, 5xx) put the job back with a backoff (1 s,
 //! 2 s, 4 s, 8 s), and after 5 attempts it moves to `failed` with its reason; others (a digest

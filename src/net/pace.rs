@@ -107,13 +107,29 @@ impl Pacer {
         self
     }
 
-    /// Restores a pause that a previous run stored, if it still lies ahead and within the cap;
-    /// returns what it decided, for the caller to report.
-    pub fn restore_pause(&self, until_unix: u64) -> StoredPause {
+    /// Restores the pause (unix seconds) that a previous run stored after `who` (Hub, a
+    /// registry's host) answered 429, if it still lies ahead and within the cap, and logs what
+    /// it decided: a wait, or a stored pause too long to have come from a capped run, ignored.
+    /// The Hub crawl and the catalog crawl both start this way.
+    pub fn restore_pause(&self, stored: Option<u64>, who: &str) -> StoredPause {
+        let Some(until_unix) = stored else {
+            return StoredPause::Over;
+        };
         let now = SystemTime::now();
         let decision = stored_pause(until_unix, now, self.max_pause);
-        if let StoredPause::Wait(wait) = decision {
-            self.pause_until(now + wait);
+        match decision {
+            StoredPause::Over => {}
+            StoredPause::Wait(wait) => {
+                tracing::warn!(
+                    "{who} asked the last run to pause; waiting {:.0}s before the first request",
+                    wait.as_secs_f64()
+                );
+                self.pause_until(now + wait);
+            }
+            StoredPause::Absurd(secs) => tracing::warn!(
+                "the store asks to pause {secs}s before asking {who}, longer than any pause digestmap keeps ({}s); ignoring it",
+                self.max_pause.as_secs()
+            ),
         }
         decision
     }
@@ -496,7 +512,7 @@ mod tests {
         let window = pacer.lock().window.unwrap();
         assert!(window.reset <= SystemTime::now() + Duration::from_secs(5));
         assert!(matches!(
-            pacer.restore_pause(u64::MAX),
+            pacer.restore_pause(Some(u64::MAX), "Hub"),
             StoredPause::Absurd(_)
         ));
     }

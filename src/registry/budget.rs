@@ -11,6 +11,13 @@
 //! the window has passed. The window's end is not sent, so it is counted from the answer that
 //! said the budget was spent (or from the 429): conservative, never early. The caller can store
 //! [`BudgetGate::snapshot`] and give it back with [`BudgetGate::restore`] in a later run.
+//!
+//! The budget applies only where the registry declares one: `ratelimit-*` headers on some
+//! answer (the 429 itself included), or a restored snapshot. A registry that never sent them
+//! (Microsoft's: its egress limit answers 429, with or without `Retry-After`, and expects a
+//! backoff of seconds) has no pull budget to spend, so its 429 on a manifest GET is an ordinary
+//! 429 ([`BudgetGate::rate_limited`] says so), for the pacer to pause on, not a window of
+//! hours.
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -85,7 +92,8 @@ struct State {
     known: Option<Known>,
     /// Manifest GETs sent and not yet answered.
     in_flight: u64,
-    /// The window length last heard of; outlives a window that has passed.
+    /// The window length last heard of; outlives a window that has passed. Set once the
+    /// registry declared a budget (headers, or a restored snapshot), and only then.
     window: Option<Duration>,
 }
 
@@ -150,16 +158,30 @@ impl BudgetGate {
         self.observe(Some(budget), now);
     }
 
-    /// A reserved GET was answered 429: nothing is left for the rest of the window.
-    pub fn rate_limited(&self, now: SystemTime) {
+    /// A reserved GET was answered 429, whose `ratelimit-*` headers said `budget` (`None`:
+    /// none). Where the registry declares a budget (in this answer, an earlier one, or a
+    /// restored snapshot), nothing is left for the rest of the window: returns `true`. Where it
+    /// never did, the 429 is not about pulls (an egress limit): nothing is spent, and `false`
+    /// tells the caller to treat it as any 429.
+    pub fn rate_limited(&self, budget: Option<PullBudget>, now: SystemTime) -> bool {
         let mut state = self.lock();
         state.in_flight = state.in_flight.saturating_sub(1);
-        let window = state.window.unwrap_or(DEFAULT_WINDOW);
+        if budget.is_none() && state.window.is_none() {
+            return false;
+        }
+        let window = budget
+            .and_then(|b| b.window)
+            .or(state.window)
+            .unwrap_or(DEFAULT_WINDOW);
+        state.window = Some(window);
         state.known = Some(Known {
-            limit: state.known.and_then(|k| k.limit),
+            limit: budget
+                .and_then(|b| b.limit)
+                .or(state.known.and_then(|k| k.limit)),
             remaining: 0,
             frees_at: now + window,
         });
+        true
     }
 
     /// A reserved GET got no answer (transport failure): give its pull back.
@@ -316,7 +338,7 @@ mod tests {
         assert!(gate.reserve(frees - Duration::from_secs(1)).is_err());
         // After the window: unknown again, GETs go.
         gate.reserve(frees).unwrap();
-        gate.rate_limited(frees);
+        assert!(gate.rate_limited(None, frees));
         assert_eq!(gate.snapshot().unwrap().remaining, 0);
         // The window length outlives the window: the 429's pause is 100 s, not the default.
         assert!(gate.reserve(frees + Duration::from_secs(99)).is_err());
@@ -324,11 +346,115 @@ mod tests {
     }
 
     #[test]
-    fn rate_limited_without_headers_uses_the_default_window_and_restores() {
+    fn a_429_spends_the_budget_only_where_one_is_declared() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(5_000_000);
+        let hour = Duration::from_secs(3600);
+        let header = |window: Option<Duration>| PullBudget {
+            limit: Some(100),
+            remaining: 0,
+            window,
+        };
+        // (what the registry declared before, what the 429 carried, spent until)
+        type Row = (
+            &'static str,
+            fn(&BudgetGate, SystemTime),
+            Option<PullBudget>,
+            Option<SystemTime>,
+        );
+        let table: Vec<Row> = vec![
+            ("never declared, bare 429", |_, _| {}, None, None),
+            (
+                "never declared, the 429 declares with a window",
+                |_, _| {},
+                Some(header(Some(hour))),
+                Some(t0 + hour),
+            ),
+            (
+                "never declared, the 429 declares without a window",
+                |_, _| {},
+                Some(header(None)),
+                Some(t0 + DEFAULT_WINDOW),
+            ),
+            (
+                "declared by an earlier answer, bare 429",
+                |g, t| {
+                    g.reserve(t).unwrap();
+                    let budget = PullBudget {
+                        limit: Some(100),
+                        remaining: 9,
+                        window: Some(Duration::from_secs(60)),
+                    };
+                    g.observe(Some(budget), t);
+                },
+                None,
+                Some(t0 + Duration::from_secs(60)),
+            ),
+            (
+                "an earlier answer without headers declares nothing",
+                |g, t| {
+                    g.reserve(t).unwrap();
+                    g.observe(None, t);
+                },
+                None,
+                None,
+            ),
+            (
+                "declared by a restored snapshot, bare 429",
+                |g, t| {
+                    let stored = BudgetSnapshot {
+                        limit: Some(100),
+                        remaining: 5,
+                        frees_at: t + Duration::from_secs(3600),
+                    };
+                    g.restore(stored, t);
+                },
+                None,
+                Some(t0 + hour),
+            ),
+        ];
+        for (what, before, carried, spent_until) in table {
+            let gate = BudgetGate::default();
+            before(&gate, t0);
+            gate.reserve(t0).unwrap();
+            assert_eq!(
+                gate.rate_limited(carried, t0),
+                spent_until.is_some(),
+                "{what}"
+            );
+            match spent_until {
+                Some(until) => {
+                    let snapshot = gate.snapshot().unwrap();
+                    assert_eq!(
+                        (snapshot.remaining, snapshot.frees_at),
+                        (0, until),
+                        "{what}"
+                    );
+                    assert!(
+                        gate.reserve(until - Duration::from_secs(1)).is_err(),
+                        "{what}"
+                    );
+                    assert!(gate.reserve(until).is_ok(), "{what}");
+                }
+                None => {
+                    // Nothing spent, nothing known: the next GET goes at once.
+                    assert_eq!(gate.snapshot(), None, "{what}");
+                    assert!(gate.reserve(t0).is_ok(), "{what}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_spent_budget_restores() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(5_000_000);
         let gate = BudgetGate::default();
         gate.reserve(t0).unwrap();
-        gate.rate_limited(t0);
+        let hub = PullBudget {
+            limit: Some(100),
+            remaining: 0,
+            window: None,
+        };
+        assert!(gate.rate_limited(Some(hub), t0));
         let snapshot = gate.snapshot().unwrap();
         assert_eq!(snapshot.frees_at, t0 + DEFAULT_WINDOW);
         let later = BudgetGate::default();

@@ -11,9 +11,12 @@
 //! and answered by [`super::session`]: a token per (realm, service, scope), Basic credentials
 //! only for their own host, nothing at all for an open registry.
 //!
-//! Manifest GETs spend the pull budget ([`BudgetGate`]) before they are sent; a `429` on one is
-//! [`RegistryError::RateLimited`] and stops manifest GETs until the window passes, while HEADs and
-//! blobs go on. (The shared pacer also pauses briefly after any bare 429, as for Hub.)
+//! Manifest GETs spend the pull budget ([`BudgetGate`]) before they are sent. Where the registry
+//! declares a budget (`ratelimit-*` headers, or a restored one), a `429` on a manifest GET is
+//! [`RegistryError::RateLimited`] and stops manifest GETs until the window passes, while HEADs
+//! and blobs go on; where it never did, the 429 is a [`RegistryError::Status`] like any other.
+//! Either way the shared pacer pauses every request after it (`Retry-After`, or a backoff for a
+//! bare 429), as for Hub.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -313,13 +316,21 @@ impl RegistryClient {
                 return Err(err);
             }
         };
+        let budget = parse_budget(response.headers());
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
-            self.budget.rate_limited(SystemTime::now());
-            return Err(RegistryError::RateLimited {
+            if self.budget.rate_limited(budget, SystemTime::now()) {
+                return Err(RegistryError::RateLimited {
+                    url: url.to_string(),
+                });
+            }
+            // No budget declared: an ordinary 429, which the pacer has already paused every
+            // request on.
+            return Err(RegistryError::Status {
                 url: url.to_string(),
+                status: StatusCode::TOO_MANY_REQUESTS,
+                detail: registry_detail(response).await,
             });
         }
-        let budget = parse_budget(response.headers());
         self.budget.observe(budget, SystemTime::now());
         let content_type = media_type(&response);
         // By digest the bytes speak for themselves; by tag the header, when sent, is checked.

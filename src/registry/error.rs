@@ -33,7 +33,8 @@ pub enum RegistryError {
         /// The registry's error code and message, when its body had them.
         detail: Option<String>,
     },
-    /// A manifest GET answered 429: the pull budget is spent for this window.
+    /// A manifest GET answered 429 by a registry that declares a pull budget: it is spent for
+    /// this window. (A registry that declares none answers a plain [`RegistryError::Status`].)
     #[error("{url} answered 429 Too Many Requests: the registry's pull budget is spent")]
     RateLimited {
         /// The URL requested.

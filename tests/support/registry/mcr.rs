@@ -22,8 +22,10 @@
 //! - [`McrConfig::repeat_page`]: page `k` answers the names of page `k - 1` again, with page
 //!   `k`'s own `Link` (page `k`'s names are never served);
 //! - [`McrConfig::throttle`]: the registry requests numbered `nth ..` (`times` of them,
-//!   counted from 1 since the start, see [`McrFront::served`]) answer `429 TOOMANYREQUESTS`,
-//!   with `Retry-After` when given, and never reach the backend;
+//!   counted from 1 since the start, see [`McrFront::served`]; with [`Throttle::kind`], only the
+//!   requests of that kind are counted and throttled, see [`McrFront::served_of`]) answer
+//!   `429 TOOMANYREQUESTS`, with `Retry-After` when given and never `ratelimit-*` headers (as
+//!   Microsoft's egress limit), and never reach the backend;
 //! - [`McrConfig::head_without_digest`]: manifest HEADs answer without `Docker-Content-Digest`
 //!   (the header is optional for a registry), so a client must GET the manifest to know it.
 //!
@@ -40,6 +42,7 @@
 //! mcr.update(|c| c.loop_back = Some(LoopBack { from: 3, to: 2 }));
 //! ```
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -85,6 +88,9 @@ pub struct Throttle {
     pub times: u64,
     /// The `Retry-After` value sent, if any (seconds or an HTTP date).
     pub retry_after: Option<String>,
+    /// Only requests of this kind are counted (`nth`, `times`) and answered 429; `None`: every
+    /// registry request.
+    pub kind: Option<Kind>,
 }
 
 /// The front's behaviour.
@@ -207,6 +213,7 @@ impl McrRecord {
 struct State {
     config: McrConfig,
     served: u64,
+    served_by_kind: HashMap<Kind, u64>,
     log: Vec<McrRecord>,
 }
 
@@ -264,6 +271,7 @@ impl McrFront {
             state: Mutex::new(State {
                 config,
                 served: 0,
+                served_by_kind: HashMap::new(),
                 log: Vec::new(),
             }),
         });
@@ -316,6 +324,17 @@ impl McrFront {
     pub fn served(&self) -> u64 {
         self.shared.state().served
     }
+
+    /// Registry requests of `kind` answered since the start (the numbering [`Throttle::nth`]
+    /// uses with [`Throttle::kind`]).
+    pub fn served_of(&self, kind: Kind) -> u64 {
+        self.shared
+            .state()
+            .served_by_kind
+            .get(&kind)
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>, origin: McrOrigin) {
@@ -352,8 +371,19 @@ async fn registry(shared: &Shared, request: &Request) -> Response {
     let config = {
         let mut state = shared.state();
         state.served += 1;
-        let number = state.served;
+        let kind = Kind::of(&request.method, request.path());
+        let of_kind = {
+            let count = state.served_by_kind.entry(kind).or_insert(0);
+            *count += 1;
+            *count
+        };
+        let number = match state.config.throttle.as_ref().and_then(|t| t.kind) {
+            Some(throttled) if throttled != kind => None,
+            Some(_) => Some(of_kind),
+            None => Some(state.served),
+        };
         if let Some(throttle) = &state.config.throttle
+            && let Some(number) = number
             && (throttle.nth..throttle.nth.saturating_add(throttle.times)).contains(&number)
         {
             let mut answer = Response::registry_error(
