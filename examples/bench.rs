@@ -28,7 +28,8 @@
 //! crawl and an anonymous one (`--registry` at the double) run in this process; the figure is
 //! the anonymous crawl's requests (Hub API, registry, tokens) over the signed-in one's (Hub API
 //! and the sign-in), both counted by the double, against the goal of 1.3x, with every
-//! (digest, repo:tag) pair of the double's truth found.
+//! (digest, repo:tag) pair of the double's truth found; the anonymous requests are broken down by
+//! what they were for (plain views, 403s, registry, planned pages, tags by name).
 //!
 //! Wall-clock figures (pages per second, digests per second) assume an otherwise idle machine;
 //! CPU times are less sensitive to other load. Everything is written under a fresh folder in the

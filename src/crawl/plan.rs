@@ -365,7 +365,8 @@ impl Geometry {
     /// of the oldest view tied with its last one may come, newest first, before missing tags of
     /// that instant: read from the newest end alone, the block is that much longer (and the same
     /// from the oldest end). Where the two parts of a split meet they overlap as much as the
-    /// same number of pages allows, for a tie split between them.
+    /// same number of pages allows, and by at least `margin` (the largest tie known), for a tie
+    /// split between them.
     fn block(
         &self,
         counted: &Counted,
@@ -375,7 +376,10 @@ impl Geometry {
         let (newer, older) = (counted.newer, counted.older);
         let from_newest = self.reach_from(newer);
         let from_oldest = self.reach_from(older);
-        let mut best: Option<((usize, bool, Reverse<usize>), usize, usize)> = None;
+        // Fewest pages, then from one end alone, then the most overlap; and the pages from each
+        // end.
+        type Key = (usize, bool, Reverse<usize>);
+        let mut best: Option<(Key, usize, usize)> = None;
         let mut consider = |pages_newest: usize, pages_oldest: usize, overlap: usize| {
             let both = pages_newest > 0 && pages_oldest > 0;
             let key = (pages_newest + pages_oldest, both, Reverse(overlap));
@@ -519,7 +523,8 @@ mod tests {
     fn a_range_is_read_with_the_fewest_pages_of_any_sizes() {
         let hub = Geometry::new(1000, 100);
         // (start, length) -> pages (page, size)
-        let table: [((usize, usize), Option<&[(u32, u32)]>); 10] = [
+        type Case<'a> = ((usize, usize), Option<&'a [(u32, u32)]>);
+        let table: [Case; 10] = [
             ((0, 100), Some(&[(1, 100)])),
             ((90, 40), Some(&[(2, 90)])),
             ((95, 10), Some(&[(2, 95)])),

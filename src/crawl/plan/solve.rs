@@ -248,8 +248,9 @@ mod tests {
     #[test]
     fn covers_are_the_cheapest_in_small_cases() {
         let range = |r: std::ops::Range<u32>| r.collect::<Vec<u32>>();
-        // (elements, sets) -> (chosen sets, elements alone)
-        let table: Vec<(usize, Vec<(usize, Vec<u32>)>, Vec<usize>, Vec<u32>)> = vec![
+        // (elements, sets as (cost, elements)) -> (chosen sets, elements alone)
+        type Case = (usize, Vec<(usize, Vec<u32>)>, Vec<usize>, Vec<u32>);
+        let table: Vec<Case> = vec![
             // Nothing to cover.
             (0, vec![], vec![], vec![]),
             // No sets: each alone.
