@@ -147,10 +147,11 @@ fn anonymous_cover_from_the_registrys_names_is_complete_near_the_signed_in_cost(
     );
     // The goal is 1.3x (see the benchmark, `cargo run --example bench -- cover`); this
     // double's python is 6000 tags, where the fixed cost of both plain views, the registry and
-    // some 25 version lines of the middle weighs most. Well below the filter cover's ~3x.
+    // some 25 version lines of the middle weighs most: 1.51x measured. Well below the filter
+    // cover's ~3x.
     assert!(
-        used as f64 <= 1.7 * minimum as f64,
-        "{used} requests, more than 1.7x the signed-in {minimum}"
+        used as f64 <= 1.55 * minimum as f64,
+        "{used} requests, more than 1.55x the signed-in {minimum}"
     );
 }
 

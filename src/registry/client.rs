@@ -171,6 +171,9 @@ pub struct RegistryClient {
     net: Arc<NetStats>,
     pub(super) stats: RegistryStats,
     pub(super) auth: tokio::sync::Mutex<AuthState>,
+    /// Held by the request that learns how the registry authenticates (see
+    /// [`RegistryClient::send_authorized`]).
+    pub(super) first: tokio::sync::Mutex<()>,
     budget: BudgetGate,
 }
 
@@ -238,6 +241,7 @@ impl RegistryClient {
             net: stats,
             stats: RegistryStats::default(),
             auth: tokio::sync::Mutex::new(AuthState::default()),
+            first: tokio::sync::Mutex::new(()),
             budget: BudgetGate::default(),
         })
     }

@@ -1,5 +1,8 @@
 //! The authentication flow of one registry client: what the last `401` taught, which
-//! `Authorization` a request gets, and the token service round trip.
+//! `Authorization` a request gets, and the token service round trip. The realm and service a
+//! challenge names are kept for every later request of the client (a crawl's or an enrichment's
+//! one client), so the registry challenges once per run, not once per repository: until its
+//! first answer, requests go one at a time.
 //!
 //! Facts relied on are in [`super::challenge`] and [`super::token`]. The flow: a request first
 //! goes with what is known (nothing, until a `401` says; an open registry never does). A `401`
@@ -74,6 +77,9 @@ pub(super) struct AuthState {
     tokens: TokenCache,
     /// Scopes a registry asked for instead of the one we computed (`insufficient_scope`).
     rescoped: HashMap<String, String>,
+    /// Whether the registry has answered a request: from then on `scheme` says how it
+    /// authenticates (`None`: it is open).
+    answered: bool,
 }
 
 /// What goes in `Authorization`.
@@ -108,6 +114,13 @@ impl RegistryClient {
         scope: &str,
         accept: Option<&str>,
     ) -> Result<Response, RegistryError> {
+        // Until the registry has answered once, requests go one at a time: sent together, each
+        // would meet the same challenge (a 401 each, where one teaches the realm to all).
+        let _first = if self.auth.lock().await.answered {
+            None
+        } else {
+            Some(self.first.lock().await)
+        };
         // First try with what we know; then up to two new authorizations learned from 401s.
         let mut last_reason = String::new();
         for _ in 0..3 {
@@ -118,6 +131,7 @@ impl RegistryClient {
                 _ => None,
             };
             let response = self.send(method, url, accept, authorization).await?;
+            self.auth.lock().await.answered = true;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }
