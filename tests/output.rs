@@ -455,12 +455,17 @@ fn generate_offline_crawls_enriches_and_finalizes_against_the_double() {
 
 #[test]
 fn generate_offline_writes_the_dataset_when_enrich_meets_the_pull_limit() {
-    // Every manifest GET is refused with a 429, as Docker Hub does once the pull budget is spent.
+    // Every manifest GET is refused with a 429 and Docker Hub's documented body, as Docker Hub
+    // does once the pull budget is spent (without `ratelimit-*` headers: the body says it).
     let hub = FakeHub::bind(FakeHubConfig {
         repos: 3,
         max_tags: 40,
         big_repo_tags: 60,
-        override_paths: vec![("/manifests/".to_owned(), 429, b"{}".to_vec())],
+        override_paths: vec![(
+            "/manifests/".to_owned(),
+            429,
+            br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit. You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit"}]}"#.to_vec(),
+        )],
         ..FakeHubConfig::default()
     })
     .unwrap();

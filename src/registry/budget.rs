@@ -38,6 +38,14 @@ pub struct PullBudget {
     pub window: Option<Duration>,
 }
 
+/// Whether a 429's error detail (`code: message`, as the client reads it) is Docker Hub's answer
+/// at the pull limit (`TOOMANYREQUESTS: You have reached your pull rate limit...`, documented on
+/// docs.docker.com's "Docker Hub pull usage and limits"). Another registry's `TOOMANYREQUESTS`
+/// (the distribution spec's code for any 429) is not: only the pull-limit wording is.
+pub fn is_pull_limit(detail: &str) -> bool {
+    detail.to_ascii_lowercase().contains("pull rate limit")
+}
+
 /// Reads the `ratelimit-*` headers; `None` when `ratelimit-remaining` is absent or unreadable.
 pub fn parse_budget(headers: &HeaderMap) -> Option<PullBudget> {
     let field = |name: &str| {
@@ -228,6 +236,25 @@ impl BudgetGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_hub_s_pull_limit_body_is_told_from_other_429s() {
+        for (detail, pull_limit) in [
+            (
+                "TOOMANYREQUESTS: You have reached your pull rate limit. You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit",
+                true,
+            ),
+            (
+                "toomanyrequests: You have reached your unauthenticated pull rate limit.",
+                true,
+            ),
+            ("TOOMANYREQUESTS: too many requests", false),
+            ("egress limit reached, back off", false),
+            ("", false),
+        ] {
+            assert_eq!(is_pull_limit(detail), pull_limit, "{detail}");
+        }
+    }
     use http::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

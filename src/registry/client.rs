@@ -322,6 +322,19 @@ impl RegistryClient {
         };
         let budget = parse_budget(response.headers());
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let detail = registry_detail(response).await;
+            // Docker Hub's 429 at the pull limit says so in its body, and need not carry the
+            // `ratelimit-*` headers: that body declares the budget as well as they would.
+            let budget = budget.or_else(|| {
+                detail
+                    .as_deref()
+                    .filter(|d| super::budget::is_pull_limit(d))
+                    .map(|_| PullBudget {
+                        limit: None,
+                        remaining: 0,
+                        window: None,
+                    })
+            });
             if self.budget.rate_limited(budget, SystemTime::now()) {
                 return Err(RegistryError::RateLimited {
                     url: url.to_string(),
@@ -332,7 +345,7 @@ impl RegistryClient {
             return Err(RegistryError::Status {
                 url: url.to_string(),
                 status: StatusCode::TOO_MANY_REQUESTS,
-                detail: registry_detail(response).await,
+                detail,
             });
         }
         self.budget.observe(budget, SystemTime::now());
