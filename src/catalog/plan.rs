@@ -227,12 +227,14 @@ pub fn failure(task: &CatalogTask, err: &RegistryError, attempts: u32) -> Failur
             match crate::enrich::disposition(EnrichTarget::Manifest, err, attempts) {
                 crate::enrich::Disposition::Gone => Failure::NotFound,
                 crate::enrich::Disposition::Retry => Failure::Retry,
+                crate::enrich::Disposition::Pause => Failure::Pause,
                 crate::enrich::Disposition::Fail => Failure::Fail,
             }
         }
         CatalogTask::Config { .. } => {
             match crate::enrich::disposition(EnrichTarget::Config, err, attempts) {
                 crate::enrich::Disposition::Retry => Failure::Retry,
+                crate::enrich::Disposition::Pause => Failure::Pause,
                 _ => Failure::Fail,
             }
         }

@@ -24,10 +24,15 @@
 //! client's budget, as the registry's `ratelimit-*` headers last said, is stored in `meta` after
 //! every manifest answer and restored by the next run, so no run sends a manifest GET the stored
 //! budget does not cover. When it is spent (or a manifest GET is answered 429 by a registry that
-//! declares a budget, see [`crate::registry::budget`]; another registry's 429 is paused on and
-//! retried, as a 5xx), no manifest GET is sent for the rest of the window; config jobs go on;
+//! declares a budget, see [`crate::registry::budget`]), no manifest GET is sent for the rest of
+//! the window; config jobs go on;
 //! the run then ends with [`Stop::Budget`] and the time the window frees. `--max-pulls` caps
 //! one run's manifest GETs the same way ([`Stop::MaxPulls`]).
+//!
+//! A 429 from a registry that declares no pull budget (a mirror's or Microsoft's request limit),
+//! or from the CDN, is no window of hours: the pacer pauses every worker until its `Retry-After`
+//! (or the backoff of a bare 429), and the job goes back for then without counting as an attempt
+//! ([`Disposition::Pause`]), as the crawls do.
 //!
 //! Failures ([`disposition`]): transient ones (network, 5xx) put the job back with a backoff (1 s,
 //! 2 s, 4 s, 8 s), and after 5 attempts it moves to `failed` with its reason; others (a digest
@@ -165,6 +170,9 @@ pub enum Stop {
 pub struct EnrichReport {
     /// Jobs planned by this run.
     pub planned: u64,
+    /// Jobs queued by an earlier run (failed ones `--resume` queued again included) that this
+    /// run took up, within its filter.
+    pub continued: u64,
     /// Manifests learned by this run.
     pub manifests: u64,
     /// Configs learned by this run.
@@ -297,6 +305,11 @@ pub enum EnrichError {
 pub enum Disposition {
     /// Put back, to be tried again after a backoff.
     Retry,
+    /// A 429 answered as a status (a registry that declares no pull budget, the CDN): the
+    /// registry saying stop, not a failure of the request. The pacer already pauses every worker
+    /// until its `Retry-After` (or the backoff of a bare 429); the job goes back for then without
+    /// counting as an attempt, as the crawls do.
+    Pause,
     /// The registry no longer has the manifest: recorded as gone, not fetched again.
     Gone,
     /// Moved to `failed` with its reason (`enrich --resume` tries it again).
@@ -307,12 +320,15 @@ pub enum Disposition {
 /// says so in its own words (404 with the distribution spec's `MANIFEST_UNKNOWN`): a 404 without
 /// it (a wrong `--registry-prefix`, a proxy's page) or `NAME_UNKNOWN` (no such repository) may be
 /// a mistake of ours, so it stays a failure that `--resume` tries again. A config blob's 404 also
-/// stays a failure: a registry that serves a manifest keeps its config. A 429 from the CDN
-/// (blobs) is a pause, not an answer.
+/// stays a failure: a registry that serves a manifest keeps its config. A 429 that reaches
+/// here (a registry without a pull budget, the CDN) is a pause, whatever the attempts.
 pub fn disposition(target: EnrichTarget, err: &RegistryError, attempts: u32) -> Disposition {
-    let transient = err.is_transient()
-        || matches!(err, RegistryError::Status { status, .. }
-            if *status == http::StatusCode::TOO_MANY_REQUESTS);
+    if matches!(err, RegistryError::Status { status, .. }
+            if *status == http::StatusCode::TOO_MANY_REQUESTS)
+    {
+        return Disposition::Pause;
+    }
+    let transient = err.is_transient();
     let unknown = matches!(err, RegistryError::Status { detail: Some(d), .. }
         if d.starts_with("MANIFEST_UNKNOWN"));
     if target == EnrichTarget::Manifest && err.is_not_found() && unknown {
@@ -427,6 +443,15 @@ enum Fetched {
     Config(Result<crate::registry::FetchedConfig, RegistryError>),
 }
 
+/// When a job that did not succeed may go again.
+#[derive(Debug, Clone, Copy)]
+struct Delays {
+    /// Base of the backoff between a job's attempts.
+    base: Duration,
+    /// The end of the pacer's pause (a 429's), unix milliseconds, if one is in force.
+    paused_until_ms: Option<u64>,
+}
+
 /// The run's queues and counters.
 struct Run {
     manifests: VecDeque<(JobId, EnrichJob)>,
@@ -457,10 +482,14 @@ pub async fn enrich(
             options.workers
         )));
     }
-    let pacer = Pacer::new(options.rps).map_err(|e| EnrichError::Usage(format!("--rps: {e}")))?;
+    let pacer = Arc::new(
+        Pacer::new(options.rps)
+            .map_err(|e| EnrichError::Usage(format!("--rps: {e}")))?
+            .with_max_pause(options.net.max_pause),
+    );
     let mut config = RegistryConfig::new(options.registry.clone());
     config.credentials = options.credentials.clone();
-    let client = RegistryClient::new(config, Arc::new(pacer), &options.net)
+    let client = RegistryClient::new(config, pacer.clone(), &options.net)
         .map_err(|e| EnrichError::Usage(format!("--registry: {e}")))?;
     let client = Arc::new(client);
 
@@ -506,12 +535,16 @@ pub async fn enrich(
         learned: (0, 0),
         progress: progress.clone(),
     };
+    let mut taken = 0u64;
     for (id, job) in store.read(|r| r.enrich_jobs())? {
         if options.filter.takes_repo(&job.repo) {
             progress.planned(job.target);
             run.push(id, job);
+            taken += 1;
         }
     }
+    // Every job this run planned passes its filter, so the rest were queued before.
+    let continued = taken.saturating_sub(planned);
     let max_pulls = options.max_pulls;
     let spent = |client: &RegistryClient, run: &Run| {
         progress.spent(
@@ -579,9 +612,12 @@ pub async fn enrich(
         };
         let budget = client.pull_budget();
         let store = store.clone();
-        let base = options.job_retry_base;
+        let delays = Delays {
+            base: options.job_retry_base,
+            paused_until_ms: pacer.paused_until_unix().map(|t| t.saturating_mul(1000)),
+        };
         tokio::task::block_in_place(|| {
-            store.write(|w| run.apply(w, id, job, fetched, budget, base))
+            store.write(|w| run.apply(w, id, job, fetched, budget, delays))
         })?;
         spent(&client, &run);
     }
@@ -594,6 +630,7 @@ pub async fn enrich(
             .any(|(_, j)| j.target == EnrichTarget::Manifest);
     Ok(EnrichReport {
         planned,
+        continued,
         manifests: run.learned.0,
         configs: run.learned.1,
         pulls: client.stats().manifest_gets.load(Ordering::Relaxed),
@@ -664,7 +701,7 @@ impl Run {
         job: EnrichJob,
         fetched: Fetched,
         budget: Option<BudgetSnapshot>,
-        base: Duration,
+        delays: Delays,
     ) -> Result<(), TxError> {
         let now = clock::now_unix();
         let mut stats = w.enrich_stats()?;
@@ -750,9 +787,19 @@ impl Run {
                     )?;
                     w.remove_job(id)?;
                     self.progress.done(target);
+                } else if disposition == Disposition::Pause {
+                    // Not an attempt: the job goes again when the pause ends.
+                    stats.rate_limited += 1;
+                    let job = EnrichJob {
+                        not_before_ms: delays.paused_until_ms.unwrap_or(0),
+                        last_error: Some(reason),
+                        ..job
+                    };
+                    w.put_enrich_job(id, &job)?;
+                    self.waiting.push((id, job));
                 } else if disposition == Disposition::Retry {
                     stats.retries += 1;
-                    let delay = base.saturating_mul(1 << (attempts - 1).min(10));
+                    let delay = delays.base.saturating_mul(1 << (attempts - 1).min(10));
                     let job = EnrichJob {
                         attempts,
                         not_before_ms: clock::now_unix_millis()
@@ -1000,7 +1047,14 @@ mod tests {
                 Disposition::Retry,
             ),
             (Manifest, status(503, None), MAX_ATTEMPTS, Disposition::Fail),
-            (Config, status(429, None), 2, Disposition::Retry),
+            (Config, status(429, None), 2, Disposition::Pause),
+            (Manifest, status(429, None), 1, Disposition::Pause),
+            (
+                Manifest,
+                status(429, Some("TOOMANYREQUESTS")),
+                MAX_ATTEMPTS,
+                Disposition::Pause,
+            ),
             (Manifest, status(400, unknown), 1, Disposition::Fail),
             (Manifest, status(401, None), 1, Disposition::Fail),
         ];
