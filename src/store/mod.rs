@@ -972,6 +972,24 @@ impl<'t> WriteBatch<'t> {
         Ok(moved)
     }
 
+    /// Removes every failed catalog job of the source at `host` and returns them (`crawl
+    /// --catalog URL --resume --skip-failed` gives them up).
+    pub fn take_failed_catalog(
+        &mut self,
+        host: &str,
+    ) -> Result<Vec<(JobId, FailedCatalogJob)>, TxError> {
+        let failed: Vec<(JobId, FailedCatalogJob)> =
+            decode_range(&self.failed, CATALOG_JOB_BASE..ENRICH_JOB_BASE)?;
+        let mine: Vec<(JobId, FailedCatalogJob)> = failed
+            .into_iter()
+            .filter(|(_, f)| f.job.source == host)
+            .collect();
+        for (id, _) in &mine {
+            self.failed.remove(*id)?;
+        }
+        Ok(mine)
+    }
+
     /// The run of the catalog source at `host`.
     pub fn catalog_run(&self, host: &str) -> Result<Option<CatalogRun>, TxError> {
         self.meta(&catalog_run_key(host))
