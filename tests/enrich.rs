@@ -308,10 +308,27 @@ fn assert_dataset_matches(data: &BTreeMap<String, Value>, pushed: &Pushed) {
             );
             assert_eq!(carrier_line["layers"], json!(image.spec.layers.len()));
         } else {
+            // An index Hub listed as a plain manifest: once enriched, a line like any index's,
+            // and its platform manifests lines of their own under it, with its tags.
             assert!(
                 carrier_line.get("image_id").is_none(),
                 "an index has no image ID"
             );
+            assert_eq!(carrier_line["kind"], "index", "{carrier_line}");
+            assert_eq!(carrier_line["platform"], Value::Null, "{carrier_line}");
+            let line = data
+                .get(&image.digest)
+                .unwrap_or_else(|| panic!("no line for {} in {carrier}", image.digest));
+            assert_eq!(line["kind"], "manifest", "{line}");
+            let mut want = format!("{}/{}", image.spec.os, image.spec.architecture);
+            if let Some(v) = &image.spec.variant {
+                want = want + "/" + v;
+            }
+            assert_eq!(line["platform"], json!(want), "{line}");
+            assert_eq!(line["indexes"], json!([carrier]), "{line}");
+            assert_eq!(line["image_id"], json!(image.config_digest), "{line}");
+            assert_eq!(line["tags"], carrier_line["tags"], "{line}");
+            assert_eq!(line["current"], carrier_line["tags"], "{line}");
         }
         let line = data
             .get(&image.config_digest)
@@ -426,6 +443,24 @@ async fn image_ids_and_diff_ids_equal_what_was_pushed_and_a_second_run_spends_no
         text.contains("enrich: 7 manifests and 6 image IDs learned; 0 digests left"),
         "{text}"
     );
+
+    // A later crawl sees the index listed as a plain manifest again: its platform manifests
+    // stay under it and current, with nothing left to enrich.
+    let mut args = Vec::new();
+    for repo in REPOS {
+        args.extend(["--repo", repo]);
+    }
+    let out = sandbox.fast_crawl(&hub.url(), &args).output().unwrap();
+    assert_success(&out, "a crawl after enrich");
+    assert_dataset_matches(&dataset(&sandbox), &pushed);
+    let out = enrich(&sandbox, &harness, &[]);
+    assert_success(&out, "enrich after the crawl");
+    assert!(
+        stderr(&out).contains("nothing new to learn"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(harness.front.pulls(), pushed.manifests());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

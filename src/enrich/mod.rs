@@ -16,7 +16,11 @@
 //!
 //! An index met where a platform manifest was expected (a Hub tag with `images: []` whose digest
 //! is an index after all) is recorded as such, and each of its platform manifests (attestations
-//! left out) becomes a job of its own, carrying the tags of the digest Hub listed. Docker schema 1
+//! left out) becomes a job of its own, carrying the tags of the digest Hub listed. The store then
+//! holds the digest as the crawl holds an index Hub lists ([`WriteBatch::link_index`]): kind
+//! `index`, its platform manifests under it in `parents` with the platforms of its entries and
+//! its tags, so the dataset, `lookup` and `identify` answer it like any index; a later crawl
+//! that sees the tag listed the same way keeps them so. Docker schema 1
 //! and other types the client does not read are recorded as legacy with the reason: they are
 //! answers, not failures.
 //!
@@ -865,6 +869,26 @@ impl Run {
                 self.progress.planned(EnrichTarget::Manifest);
                 self.manifests.push_back((id, spawned));
             }
+        }
+        // A digest Hub listed as a platform manifest that is an index after all: the store holds
+        // it from now on as the crawl holds an index Hub lists (its kind, its platform manifests
+        // under it in `parents`, with its tags), so `finalize`, `lookup` and `identify` answer it
+        // like any index.
+        if job.via.is_none()
+            && let Manifest::Index(index) = &fetched.manifest
+        {
+            let children: Vec<_> = index
+                .images()
+                .map(|entry| {
+                    let (platform, os_version) =
+                        entry.platform.as_ref().map_or((None, None), |p| {
+                            let (platform, os_version, _) = checked_platform(p);
+                            (platform, os_version)
+                        });
+                    (entry.digest, platform, os_version)
+                })
+                .collect();
+            w.link_index(&job.digest, &children)?;
         }
         stats.manifests += 1;
         self.learned.0 += 1;
