@@ -2053,6 +2053,91 @@ mod tests {
         }
     }
 
+    /// An index Hub listed as a plain manifest (`images: []`) that `enrich` learned before it
+    /// linked such indexes (an older release: a `manifests` record only): the next sighting of
+    /// its tag links it as `enrich` now does, its platform manifest's platform from the config.
+    #[test]
+    fn a_crawl_links_an_index_an_older_enrich_learned_in_a_manifest_s_place() {
+        let scratch = Scratch::new("old-index");
+        let store = scratch.store();
+        let repo = RepoName::new("library", "x").unwrap();
+        let (index, child, config) = (
+            Digest::from_bytes([1; 32]),
+            Digest::from_bytes([2; 32]),
+            Digest::from_bytes([3; 32]),
+        );
+        let learned = |fact| ManifestRecord {
+            fact,
+            media_type: String::new(),
+            via: None,
+            learned_at: 5,
+        };
+        store
+            .write(|w| {
+                w.record_tags(&repo, &[sighting("t", 1)], 10, 1)?;
+                w.put_manifest(
+                    &index,
+                    &learned(ManifestFact::Index {
+                        manifests: vec![child],
+                    }),
+                )?;
+                w.put_manifest(
+                    &child,
+                    &ManifestRecord {
+                        via: Some(index),
+                        ..learned(ManifestFact::Image {
+                            config,
+                            layers: Vec::new(),
+                        })
+                    },
+                )?;
+                w.put_config(
+                    &config,
+                    &ConfigRecord {
+                        chain_id: None,
+                        platform: Some(Platform::new("linux", "s390x", None)),
+                        os_version: None,
+                        diff_ids: Vec::new(),
+                        created: None,
+                        learned_at: 5,
+                    },
+                )
+            })
+            .unwrap();
+        // Before: a manifest, nothing under it.
+        let before = store.read(|r| r.digest_info(&index)).unwrap().unwrap();
+        assert_eq!(before.record.kind, ObjectKind::Manifest);
+        assert!(!current(store, 2));
+
+        store
+            .write(|w| w.record_tags(&repo, &[sighting("t", 1)], 20, 2))
+            .unwrap();
+        let (index_info, child_info) = store
+            .read(|r| {
+                Ok((
+                    r.digest_info(&index)?.unwrap(),
+                    r.digest_info(&child)?.unwrap(),
+                ))
+            })
+            .unwrap();
+        assert_eq!(index_info.record.kind, ObjectKind::Index);
+        assert_eq!(child_info.record.kind, ObjectKind::Manifest);
+        assert_eq!(
+            child_info.record.platform,
+            Some(Platform::new("linux", "s390x", None))
+        );
+        assert_eq!(child_info.indexes, vec![index]);
+        assert_eq!(
+            child_info
+                .tags
+                .iter()
+                .map(|(t, _)| t.as_str())
+                .collect::<Vec<_>>(),
+            ["x:t"]
+        );
+        assert!(current(store, 1) && current(store, 2));
+    }
+
     /// Whether `library/x:t` is current on the digest filled with `fill`.
     fn current(store: &Store, fill: u8) -> bool {
         store
