@@ -455,12 +455,18 @@ fn generate_offline_crawls_enriches_and_finalizes_against_the_double() {
 
 #[test]
 fn generate_offline_writes_the_dataset_when_enrich_meets_the_pull_limit() {
-    // Every manifest GET is refused with a 429, as Docker Hub does once the pull budget is spent.
+    // Every manifest GET is refused with a 429, as Docker Hub does once the pull budget is spent:
+    // with its `ratelimit-*` headers, which declare a pull budget (a 429 without them is a
+    // request limit, paused on and tried again, not a budget's window).
     let hub = FakeHub::bind(FakeHubConfig {
         repos: 3,
         max_tags: 40,
         big_repo_tags: 60,
         override_paths: vec![("/manifests/".to_owned(), 429, b"{}".to_vec())],
+        header_overrides: vec![
+            ("ratelimit-limit", "100;w=21600".to_owned()),
+            ("ratelimit-remaining", "0;w=21600".to_owned()),
+        ],
         ..FakeHubConfig::default()
     })
     .unwrap();
