@@ -94,7 +94,7 @@ pub struct CrawlArgs {
     pub username: Option<String>,
     /// Crawl this OCI registry through its catalog (`/v2/_catalog`) instead of Docker Hub (https;
     /// plain http only for loopback); its repositories are stored host-qualified.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["hub_url", "namespace", "registry", "token_stdin", "skip_failed"])]
+    #[arg(long, value_name = "URL", conflicts_with_all = ["hub_url", "namespace", "registry", "token_stdin"])]
     pub catalog: Option<String>,
     /// With --catalog: only the catalog's repositories whose name starts with this (`windows/`).
     #[arg(long, value_name = "P", requires = "catalog")]

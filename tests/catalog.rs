@@ -1040,3 +1040,65 @@ async fn a_head_without_docker_content_digest_falls_back_to_a_get_by_tag() {
     assert_eq!(harness.front.count(Kind::ManifestHead), tags);
     assert_eq!(harness.front.count(Kind::ManifestGet), tags + 2, "{log:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_list_that_always_fails_is_given_up_by_skip_failed_and_read_again_by_resume() {
+    // Microsoft's catalog lists repositories whose tag list always fails: without
+    // `--skip-failed` the crawl would end at exit 3 forever.
+    let (harness, pushed, url, host) = mcr(McrConfig {
+        broken_tags: Some("base/alpine".into()),
+        ..McrConfig::default()
+    })
+    .await;
+    let sandbox = Sandbox::new("catalog-skip-failed");
+    let out = catalog_crawl(&sandbox, &url, &[]).output().unwrap();
+    assert_code(
+        &out,
+        3,
+        "a crawl whose tag list of base/alpine always fails",
+    );
+    let out = catalog_crawl(&sandbox, &url, &["--resume"])
+        .output()
+        .unwrap();
+    assert_code(&out, 3, "--resume tries it again, and it fails again");
+
+    let out = catalog_crawl(&sandbox, &url, &["--resume", "--skip-failed"])
+        .output()
+        .unwrap();
+    assert_code(&out, 4, "--resume --skip-failed: finished, incomplete");
+    let err = stderr(&out);
+    assert!(err.contains("1 failed job(s) of"), "{err}");
+    assert!(err.contains("the result may be incomplete"), "{err}");
+    let gap = format!("{host}/base/alpine: the tag list page ");
+    assert!(err.contains(&gap), "the summary names the gap: {err}");
+    assert!(err.contains("was given up (--skip-failed)"), "{err}");
+    let text = status(&sandbox);
+    assert!(text.contains("finished INCOMPLETE"), "{text}");
+    assert!(text.contains(&gap), "{text}");
+    assert!(text.contains("1 listing(s) ended early"), "{text}");
+    assert!(
+        !text.contains("failed job"),
+        "no failed job is left: {text}"
+    );
+    // Every other repository is in the dataset; base/alpine's tags are not, and nothing of the
+    // repository was taken for deleted.
+    let data = sandbox.finalized();
+    let tags: BTreeSet<String> = data
+        .values()
+        .flat_map(|line| strings(&line["tags"]))
+        .collect();
+    for (tag, digest) in pairs(&host, &pushed) {
+        let alpine = tag.starts_with(&format!("{host}/base/alpine:"));
+        assert_eq!(tags.contains(&tag), !alpine, "{tag} ({digest})");
+    }
+    assert!(text.contains("0 marked deleted"), "{text}");
+
+    // The registry serves it again: `--resume` reads the listing that was given up.
+    harness.front.update(|c| c.broken_tags = None);
+    let out = catalog_crawl(&sandbox, &url, &["--resume"])
+        .output()
+        .unwrap();
+    assert_success(&out, "--resume once the tag list works");
+    assert_dataset(&sandbox.finalized(), &host, &pushed, 0);
+    assert!(status(&sandbox).contains("crawl #1: finished"));
+}

@@ -12,9 +12,10 @@ use digestmap::model::Digest;
 use digestmap::registry::chain_ids;
 use serde_json::{Value, json};
 use support::fake_hub::{FakeHub, FakeHubConfig};
-use support::registry::Harness;
 use support::registry::front::{FrontConfig, Origin};
-use support::registry::image::{self, BuiltImage, BuiltIndex, Format, ImageSpec, Layer};
+use support::registry::image::{self, BuiltImage, BuiltIndex, Format, ImageSpec, Layer, Pusher};
+use support::registry::mcr::{Kind, McrConfig, Throttle};
+use support::registry::{Harness, McrHarness};
 use support::sandbox::{Sandbox, assert_code, assert_success, stderr, stdout};
 
 /// What is pushed: a Docker single-platform image, an OCI index with attestations, an index that
@@ -109,8 +110,7 @@ fn build() -> Pushed {
 }
 
 /// Pushes everything under `prefix` (`""`, or `docker/` for a mirror's layout).
-async fn push(harness: &Harness, pushed: &Pushed, prefix: &str) {
-    let p = &harness.pusher;
+async fn push(p: &Pusher, pushed: &Pushed, prefix: &str) {
     p.image(&format!("{prefix}library/single"), "1.0", &pushed.single)
         .await;
     p.index(&format!("{prefix}library/multi"), "2", &pushed.multi)
@@ -308,10 +308,27 @@ fn assert_dataset_matches(data: &BTreeMap<String, Value>, pushed: &Pushed) {
             );
             assert_eq!(carrier_line["layers"], json!(image.spec.layers.len()));
         } else {
+            // An index Hub listed as a plain manifest: once enriched, a line like any index's,
+            // and its platform manifests lines of their own under it, with its tags.
             assert!(
                 carrier_line.get("image_id").is_none(),
                 "an index has no image ID"
             );
+            assert_eq!(carrier_line["kind"], "index", "{carrier_line}");
+            assert_eq!(carrier_line["platform"], Value::Null, "{carrier_line}");
+            let line = data
+                .get(&image.digest)
+                .unwrap_or_else(|| panic!("no line for {} in {carrier}", image.digest));
+            assert_eq!(line["kind"], "manifest", "{line}");
+            let mut want = format!("{}/{}", image.spec.os, image.spec.architecture);
+            if let Some(v) = &image.spec.variant {
+                want = want + "/" + v;
+            }
+            assert_eq!(line["platform"], json!(want), "{line}");
+            assert_eq!(line["indexes"], json!([carrier]), "{line}");
+            assert_eq!(line["image_id"], json!(image.config_digest), "{line}");
+            assert_eq!(line["tags"], carrier_line["tags"], "{line}");
+            assert_eq!(line["current"], carrier_line["tags"], "{line}");
         }
         let line = data
             .get(&image.config_digest)
@@ -355,7 +372,7 @@ async fn image_ids_and_diff_ids_equal_what_was_pushed_and_a_second_run_spends_no
     })
     .await;
     let pushed = build();
-    push(&harness, &pushed, "").await;
+    push(&harness.pusher, &pushed, "").await;
     let hub = hub(&pushed).await;
     let sandbox = crawled("enrich-whole", &hub);
 
@@ -426,6 +443,24 @@ async fn image_ids_and_diff_ids_equal_what_was_pushed_and_a_second_run_spends_no
         text.contains("enrich: 7 manifests and 6 image IDs learned; 0 digests left"),
         "{text}"
     );
+
+    // A later crawl sees the index listed as a plain manifest again: its platform manifests
+    // stay under it and current, with nothing left to enrich.
+    let mut args = Vec::new();
+    for repo in REPOS {
+        args.extend(["--repo", repo]);
+    }
+    let out = sandbox.fast_crawl(&hub.url(), &args).output().unwrap();
+    assert_success(&out, "a crawl after enrich");
+    assert_dataset_matches(&dataset(&sandbox), &pushed);
+    let out = enrich(&sandbox, &harness, &[]);
+    assert_success(&out, "enrich after the crawl");
+    assert!(
+        stderr(&out).contains("nothing new to learn"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(harness.front.pulls(), pushed.manifests());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,7 +475,7 @@ async fn a_spent_budget_ends_the_run_cleanly_and_enrich_goes_on_after_the_window
     })
     .await;
     let pushed = build();
-    push(&harness, &pushed, "").await;
+    push(&harness.pusher, &pushed, "").await;
     let hub = hub(&pushed).await;
     let sandbox = crawled("enrich-budget", &hub);
 
@@ -511,7 +546,7 @@ async fn a_spent_budget_ends_the_run_cleanly_and_enrich_goes_on_after_the_window
 async fn max_pulls_caps_one_run() {
     let harness = Harness::start(FrontConfig::default()).await;
     let pushed = build();
-    push(&harness, &pushed, "").await;
+    push(&harness.pusher, &pushed, "").await;
     let hub = hub(&pushed).await;
     let sandbox = crawled("enrich-max-pulls", &hub);
     let out = enrich(&sandbox, &harness, &["--max-pulls", "2"]);
@@ -531,7 +566,7 @@ async fn bytes_not_matching_the_digest_are_caught_and_nothing_of_them_is_stored(
     })
     .await;
     let pushed = build();
-    push(&harness, &pushed, "").await;
+    push(&harness.pusher, &pushed, "").await;
     let hub = hub(&pushed).await;
     let sandbox = crawled("enrich-tamper", &hub);
     let out = enrich(&sandbox, &harness, &[]);
@@ -581,8 +616,8 @@ async fn bytes_not_matching_the_digest_are_caught_and_nothing_of_them_is_stored(
 async fn a_mirror_with_a_path_prefix_gives_the_same_answers() {
     let harness = Harness::start(FrontConfig::default()).await;
     let pushed = build();
-    push(&harness, &pushed, "").await;
-    push(&harness, &pushed, "docker/").await;
+    push(&harness.pusher, &pushed, "").await;
+    push(&harness.pusher, &pushed, "docker/").await;
     let hub = hub(&pushed).await;
     let direct = crawled("enrich-direct", &hub);
     assert_success(&enrich(&direct, &harness, &[]), "enrich");
@@ -616,7 +651,7 @@ async fn a_mirror_with_a_path_prefix_gives_the_same_answers() {
 async fn kill_9_then_enrich_loses_nothing_and_refetches_at_most_what_was_in_flight() {
     let harness = Harness::start(FrontConfig::default()).await;
     let pushed = build();
-    push(&harness, &pushed, "").await;
+    push(&harness.pusher, &pushed, "").await;
     let hub = hub(&pushed).await;
     let sandbox = crawled("enrich-kill", &hub);
     let workers = 2;
@@ -743,7 +778,7 @@ async fn a_429_stops_manifest_requests_for_the_window_while_blobs_go_on() {
     })
     .await;
     let pushed = build();
-    push(&harness, &pushed, "").await;
+    push(&harness.pusher, &pushed, "").await;
     let hub = hub(&pushed).await;
     let sandbox = crawled("enrich-429", &hub);
     let out = enrich(&sandbox, &harness, &["--workers", "4"]);
@@ -767,6 +802,12 @@ async fn a_429_stops_manifest_requests_for_the_window_while_blobs_go_on() {
     let out = enrich(&sandbox, &harness, &[]);
     assert_code(&out, 6, "enrich within the window");
     assert!(harness.front.requests().is_empty());
+    // It planned nothing, and says what it continued.
+    assert!(
+        stderr(&out).contains("enrich: 6 job(s) queued by an earlier run continued,"),
+        "{}",
+        stderr(&out)
+    );
     let text = stdout(&sandbox.command(&["status"]).output().unwrap());
     assert!(text.contains("429 answers 1"), "{text}");
     assert!(
@@ -776,10 +817,71 @@ async fn a_429_stops_manifest_requests_for_the_window_while_blobs_go_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_from_a_registry_without_a_pull_budget_pauses_every_worker_and_the_run_completes() {
+    // Microsoft's registry (or a mirror) declares no pull budget: its 429 is a request limit, a
+    // pause of seconds. Six in a row on manifest GETs, more than the 5 attempts a failing job
+    // has: each puts its job back for when the pause ends, without counting as an attempt.
+    let harness = McrHarness::start(McrConfig::default()).await;
+    let pushed = build();
+    push(&harness.pusher, &pushed, "").await;
+    let hub = hub(&pushed).await;
+    let sandbox = crawled("enrich-mcr-429", &hub);
+    harness.front.update(|c| {
+        c.throttle = Some(Throttle {
+            nth: 1,
+            times: 6,
+            retry_after: Some("1".into()),
+            kind: Some(Kind::ManifestGet),
+        });
+    });
+    let url = harness.front.url().to_string();
+    let url = url.trim_end_matches('/');
+    let out = sandbox
+        .command(&[
+            "enrich",
+            "--registry",
+            url,
+            "--rps",
+            "500",
+            "--retry-base-ms",
+            "20",
+            "--workers",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert_success(&out, "enrich through six 429s");
+    let err = stderr(&out);
+    assert!(!err.contains("pull budget"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{url} answered 429 Too Many Requests: all workers pause for 1.0s"
+        )),
+        "the pacer names the origin that answered: {err}"
+    );
+    let log = harness.front.requests();
+    let limited: Vec<_> = log.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(limited.len(), 6, "{log:?}");
+    // One worker: nothing was on its way when a 429 came, so nothing is sent during a pause.
+    for pause in &limited {
+        let early: Vec<_> = log
+            .iter()
+            .filter(|r| r.at > pause.at && r.at < pause.at + Duration::from_millis(950))
+            .map(|r| (r.kind, r.path.clone()))
+            .collect();
+        assert!(early.is_empty(), "requests during a pause: {early:?}");
+    }
+    assert_dataset_matches(&dataset(&sandbox), &pushed);
+    let text = stdout(&sandbox.command(&["status"]).output().unwrap());
+    assert!(text.contains("429 answers 6"), "{text}");
+    assert!(text.contains("; 0 failed"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_cleanly_and_enrich_continues() {
     let harness = Harness::start(FrontConfig::default()).await;
     let pushed = build();
-    push(&harness, &pushed, "").await;
+    push(&harness.pusher, &pushed, "").await;
     let hub = hub(&pushed).await;
     let sandbox = crawled("enrich-sigint", &hub);
     let child = enrich_command(&sandbox, &harness, "3", &["--workers", "2"])
@@ -865,7 +967,7 @@ async fn a_terminal_shows_the_progress_line_and_a_pipe_does_not() {
     })
     .await;
     let pushed = build();
-    push(&harness, &pushed, "").await;
+    push(&harness.pusher, &pushed, "").await;
     let hub = hub(&pushed).await;
     let sandbox = crawled("enrich-progress", &hub);
 

@@ -45,22 +45,33 @@ fn python(deb: &Layer, top: &str) -> BuiltIndex {
     )
 }
 
+/// How the double lists python's indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listed {
+    /// As Hub lists an index: its media type and platform images.
+    AsIndex,
+    /// As a plain manifest: no media type, `images: []` (an index `enrich` finds out).
+    AsManifest,
+}
+
 /// The double's pages: debian:12 on `debian`; python:3.12 on `moving` and python:3.12.1 on
-/// `python` (newest first).
+/// `python` (newest first), listed as `listed` says.
 fn pages(
     debian: &BuiltImage,
     python: &BuiltIndex,
     moving: &BuiltIndex,
     moved_at: &str,
+    listed: Listed,
 ) -> Vec<(String, u16, Vec<u8>)> {
-    let index_tag = |name: &str, index: &BuiltIndex, at: &str| {
-        tag(
+    let index_tag = |name: &str, index: &BuiltIndex, at: &str| match listed {
+        Listed::AsIndex => tag(
             name,
             &index.digest,
             index.media_type,
             index.images.iter().map(platform).collect(),
             at,
-        )
+        ),
+        Listed::AsManifest => tag(name, &index.digest, "", Vec::new(), at),
     };
     vec![
         (
@@ -136,7 +147,13 @@ async fn identify_from_the_store_after_enrich_and_after_a_rebuild_that_moves_a_t
         repos: 1,
         max_tags: 3,
         big_repo_tags: 3,
-        override_paths: pages(&debian, &python1, &python1, "2026-01-02T00:00:00.000000Z"),
+        override_paths: pages(
+            &debian,
+            &python1,
+            &python1,
+            "2026-01-02T00:00:00.000000Z",
+            Listed::AsIndex,
+        ),
         ..FakeHubConfig::default()
     })
     .await;
@@ -203,7 +220,13 @@ async fn identify_from_the_store_after_enrich_and_after_a_rebuild_that_moves_a_t
     let python2 = python(&deb, "usr/local/bin/python3.12.2");
     p.index("library/python", "3.12", &python2).await;
     hub.update(|c| {
-        c.override_paths = pages(&debian, &python1, &python2, "2026-02-01T00:00:00.000000Z");
+        c.override_paths = pages(
+            &debian,
+            &python1,
+            &python2,
+            "2026-02-01T00:00:00.000000Z",
+            Listed::AsIndex,
+        );
     });
     crawl_and_enrich(&sandbox, &hub, &harness);
     let moved = format!(
@@ -253,6 +276,17 @@ async fn identify_from_the_store_after_enrich_and_after_a_rebuild_that_moves_a_t
 /// inspect names for inspect JSON; `lookup` of it still answers as an index.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_digest_answers_with_its_platform_images() {
+    index_digest_answers(Listed::AsIndex).await;
+}
+
+/// The same for an index Hub lists as a plain manifest (`images: []`): once `enrich` has found
+/// it to be an index, the store and the dataset answer it like any index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_hub_listed_as_a_manifest_answers_like_any_index_after_enrich() {
+    index_digest_answers(Listed::AsManifest).await;
+}
+
+async fn index_digest_answers(listed: Listed) {
     let harness = Harness::start(FrontConfig::default()).await;
     let deb = layer("etc/debian_version");
     let debian = amd64(&[&deb], Format::Docker);
@@ -265,11 +299,17 @@ async fn an_index_digest_answers_with_its_platform_images() {
         repos: 1,
         max_tags: 3,
         big_repo_tags: 3,
-        override_paths: pages(&debian, &python1, &python1, "2026-01-02T00:00:00.000000Z"),
+        override_paths: pages(
+            &debian,
+            &python1,
+            &python1,
+            "2026-01-02T00:00:00.000000Z",
+            listed,
+        ),
         ..FakeHubConfig::default()
     })
     .await;
-    let sandbox = Sandbox::new("identify-index");
+    let sandbox = Sandbox::new(&format!("identify-index-{listed:?}"));
     crawl_and_enrich(&sandbox, &hub, &harness);
 
     const PY: &str = "linux/amd64 [python:3.12.1 python:3.12]";

@@ -96,6 +96,9 @@ pub struct CatalogOptions {
     pub rps: f64,
     /// Continue the source's unfinished run.
     pub resume: bool,
+    /// With `resume`: give up the failed jobs instead of trying them again; the listings they
+    /// belonged to are gaps ([`plan::given_up`]), so the run can finish, incomplete.
+    pub skip_failed: bool,
     /// `n` asked for on listing pages.
     pub page_size: u32,
     /// Timeouts and retries.
@@ -114,6 +117,7 @@ impl CatalogOptions {
             workers: crate::crawl::DEFAULT_WORKERS,
             rps: crate::crawl::DEFAULT_RPS,
             resume: false,
+            skip_failed: false,
             page_size: DEFAULT_PAGE_SIZE,
             net: NetConfig::default(),
             job_retry_base: crate::crawl::JOB_RETRY_BASE,
@@ -283,7 +287,7 @@ pub async fn crawl(
         StartError::Usage(m) => CatalogError::Usage(m),
         StartError::State(m) => CatalogError::StoreState(m),
     })?;
-    let run = store.write(|w| begin(w, &client, start))?;
+    let run = store.write(|w| begin(w, &client, start, options.skip_failed))?;
 
     let mut crawl = Crawl {
         host: host.clone(),
@@ -402,12 +406,14 @@ pub async fn crawl(
 }
 
 /// Writes the run that starts or resumes, with its first jobs: the catalog's first page (or the
-/// `--repo` listings); on resume, failed jobs queued again, and an incomplete run's unfinished
-/// listings read again from their first page.
+/// `--repo` listings); on resume, failed jobs queued again (or, with `skip_failed`, given up,
+/// their listings left as gaps), and an incomplete run's unfinished listings read again from
+/// their first page.
 fn begin(
     w: &mut WriteBatch<'_>,
     client: &RegistryClient,
     start: Start,
+    skip_failed: bool,
 ) -> Result<CatalogRun, TxError> {
     let now = clock::now_unix();
     match start {
@@ -428,6 +434,15 @@ fn begin(
             Ok(run)
         }
         Start::Resume(mut run) => {
+            if skip_failed {
+                let skipped = skip_failed_jobs(w, &mut run, now)?;
+                if skipped > 0 {
+                    tracing::warn!(
+                        "{skipped} failed job(s) of {} skipped: the result may be incomplete (the summary and `digestmap status` list the listings they leave incomplete)",
+                        run.host
+                    );
+                }
+            }
             let moved = w.retry_failed_catalog(&run.host)?;
             if moved > 0 {
                 tracing::info!("{moved} failed job(s) of {} are queued again", run.host);
@@ -457,6 +472,45 @@ fn begin(
             Ok(run)
         }
     }
+}
+
+/// Gives up every failed job of the run's source: each leaves the listing it belonged to
+/// incomplete, with why ([`plan::given_up`]); a listing already incomplete keeps its first
+/// reason. Returns how many were given up.
+fn skip_failed_jobs(
+    w: &mut WriteBatch<'_>,
+    run: &mut CatalogRun,
+    now: u64,
+) -> Result<usize, TxError> {
+    let failed = w.take_failed_catalog(&run.host)?;
+    for (id, f) in &failed {
+        let reason = f.job.last_error.as_deref().unwrap_or(&f.reason);
+        let (gap, why) = plan::given_up(&f.job.task, reason);
+        tracing::warn!(
+            "skipping failed job #{id} {}: {why}",
+            crate::text::printable(&f.job.describe())
+        );
+        match gap {
+            plan::GapOf::Catalog => {
+                run.catalog.error.get_or_insert(why);
+            }
+            plan::GapOf::Repos(paths) => {
+                for path in paths {
+                    let Ok(repo) = RepoName::qualified(&run.host, &path) else {
+                        continue;
+                    };
+                    let mut state = w
+                        .catalog_repo(&repo)?
+                        .unwrap_or_else(|| CatalogRepo::new(run.id, now));
+                    state.run = run.id;
+                    state.listing.error.get_or_insert_with(|| why.clone());
+                    state.done_at.get_or_insert(now);
+                    w.put_catalog_repo(&repo, &state)?;
+                }
+            }
+        }
+    }
+    Ok(failed.len())
 }
 
 fn catalog_first(client: &RegistryClient) -> CatalogTask {

@@ -227,16 +227,75 @@ pub fn failure(task: &CatalogTask, err: &RegistryError, attempts: u32) -> Failur
             match crate::enrich::disposition(EnrichTarget::Manifest, err, attempts) {
                 crate::enrich::Disposition::Gone => Failure::NotFound,
                 crate::enrich::Disposition::Retry => Failure::Retry,
+                crate::enrich::Disposition::Pause => Failure::Pause,
                 crate::enrich::Disposition::Fail => Failure::Fail,
             }
         }
         CatalogTask::Config { .. } => {
             match crate::enrich::disposition(EnrichTarget::Config, err, attempts) {
                 crate::enrich::Disposition::Retry => Failure::Retry,
+                crate::enrich::Disposition::Pause => Failure::Pause,
                 _ => Failure::Fail,
             }
         }
         _ => retry_or_fail(err.is_transient()),
+    }
+}
+
+/// The listing a failed job given up by `--skip-failed` belonged to, which it leaves incomplete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GapOf {
+    /// The catalog (a catalog page).
+    Catalog,
+    /// These repositories' listings (paths on the registry): the repository a tag-list page,
+    /// HEAD or config was of, and for a manifest, every repository whose tags waited on it.
+    Repos(Vec<String>),
+}
+
+/// Decides what giving up a failed job means: the listing it belonged to is a gap, with why
+/// (named in the summary and `status`; `--resume` reads that listing again). `reason` is the
+/// job's last error, a registry's text: shown escaped.
+pub fn given_up(task: &CatalogTask, reason: &str) -> (GapOf, String) {
+    let reason = crate::text::printable(reason);
+    let why = |what: String| format!("{what} failed ({reason}) and was given up (--skip-failed)");
+    match task {
+        CatalogTask::Catalog { url } => (GapOf::Catalog, why(format!("the catalog page {url}"))),
+        CatalogTask::Tags { repo, url } => (
+            GapOf::Repos(vec![repo.clone()]),
+            why(format!("the tag list page {url}")),
+        ),
+        CatalogTask::Head { repo, tag } => (
+            GapOf::Repos(vec![repo.clone()]),
+            why(format!(
+                "the manifest HEAD of the tag {}",
+                crate::text::printable(tag)
+            )),
+        ),
+        CatalogTask::Manifest {
+            repo,
+            digest,
+            waiting,
+            ..
+        } => {
+            let mut repos = vec![repo.clone()];
+            for (path, _) in waiting {
+                if !repos.contains(path) {
+                    repos.push(path.clone());
+                }
+            }
+            (
+                GapOf::Repos(repos),
+                why(format!("the manifest GET of {digest}")),
+            )
+        }
+        CatalogTask::Config {
+            repo,
+            digest,
+            manifest,
+        } => (
+            GapOf::Repos(vec![repo.clone()]),
+            why(format!("the config blob {digest} of {manifest}")),
+        ),
     }
 }
 
@@ -529,6 +588,71 @@ mod tests {
         ];
         for (task, err, attempts, want) in table {
             assert_eq!(failure(task, &err, attempts), want, "{task:?} {err}");
+        }
+    }
+
+    #[test]
+    fn a_job_given_up_leaves_its_listing_a_gap() {
+        let waiting = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(r, t)| ((*r).to_owned(), (*t).to_owned()))
+                .collect()
+        };
+        let repos = |names: &[&str]| GapOf::Repos(names.iter().map(|n| (*n).to_owned()).collect());
+        // (task, the listing it leaves incomplete, what the reason names)
+        let table = [
+            (
+                CatalogTask::Catalog {
+                    url: "http://r/v2/_catalog?n=2".into(),
+                },
+                GapOf::Catalog,
+                "the catalog page http://r/v2/_catalog?n=2 failed",
+            ),
+            (
+                CatalogTask::Tags {
+                    repo: "a/b".into(),
+                    url: "http://r/v2/a/b/tags/list".into(),
+                },
+                repos(&["a/b"]),
+                "the tag list page http://r/v2/a/b/tags/list failed",
+            ),
+            (
+                CatalogTask::Head {
+                    repo: "a/b".into(),
+                    tag: "1".into(),
+                },
+                repos(&["a/b"]),
+                "the manifest HEAD of the tag 1 failed",
+            ),
+            (
+                CatalogTask::Manifest {
+                    repo: "a/b".into(),
+                    digest: d(1),
+                    kind: ObjectKind::Index,
+                    waiting: waiting(&[("a/b", "1"), ("c", "2"), ("a/b", "3"), ("c", "4")]),
+                },
+                repos(&["a/b", "c"]),
+                "the manifest GET of sha256:0101",
+            ),
+            (
+                CatalogTask::Config {
+                    repo: "c".into(),
+                    digest: d(2),
+                    manifest: d(1),
+                },
+                repos(&["c"]),
+                "the config blob sha256:0202",
+            ),
+        ];
+        for (task, gap, names) in table {
+            let (got, why) = given_up(&task, "HTTP 500 \u{1b}[2J");
+            assert_eq!(got, gap, "{task:?}");
+            assert!(why.starts_with(names), "{why}");
+            assert!(
+                why.ends_with("and was given up (--skip-failed)") && !why.contains('\u{1b}'),
+                "{why}"
+            );
         }
     }
 

@@ -30,6 +30,7 @@ pub fn run(cli: &Cli, args: &CrawlArgs, registry: &str, ui: &Ui) -> u8 {
     options.workers = args.workers;
     options.rps = args.rps;
     options.resume = args.resume;
+    options.skip_failed = args.skip_failed;
     if let Some(n) = args.page_size {
         options.page_size = n;
     }

@@ -146,10 +146,21 @@ pub fn run(cli: &Cli, args: &EnrichArgs, ui: &Ui) -> u8 {
     }
 }
 
+/// What a run set out to do: the jobs it planned and those earlier runs queued that it took up
+/// (a run that only continues plans nothing, and says so).
+fn jobs_taken(planned: u64, continued: u64) -> String {
+    match (planned, continued) {
+        (0, 0) => "nothing new to learn".to_owned(),
+        (p, 0) => format!("{p} job(s) planned"),
+        (0, c) => format!("{c} job(s) queued by an earlier run continued"),
+        (p, c) => format!("{p} job(s) planned and {c} queued by an earlier run continued"),
+    }
+}
+
 fn summarize(ui: &Ui, r: &EnrichReport) {
     ui.info(&format!(
-        "enrich: {} job(s) planned, {} manifest(s) and {} config(s) learned in {:.1}s",
-        r.planned,
+        "enrich: {}, {} manifest(s) and {} config(s) learned in {:.1}s",
+        jobs_taken(r.planned, r.continued),
         r.manifests,
         r.configs,
         r.elapsed.as_secs_f64()
@@ -166,5 +177,31 @@ fn summarize(ui: &Ui, r: &EnrichReport) {
             f.job.describe(),
             printable(&f.reason)
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_says_what_was_planned_and_what_continued() {
+        let table = [
+            (0, 0, "nothing new to learn"),
+            (7, 0, "7 job(s) planned"),
+            (0, 6, "6 job(s) queued by an earlier run continued"),
+            (
+                2,
+                3,
+                "2 job(s) planned and 3 queued by an earlier run continued",
+            ),
+        ];
+        for (planned, continued, want) in table {
+            assert_eq!(
+                jobs_taken(planned, continued),
+                want,
+                "{planned} {continued}"
+            );
+        }
     }
 }

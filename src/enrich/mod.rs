@@ -16,7 +16,11 @@
 //!
 //! An index met where a platform manifest was expected (a Hub tag with `images: []` whose digest
 //! is an index after all) is recorded as such, and each of its platform manifests (attestations
-//! left out) becomes a job of its own, carrying the tags of the digest Hub listed. Docker schema 1
+//! left out) becomes a job of its own, carrying the tags of the digest Hub listed. The store then
+//! holds the digest as the crawl holds an index Hub lists ([`WriteBatch::link_index`]): kind
+//! `index`, its platform manifests under it in `parents` with the platforms of its entries and
+//! its tags, so the dataset, `lookup` and `identify` answer it like any index; a later crawl
+//! that sees the tag listed the same way keeps them so. Docker schema 1
 //! and other types the client does not read are recorded as legacy with the reason: they are
 //! answers, not failures.
 //!
@@ -24,10 +28,15 @@
 //! client's budget, as the registry's `ratelimit-*` headers last said, is stored in `meta` after
 //! every manifest answer and restored by the next run, so no run sends a manifest GET the stored
 //! budget does not cover. When it is spent (or a manifest GET is answered 429 by a registry that
-//! declares a budget, see [`crate::registry::budget`]; another registry's 429 is paused on and
-//! retried, as a 5xx), no manifest GET is sent for the rest of the window; config jobs go on;
+//! declares a budget, see [`crate::registry::budget`]), no manifest GET is sent for the rest of
+//! the window; config jobs go on;
 //! the run then ends with [`Stop::Budget`] and the time the window frees. `--max-pulls` caps
 //! one run's manifest GETs the same way ([`Stop::MaxPulls`]).
+//!
+//! A 429 from a registry that declares no pull budget (a mirror's or Microsoft's request limit),
+//! or from the CDN, is no window of hours: the pacer pauses every worker until its `Retry-After`
+//! (or the backoff of a bare 429), and the job goes back for then without counting as an attempt
+//! ([`Disposition::Pause`]), as the crawls do.
 //!
 //! Failures ([`disposition`]): transient ones (network, 5xx) put the job back with a backoff (1 s,
 //! 2 s, 4 s, 8 s), and after 5 attempts it moves to `failed` with its reason; others (a digest
@@ -165,6 +174,9 @@ pub enum Stop {
 pub struct EnrichReport {
     /// Jobs planned by this run.
     pub planned: u64,
+    /// Jobs queued by an earlier run (failed ones `--resume` queued again included) that this
+    /// run took up, within its filter.
+    pub continued: u64,
     /// Manifests learned by this run.
     pub manifests: u64,
     /// Configs learned by this run.
@@ -297,6 +309,11 @@ pub enum EnrichError {
 pub enum Disposition {
     /// Put back, to be tried again after a backoff.
     Retry,
+    /// A 429 answered as a status (a registry that declares no pull budget, the CDN): the
+    /// registry saying stop, not a failure of the request. The pacer already pauses every worker
+    /// until its `Retry-After` (or the backoff of a bare 429); the job goes back for then without
+    /// counting as an attempt, as the crawls do.
+    Pause,
     /// The registry no longer has the manifest: recorded as gone, not fetched again.
     Gone,
     /// Moved to `failed` with its reason (`enrich --resume` tries it again).
@@ -307,12 +324,15 @@ pub enum Disposition {
 /// says so in its own words (404 with the distribution spec's `MANIFEST_UNKNOWN`): a 404 without
 /// it (a wrong `--registry-prefix`, a proxy's page) or `NAME_UNKNOWN` (no such repository) may be
 /// a mistake of ours, so it stays a failure that `--resume` tries again. A config blob's 404 also
-/// stays a failure: a registry that serves a manifest keeps its config. A 429 from the CDN
-/// (blobs) is a pause, not an answer.
+/// stays a failure: a registry that serves a manifest keeps its config. A 429 that reaches
+/// here (a registry without a pull budget, the CDN) is a pause, whatever the attempts.
 pub fn disposition(target: EnrichTarget, err: &RegistryError, attempts: u32) -> Disposition {
-    let transient = err.is_transient()
-        || matches!(err, RegistryError::Status { status, .. }
-            if *status == http::StatusCode::TOO_MANY_REQUESTS);
+    if matches!(err, RegistryError::Status { status, .. }
+            if *status == http::StatusCode::TOO_MANY_REQUESTS)
+    {
+        return Disposition::Pause;
+    }
+    let transient = err.is_transient();
     let unknown = matches!(err, RegistryError::Status { detail: Some(d), .. }
         if d.starts_with("MANIFEST_UNKNOWN"));
     if target == EnrichTarget::Manifest && err.is_not_found() && unknown {
@@ -427,6 +447,15 @@ enum Fetched {
     Config(Result<crate::registry::FetchedConfig, RegistryError>),
 }
 
+/// When a job that did not succeed may go again.
+#[derive(Debug, Clone, Copy)]
+struct Delays {
+    /// Base of the backoff between a job's attempts.
+    base: Duration,
+    /// The end of the pacer's pause (a 429's), unix milliseconds, if one is in force.
+    paused_until_ms: Option<u64>,
+}
+
 /// The run's queues and counters.
 struct Run {
     manifests: VecDeque<(JobId, EnrichJob)>,
@@ -457,10 +486,14 @@ pub async fn enrich(
             options.workers
         )));
     }
-    let pacer = Pacer::new(options.rps).map_err(|e| EnrichError::Usage(format!("--rps: {e}")))?;
+    let pacer = Arc::new(
+        Pacer::new(options.rps)
+            .map_err(|e| EnrichError::Usage(format!("--rps: {e}")))?
+            .with_max_pause(options.net.max_pause),
+    );
     let mut config = RegistryConfig::new(options.registry.clone());
     config.credentials = options.credentials.clone();
-    let client = RegistryClient::new(config, Arc::new(pacer), &options.net)
+    let client = RegistryClient::new(config, pacer.clone(), &options.net)
         .map_err(|e| EnrichError::Usage(format!("--registry: {e}")))?;
     let client = Arc::new(client);
 
@@ -506,12 +539,16 @@ pub async fn enrich(
         learned: (0, 0),
         progress: progress.clone(),
     };
+    let mut taken = 0u64;
     for (id, job) in store.read(|r| r.enrich_jobs())? {
         if options.filter.takes_repo(&job.repo) {
             progress.planned(job.target);
             run.push(id, job);
+            taken += 1;
         }
     }
+    // Every job this run planned passes its filter, so the rest were queued before.
+    let continued = taken.saturating_sub(planned);
     let max_pulls = options.max_pulls;
     let spent = |client: &RegistryClient, run: &Run| {
         progress.spent(
@@ -579,9 +616,12 @@ pub async fn enrich(
         };
         let budget = client.pull_budget();
         let store = store.clone();
-        let base = options.job_retry_base;
+        let delays = Delays {
+            base: options.job_retry_base,
+            paused_until_ms: pacer.paused_until_unix().map(|t| t.saturating_mul(1000)),
+        };
         tokio::task::block_in_place(|| {
-            store.write(|w| run.apply(w, id, job, fetched, budget, base))
+            store.write(|w| run.apply(w, id, job, fetched, budget, delays))
         })?;
         spent(&client, &run);
     }
@@ -594,6 +634,7 @@ pub async fn enrich(
             .any(|(_, j)| j.target == EnrichTarget::Manifest);
     Ok(EnrichReport {
         planned,
+        continued,
         manifests: run.learned.0,
         configs: run.learned.1,
         pulls: client.stats().manifest_gets.load(Ordering::Relaxed),
@@ -664,7 +705,7 @@ impl Run {
         job: EnrichJob,
         fetched: Fetched,
         budget: Option<BudgetSnapshot>,
-        base: Duration,
+        delays: Delays,
     ) -> Result<(), TxError> {
         let now = clock::now_unix();
         let mut stats = w.enrich_stats()?;
@@ -750,9 +791,19 @@ impl Run {
                     )?;
                     w.remove_job(id)?;
                     self.progress.done(target);
+                } else if disposition == Disposition::Pause {
+                    // Not an attempt: the job goes again when the pause ends.
+                    stats.rate_limited += 1;
+                    let job = EnrichJob {
+                        not_before_ms: delays.paused_until_ms.unwrap_or(0),
+                        last_error: Some(reason),
+                        ..job
+                    };
+                    w.put_enrich_job(id, &job)?;
+                    self.waiting.push((id, job));
                 } else if disposition == Disposition::Retry {
                     stats.retries += 1;
-                    let delay = base.saturating_mul(1 << (attempts - 1).min(10));
+                    let delay = delays.base.saturating_mul(1 << (attempts - 1).min(10));
                     let job = EnrichJob {
                         attempts,
                         not_before_ms: clock::now_unix_millis()
@@ -818,6 +869,26 @@ impl Run {
                 self.progress.planned(EnrichTarget::Manifest);
                 self.manifests.push_back((id, spawned));
             }
+        }
+        // A digest Hub listed as a platform manifest that is an index after all: the store holds
+        // it from now on as the crawl holds an index Hub lists (its kind, its platform manifests
+        // under it in `parents`, with its tags), so `finalize`, `lookup` and `identify` answer it
+        // like any index.
+        if job.via.is_none()
+            && let Manifest::Index(index) = &fetched.manifest
+        {
+            let children: Vec<_> = index
+                .images()
+                .map(|entry| {
+                    let (platform, os_version) =
+                        entry.platform.as_ref().map_or((None, None), |p| {
+                            let (platform, os_version, _) = checked_platform(p);
+                            (platform, os_version)
+                        });
+                    (entry.digest, platform, os_version)
+                })
+                .collect();
+            w.link_index(&job.digest, &children)?;
         }
         stats.manifests += 1;
         self.learned.0 += 1;
@@ -1000,7 +1071,14 @@ mod tests {
                 Disposition::Retry,
             ),
             (Manifest, status(503, None), MAX_ATTEMPTS, Disposition::Fail),
-            (Config, status(429, None), 2, Disposition::Retry),
+            (Config, status(429, None), 2, Disposition::Pause),
+            (Manifest, status(429, None), 1, Disposition::Pause),
+            (
+                Manifest,
+                status(429, Some("TOOMANYREQUESTS")),
+                MAX_ATTEMPTS,
+                Disposition::Pause,
+            ),
             (Manifest, status(400, unknown), 1, Disposition::Fail),
             (Manifest, status(401, None), 1, Disposition::Fail),
         ];

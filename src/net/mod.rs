@@ -171,7 +171,12 @@ impl Middleware for PacingMiddleware {
         tracing::debug!("{} {}", req.method(), req.url());
         let result = next.run(req, extensions).await;
         match &result {
-            Ok(response) => self.pacer.observe(response.status(), response.headers()),
+            // An origin is a parsed URL's ASCII form: safe to log as it is.
+            Ok(response) => self.pacer.observe(
+                response.status(),
+                response.headers(),
+                &response.url().origin().ascii_serialization(),
+            ),
             Err(_) => self.pacer.abandon(),
         }
         result

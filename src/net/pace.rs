@@ -194,8 +194,9 @@ impl Pacer {
         state.in_flight = state.in_flight.saturating_sub(1);
     }
 
-    /// Learns from an answer's status and headers.
-    pub fn observe(&self, status: StatusCode, headers: &HeaderMap) {
+    /// Learns from an answer's status and headers; `origin` (`https://hub.docker.com`, a
+    /// registry's) names who answered in the log lines, since one pacer may serve several.
+    pub fn observe(&self, status: StatusCode, headers: &HeaderMap, origin: &str) {
         let now = SystemTime::now();
         {
             let mut state = self.lock();
@@ -212,7 +213,7 @@ impl Pacer {
                 let reset = match window_end(reset, now, cap) {
                     (end, false) => end,
                     (end, true) => {
-                        self.log_capped(1, headers, "x-ratelimit-reset", cap);
+                        self.log_capped(1, headers, "x-ratelimit-reset", cap, origin);
                         end
                     }
                 };
@@ -236,7 +237,7 @@ impl Pacer {
                 Some(wait) => {
                     self.lock().bare_429s = 0;
                     if wait > self.max_pause {
-                        self.log_capped(0, headers, "retry-after", self.max_pause);
+                        self.log_capped(0, headers, "retry-after", self.max_pause, origin);
                     }
                     wait.min(self.max_pause)
                 }
@@ -251,7 +252,8 @@ impl Pacer {
                 }
             };
             tracing::warn!(
-                "Hub answered 429 Too Many Requests: all workers pause for {:.1}s",
+                "{} answered 429 Too Many Requests: all workers pause for {:.1}s",
+                origin,
                 wait.as_secs_f64()
             );
             self.pause_until(now + wait);
@@ -260,8 +262,16 @@ impl Pacer {
         self.lock().bare_429s = 0;
     }
 
-    /// Logs, the first time only, that header `name` asked for more than `cap`.
-    fn log_capped(&self, which: usize, headers: &HeaderMap, name: &str, cap: Duration) {
+    /// Logs, the first time only, that header `name` of `origin`'s answer asked for more than
+    /// `cap`.
+    fn log_capped(
+        &self,
+        which: usize,
+        headers: &HeaderMap,
+        name: &str,
+        cap: Duration,
+        origin: &str,
+    ) {
         if self.capped_logged[which].swap(true, Ordering::Relaxed) {
             return;
         }
@@ -269,7 +279,8 @@ impl Pacer {
             .get(name)
             .map_or(String::new(), |v| quote(v.as_bytes()));
         tracing::warn!(
-            "Hub's {name} {value} asks for a pause longer than {:.1}s; pausing {:.1}s at most",
+            "{}'s {name} {value} asks for a pause longer than {:.1}s; pausing {:.1}s at most",
+            origin,
             cap.as_secs_f64(),
             cap.as_secs_f64()
         );
@@ -383,7 +394,7 @@ mod tests {
         let pacer = Pacer::new(100.0).unwrap();
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_static("2"));
-        pacer.observe(StatusCode::TOO_MANY_REQUESTS, &h);
+        pacer.observe(StatusCode::TOO_MANY_REQUESTS, &h, "http://127.0.0.1:1");
         let left = pacer.pause_remaining().unwrap();
         assert!(left > Duration::from_millis(1500) && left <= Duration::from_secs(2));
         assert_eq!(pacer.rate_limited(), 1);
@@ -392,9 +403,17 @@ mod tests {
     #[test]
     fn bare_429s_back_off_exponentially() {
         let pacer = Pacer::new(100.0).unwrap();
-        pacer.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new());
+        pacer.observe(
+            StatusCode::TOO_MANY_REQUESTS,
+            &HeaderMap::new(),
+            "http://127.0.0.1:1",
+        );
         let first = pacer.pause_remaining().unwrap();
-        pacer.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new());
+        pacer.observe(
+            StatusCode::TOO_MANY_REQUESTS,
+            &HeaderMap::new(),
+            "http://127.0.0.1:1",
+        );
         let second = pacer.pause_remaining().unwrap();
         assert!(first <= BARE_429_BACKOFF && second > BARE_429_BACKOFF);
     }
@@ -413,7 +432,7 @@ mod tests {
         pacer.ready().await;
         pacer.ready().await;
         pacer.ready().await;
-        pacer.observe(StatusCode::OK, &h);
+        pacer.observe(StatusCode::OK, &h, "http://127.0.0.1:1");
         assert!(pacer.pause_remaining().is_none());
         let waiting = tokio::time::timeout(Duration::from_millis(300), pacer.ready()).await;
         assert!(
@@ -505,10 +524,10 @@ mod tests {
             "x-ratelimit-reset",
             HeaderValue::from_static("18446744073709551615"),
         );
-        pacer.observe(StatusCode::TOO_MANY_REQUESTS, &h);
+        pacer.observe(StatusCode::TOO_MANY_REQUESTS, &h, "http://127.0.0.1:1");
         assert!(pacer.pause_remaining().unwrap() <= Duration::from_secs(5));
         assert!(pacer.paused_until_unix().unwrap() <= clock::now_unix() + 6);
-        pacer.observe(StatusCode::OK, &h);
+        pacer.observe(StatusCode::OK, &h, "http://127.0.0.1:1");
         let window = pacer.lock().window.unwrap();
         assert!(window.reset <= SystemTime::now() + Duration::from_secs(5));
         assert!(matches!(

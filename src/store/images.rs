@@ -210,9 +210,10 @@ impl<'s> StoreImages<'s> {
             if self.children.borrow().contains_key(digest) || found.contains_key(digest) {
                 continue;
             }
-            // Only a digest listed as an index: one Hub listed as a manifest (`images: []`) that
-            // `enrich` found to be an index answers as that manifest, as in the dataset, whose
-            // line for it names no platform manifests.
+            // Only a digest the store holds as an index: one Hub listed as a manifest
+            // (`images: []`) is one once `enrich` found it to be an index
+            // (`WriteBatch::link_index`); in a store an older release enriched, until a crawl
+            // sees its tag again, it still answers as that manifest, as its dataset line does.
             if self
                 .digest_record(digest)?
                 .is_none_or(|r| r.kind != ObjectKind::Index)

@@ -972,6 +972,24 @@ impl<'t> WriteBatch<'t> {
         Ok(moved)
     }
 
+    /// Removes every failed catalog job of the source at `host` and returns them (`crawl
+    /// --catalog URL --resume --skip-failed` gives them up).
+    pub fn take_failed_catalog(
+        &mut self,
+        host: &str,
+    ) -> Result<Vec<(JobId, FailedCatalogJob)>, TxError> {
+        let failed: Vec<(JobId, FailedCatalogJob)> =
+            decode_range(&self.failed, CATALOG_JOB_BASE..ENRICH_JOB_BASE)?;
+        let mine: Vec<(JobId, FailedCatalogJob)> = failed
+            .into_iter()
+            .filter(|(_, f)| f.job.source == host)
+            .collect();
+        for (id, _) in &mine {
+            self.failed.remove(*id)?;
+        }
+        Ok(mine)
+    }
+
     /// The run of the catalog source at `host`.
     pub fn catalog_run(&self, host: &str) -> Result<Option<CatalogRun>, TxError> {
         self.meta(&catalog_run_key(host))
@@ -1051,6 +1069,117 @@ impl<'t> WriteBatch<'t> {
         record.platform = platform;
         record.os_version = record.os_version.or(os_version);
         table.insert(*digest.as_bytes(), encode(&record).as_slice())?;
+        Ok(())
+    }
+
+    /// Records what `enrich` found a digest Hub listed as a platform manifest (a tag with
+    /// `images: []`) to be: an index holding `children` (each with the platform and
+    /// `os_version` its entry gives). The store then holds it as the crawl holds an index Hub
+    /// lists: its kind is `index`; each child is a `manifest` digest with that platform, linked
+    /// to it in `parents`, with its tags (each pair seen when the index's was); and each tag
+    /// whose latest sighting showed the index shows its children too, so they are current as
+    /// long as it is (a later crawl keeps them so: [`WriteBatch::record_tags`]). Idempotent;
+    /// nothing when the store does not hold the digest.
+    pub fn link_index(
+        &mut self,
+        index: &Digest,
+        children: &[(Digest, Option<crate::model::Platform>, Option<String>)],
+    ) -> Result<(), TxError> {
+        let mut digests = self.txn.open_table(DIGESTS)?;
+        let key = *index.as_bytes();
+        let Some(old) = digests.get(key)?.map(|g| g.value().to_vec()) else {
+            return Ok(());
+        };
+        let mut record: DigestRecord = decode(&old)?;
+        let span = (record.first_seen, record.last_seen);
+        if record.kind != crate::model::ObjectKind::Index {
+            record.kind = crate::model::ObjectKind::Index;
+            // An index has no platform of its own: its children do.
+            record.platform = None;
+            record.os_version = None;
+            digests.insert(key, encode(&record).as_slice())?;
+        }
+        let widen = |old: Option<(u64, u64)>| match old {
+            Some((first, last)) => (first.min(span.0), last.max(span.1)),
+            None => span,
+        };
+        for (child, platform, os_version) in children {
+            let child_key = *child.as_bytes();
+            let record = match digests.get(child_key)? {
+                Some(old) => {
+                    let old: DigestRecord = decode(old.value())?;
+                    let (first_seen, last_seen) = widen(Some((old.first_seen, old.last_seen)));
+                    DigestRecord {
+                        first_seen,
+                        last_seen,
+                        platform: old.platform.or_else(|| platform.clone()),
+                        os_version: old.os_version.or_else(|| os_version.clone()),
+                        kind: old.kind,
+                    }
+                }
+                None => DigestRecord {
+                    kind: crate::model::ObjectKind::Manifest,
+                    platform: platform.clone(),
+                    os_version: os_version.clone(),
+                    first_seen: span.0,
+                    last_seen: span.1,
+                },
+            };
+            digests.insert(child_key, encode(&record).as_slice())?;
+        }
+        let mut parents = self.txn.open_table(PARENTS)?;
+        for (child, _, _) in children {
+            let parent_key = (*child.as_bytes(), key);
+            let old = parents.get(parent_key)?.map(|g| g.value());
+            parents.insert(parent_key, widen(old))?;
+        }
+        let mut pairs = self.txn.open_table(PAIRS)?;
+        let mut tagged: Vec<(String, (u64, u64))> = Vec::new();
+        for item in pairs.range((key, "")..)? {
+            let (k, v) = item?;
+            let (d, tag) = k.value();
+            if d != key {
+                break;
+            }
+            tagged.push((tag.to_owned(), v.value()));
+        }
+        for (child, _, _) in children {
+            for (tag, seen) in &tagged {
+                let pair_key = (*child.as_bytes(), tag.as_str());
+                let merged = match pairs.get(pair_key)?.map(|g| g.value()) {
+                    Some((first, last)) => (first.min(seen.0), last.max(seen.1)),
+                    None => *seen,
+                };
+                pairs.insert(pair_key, merged)?;
+            }
+        }
+        let mut tags = self.txn.open_table(TAGS)?;
+        for (repo_tag, _) in &tagged {
+            let Some((repo, tag)) = repo_tag.rsplit_once(':') else {
+                continue;
+            };
+            let repo = if repo.contains('/') {
+                repo.to_owned()
+            } else {
+                format!("library/{repo}")
+            };
+            let Some(old) = tags.get((repo.as_str(), tag))?.map(|g| g.value().to_vec()) else {
+                continue;
+            };
+            let mut state: TagState = decode(&old)?;
+            if !state.digests.contains(index) {
+                continue;
+            }
+            let before = state.digests.len();
+            for (child, _, _) in children {
+                if !state.digests.contains(child) {
+                    state.digests.push(*child);
+                }
+            }
+            if state.digests.len() != before {
+                tags.insert((repo.as_str(), tag), encode(&state).as_slice())?;
+            }
+        }
         Ok(())
     }
 
@@ -1241,6 +1370,7 @@ impl<'t> WriteBatch<'t> {
         let mut digests = self.txn.open_table(DIGESTS)?;
         let mut pairs = self.txn.open_table(PAIRS)?;
         let mut parents = self.txn.open_table(PARENTS)?;
+        let manifests = self.txn.open_table(MANIFESTS)?;
 
         // What the page says of each digest, merged over its sightings: the first decides the
         // kind (as when tags come one by one), and a known platform or `os_version` beats an
@@ -1248,8 +1378,24 @@ impl<'t> WriteBatch<'t> {
         let mut facts: BTreeMap<[u8; 32], PageFact> = BTreeMap::new();
         let mut pair_keys: Vec<([u8; 32], String)> = Vec::new();
         let mut parent_keys: Vec<([u8; 32], [u8; 32])> = Vec::new();
+        // Digests Hub lists as a plain manifest that `enrich` found to be indexes.
+        let mut learned_indexes: Vec<[u8; 32]> = Vec::new();
+        let mut learned_children: Vec<[u8; 32]> = Vec::new();
         for obs in observations {
-            let digests: Vec<Digest> = obs.facts.iter().map(|f| f.digest).collect();
+            let learned = learned_index(&manifests, obs)?;
+            if let Some((index, children)) = &learned {
+                learned_indexes.push(*index.as_bytes());
+                learned_children.extend(children.iter().map(|c| *c.as_bytes()));
+            }
+            let extended;
+            let obs_facts: &[crate::hub::DigestFact] = match learned {
+                Some((index, children)) => {
+                    extended = index_facts(&obs.facts, index, &children);
+                    &extended
+                }
+                None => &obs.facts,
+            };
+            let digests: Vec<Digest> = obs_facts.iter().map(|f| f.digest).collect();
             let first_seen = match tags.get((repo_key.as_str(), obs.tag.as_str()))? {
                 Some(old) => decode::<TagState>(old.value())?.first_seen.min(now),
                 None => now,
@@ -1273,7 +1419,7 @@ impl<'t> WriteBatch<'t> {
                 tag: obs.tag.clone(),
             }
             .to_string();
-            for fact in &obs.facts {
+            for fact in obs_facts {
                 let key = *fact.digest.as_bytes();
                 facts
                     .entry(key)
@@ -1287,24 +1433,39 @@ impl<'t> WriteBatch<'t> {
         }
 
         for (key, fact) in facts {
+            let learned = learned_indexes.contains(&key);
             let record = match digests.get(key)? {
                 Some(old) => {
                     let old: DigestRecord = decode(old.value())?;
                     DigestRecord {
                         first_seen: old.first_seen.min(now),
                         last_seen: old.last_seen.max(now),
-                        platform: old.platform.or(fact.platform),
-                        os_version: old.os_version.or(fact.os_version),
-                        kind: old.kind,
+                        platform: old.platform.or(fact.platform).filter(|_| !learned),
+                        os_version: old.os_version.or(fact.os_version).filter(|_| !learned),
+                        kind: if learned {
+                            crate::model::ObjectKind::Index
+                        } else {
+                            old.kind
+                        },
                     }
                 }
-                None => DigestRecord {
-                    kind: fact.kind,
-                    platform: fact.platform,
-                    os_version: fact.os_version,
-                    first_seen: now,
-                    last_seen: now,
-                },
+                None => {
+                    // A platform manifest of an index `enrich` learned before it recorded the
+                    // platforms of an index's entries (an older release): its config's.
+                    let (platform, os_version) =
+                        if fact.platform.is_none() && learned_children.contains(&key) {
+                            config_platform(self.txn, &manifests, key)?
+                        } else {
+                            (fact.platform, fact.os_version)
+                        };
+                    DigestRecord {
+                        kind: fact.kind,
+                        platform,
+                        os_version,
+                        first_seen: now,
+                        last_seen: now,
+                    }
+                }
             };
             digests.insert(key, encode(&record).as_slice())?;
         }
@@ -1327,6 +1488,79 @@ impl<'t> WriteBatch<'t> {
         }
         Ok(())
     }
+}
+
+/// The index `enrich` found a tag's digest to be, with its platform manifests, when Hub listed
+/// the tag as a plain manifest (no platform images): `None` for every other sighting. One
+/// `manifests` read per such tag.
+fn learned_index(
+    manifests: &Table<'_, [u8; 32], &'static [u8]>,
+    obs: &TagObservation,
+) -> Result<Option<(Digest, Vec<Digest>)>, TxError> {
+    let Some(digest) = obs.digest else {
+        return Ok(None);
+    };
+    if obs.facts.len() != 1 || obs.facts[0].digest != digest {
+        return Ok(None);
+    }
+    let Some(record) = manifests.get(*digest.as_bytes())? else {
+        return Ok(None);
+    };
+    let record: ManifestRecord = decode(record.value())?;
+    Ok(match record.fact {
+        ManifestFact::Index { manifests } if record.via.is_none() && !manifests.is_empty() => {
+            Some((digest, manifests))
+        }
+        _ => None,
+    })
+}
+
+/// The platform and `os_version` of a platform manifest's config, when `enrich` learned both.
+fn config_platform(
+    txn: &WriteTransaction,
+    manifests: &Table<'_, [u8; 32], &'static [u8]>,
+    key: [u8; 32],
+) -> Result<(Option<crate::model::Platform>, Option<String>), TxError> {
+    let Some(record) = manifests.get(key)? else {
+        return Ok((None, None));
+    };
+    let record: ManifestRecord = decode(record.value())?;
+    let ManifestFact::Image { config, .. } = record.fact else {
+        return Ok((None, None));
+    };
+    let config: Option<ConfigRecord> = get_record(&txn.open_table(CONFIGS)?, &config)?;
+    Ok(config.map_or((None, None), |c| (c.platform, c.os_version)))
+}
+
+/// A tag's facts with the platform manifests of the index its digest turned out to be, as Hub
+/// lists an index's: each a manifest under the index (its platform is the store's, which
+/// `enrich` recorded from the index's entries).
+fn index_facts(
+    facts: &[crate::hub::DigestFact],
+    index: Digest,
+    children: &[Digest],
+) -> Vec<crate::hub::DigestFact> {
+    let mut out: Vec<crate::hub::DigestFact> = facts
+        .iter()
+        .map(|f| crate::hub::DigestFact {
+            kind: crate::model::ObjectKind::Index,
+            platform: None,
+            os_version: None,
+            ..f.clone()
+        })
+        .collect();
+    for child in children {
+        if *child != index && !out.iter().any(|f| f.digest == *child) {
+            out.push(crate::hub::DigestFact {
+                digest: *child,
+                kind: crate::model::ObjectKind::Manifest,
+                platform: None,
+                os_version: None,
+                index: Some(index),
+            });
+        }
+    }
+    out
 }
 
 /// One digest's facts as the tags of one page show them, merged.
@@ -1817,6 +2051,91 @@ mod tests {
             drop(self.store.take());
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+
+    /// An index Hub listed as a plain manifest (`images: []`) that `enrich` learned before it
+    /// linked such indexes (an older release: a `manifests` record only): the next sighting of
+    /// its tag links it as `enrich` now does, its platform manifest's platform from the config.
+    #[test]
+    fn a_crawl_links_an_index_an_older_enrich_learned_in_a_manifest_s_place() {
+        let scratch = Scratch::new("old-index");
+        let store = scratch.store();
+        let repo = RepoName::new("library", "x").unwrap();
+        let (index, child, config) = (
+            Digest::from_bytes([1; 32]),
+            Digest::from_bytes([2; 32]),
+            Digest::from_bytes([3; 32]),
+        );
+        let learned = |fact| ManifestRecord {
+            fact,
+            media_type: String::new(),
+            via: None,
+            learned_at: 5,
+        };
+        store
+            .write(|w| {
+                w.record_tags(&repo, &[sighting("t", 1)], 10, 1)?;
+                w.put_manifest(
+                    &index,
+                    &learned(ManifestFact::Index {
+                        manifests: vec![child],
+                    }),
+                )?;
+                w.put_manifest(
+                    &child,
+                    &ManifestRecord {
+                        via: Some(index),
+                        ..learned(ManifestFact::Image {
+                            config,
+                            layers: Vec::new(),
+                        })
+                    },
+                )?;
+                w.put_config(
+                    &config,
+                    &ConfigRecord {
+                        chain_id: None,
+                        platform: Some(Platform::new("linux", "s390x", None)),
+                        os_version: None,
+                        diff_ids: Vec::new(),
+                        created: None,
+                        learned_at: 5,
+                    },
+                )
+            })
+            .unwrap();
+        // Before: a manifest, nothing under it.
+        let before = store.read(|r| r.digest_info(&index)).unwrap().unwrap();
+        assert_eq!(before.record.kind, ObjectKind::Manifest);
+        assert!(!current(store, 2));
+
+        store
+            .write(|w| w.record_tags(&repo, &[sighting("t", 1)], 20, 2))
+            .unwrap();
+        let (index_info, child_info) = store
+            .read(|r| {
+                Ok((
+                    r.digest_info(&index)?.unwrap(),
+                    r.digest_info(&child)?.unwrap(),
+                ))
+            })
+            .unwrap();
+        assert_eq!(index_info.record.kind, ObjectKind::Index);
+        assert_eq!(child_info.record.kind, ObjectKind::Manifest);
+        assert_eq!(
+            child_info.record.platform,
+            Some(Platform::new("linux", "s390x", None))
+        );
+        assert_eq!(child_info.indexes, vec![index]);
+        assert_eq!(
+            child_info
+                .tags
+                .iter()
+                .map(|(t, _)| t.as_str())
+                .collect::<Vec<_>>(),
+            ["x:t"]
+        );
+        assert!(current(store, 1) && current(store, 2));
     }
 
     /// Whether `library/x:t` is current on the digest filled with `fill`.

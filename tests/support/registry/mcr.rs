@@ -27,7 +27,9 @@
 //!   `429 TOOMANYREQUESTS`, with `Retry-After` when given and never `ratelimit-*` headers (as
 //!   Microsoft's egress limit), and never reach the backend;
 //! - [`McrConfig::head_without_digest`]: manifest HEADs answer without `Docker-Content-Digest`
-//!   (the header is optional for a registry), so a client must GET the manifest to know it.
+//!   (the header is optional for a registry), so a client must GET the manifest to know it;
+//! - [`McrConfig::broken_tags`]: the tag list of this repository answers `500` every time (as
+//!   some repositories Microsoft's catalog lists do).
 //!
 //! Every request is logged with its arrival time, origin, [`Kind`], method, path, decoded query
 //! and status
@@ -110,6 +112,8 @@ pub struct McrConfig {
     pub blob_redirect: bool,
     /// Manifest HEADs answer without `Docker-Content-Digest`.
     pub head_without_digest: bool,
+    /// The repository (its path) whose tag list answers `500` every time.
+    pub broken_tags: Option<String>,
 }
 
 impl Default for McrConfig {
@@ -122,6 +126,7 @@ impl Default for McrConfig {
             throttle: None,
             blob_redirect: true,
             head_without_digest: false,
+            broken_tags: None,
         }
     }
 }
@@ -401,6 +406,14 @@ async fn registry(shared: &Shared, request: &Request) -> Response {
     let path = request.path().to_owned();
     match Kind::of(&request.method, &path) {
         Kind::Catalog => catalog(shared, request, &config).await,
+        Kind::TagsList
+            if config
+                .broken_tags
+                .as_deref()
+                .is_some_and(|repo| path == format!("/v2/{repo}/tags/list")) =>
+        {
+            Response::registry_error(500, "UNKNOWN", "unknown error")
+        }
         Kind::TagsList => tags(shared, request, &config).await,
         Kind::BlobGet if config.blob_redirect => {
             let rest = path.strip_prefix("/v2/").unwrap_or("");
