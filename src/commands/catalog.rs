@@ -18,12 +18,6 @@ pub fn run(cli: &Cli, args: &CrawlArgs, registry: &str, ui: &Ui) -> u8 {
             return super::USAGE;
         }
     };
-    if args.full {
-        ui.error(
-            "--full: a catalog crawl always reads every listing whole and marks the tags the registry no longer has; there is no cheaper refresh to leave out, so run it without --full",
-        );
-        return super::USAGE;
-    }
     let mut options = CatalogOptions::new(registry);
     options.repos.clone_from(&args.repos);
     options.prefix.clone_from(&args.repo_prefix);
