@@ -167,6 +167,9 @@ pub struct EnrichStatus {
     pub gone: Vec<(Digest, String)>,
     /// The stored pull budget.
     pub budget: Option<StoredBudget>,
+    /// The pauses registries asked for (429 `Retry-After`), stored for the next run, while they
+    /// last: (registry host, unix seconds).
+    pub pauses: Vec<(String, u64)>,
 }
 
 impl fmt::Display for EnrichStatus {
@@ -199,6 +202,13 @@ impl fmt::Display for EnrichStatus {
             } else {
                 writeln!(f, "  pull budget: {}{limit} left", b.remaining)?;
             }
+        }
+        for (host, until) in &self.pauses {
+            writeln!(
+                f,
+                "  paused: {host} answered 429; no request to it before {}",
+                clock::rfc3339(*until)
+            )?;
         }
         for (id, failed) in &self.failed {
             writeln!(
@@ -477,6 +487,12 @@ pub fn report(store: &Store, crawl_running: bool) -> Result<StatusReport, StoreE
                         gone
                     },
                     budget: r.budget()?,
+                    pauses: {
+                        let now = clock::now_unix();
+                        let mut pauses = r.enrich_pauses()?;
+                        pauses.retain(|(_, until)| *until > now);
+                        pauses
+                    },
                 }
             },
         })
@@ -606,7 +622,10 @@ impl fmt::Display for StatusReport {
             c.tags, c.digests, c.pairs
         )?;
         let e = &self.enrich;
-        if e.stats.pulls + e.stats.blobs + e.left.0 + e.left.1 > 0 || !e.failed.is_empty() {
+        if e.stats.pulls + e.stats.blobs + e.left.0 + e.left.1 > 0
+            || !e.failed.is_empty()
+            || !e.pauses.is_empty()
+        {
             write!(f, "{e}")?;
         }
         Ok(())

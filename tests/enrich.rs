@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use digestmap::model::Digest;
 use digestmap::registry::chain_ids;
@@ -875,6 +875,93 @@ async fn a_429_from_a_registry_without_a_pull_budget_pauses_every_worker_and_the
     let text = stdout(&sandbox.command(&["status"]).output().unwrap());
     assert!(text.contains("429 answers 6"), "{text}");
     assert!(text.contains("; 0 failed"), "{text}");
+}
+
+/// Unix seconds, truncated, as the store keeps a pause.
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A registry without a pull budget answers every request 429, `Retry-After` 10 s: the pause is
+/// stored with the run's commits (`status` shows it), and an `enrich` killed during it and run
+/// again sends nothing to that registry before the stored time, then completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_pause_is_stored_and_a_killed_enrich_run_again_waits_for_it() {
+    let harness = McrHarness::start(McrConfig::default()).await;
+    let pushed = build();
+    push(&harness.pusher, &pushed, "").await;
+    let hub = hub(&pushed).await;
+    let sandbox = crawled("enrich-mcr-429-stored", &hub);
+    harness.front.update(|c| {
+        c.throttle = Some(Throttle {
+            nth: 1,
+            times: 1_000_000,
+            retry_after: Some("10".into()),
+            kind: None,
+        });
+    });
+    let url = harness.front.url().to_string();
+    let url = url.trim_end_matches('/');
+    let host = url.trim_start_matches("http://");
+    let args = [
+        "enrich",
+        "--registry",
+        url,
+        "--rps",
+        "500",
+        "--retry-base-ms",
+        "20",
+        "--workers",
+        "1",
+    ];
+    let mut child = sandbox
+        .command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let shown = format!("paused: {host} answered 429; no request to it before ");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stdout(&sandbox.command(&["status"]).output().unwrap()).contains(&shown) {
+        assert!(Instant::now() < deadline, "no pause was ever shown");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let until = {
+        let store = digestmap::store::Store::open(&sandbox.db()).unwrap();
+        store.read(|r| r.enrich_pause(host)).unwrap()
+    }
+    .expect("the pause is stored");
+    let check = sandbox.command(&["check"]).output().unwrap();
+    assert_success(&check, "check knows the stored pause");
+
+    harness.front.update(|c| c.throttle = None);
+    harness.front.clear_requests();
+    let started = SystemTime::now();
+    let out = sandbox.command(&args).output().unwrap();
+    assert_success(&out, "enrich after the pause");
+    if unix(started) < until {
+        assert!(
+            stderr(&out).contains(&format!("{host} asked the last run to pause")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let log = harness.front.requests();
+    assert!(!log.is_empty());
+    let early: Vec<_> = log
+        .iter()
+        .filter(|r| unix(r.at) < until)
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(
+        early.is_empty(),
+        "requests before the stored pause ended: {early:?}"
+    );
+    assert_dataset_matches(&dataset(&sandbox), &pushed);
+    let text = stdout(&sandbox.command(&["status"]).output().unwrap());
+    assert!(!text.contains("paused:"), "the pause is over and cleared: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

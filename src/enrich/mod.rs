@@ -36,7 +36,10 @@
 //! A 429 from a registry that declares no pull budget (a mirror's or Microsoft's request limit),
 //! or from the CDN, is no window of hours: the pacer pauses every worker until its `Retry-After`
 //! (or the backoff of a bare 429), and the job goes back for then without counting as an attempt
-//! ([`Disposition::Pause`]), as the crawls do.
+//! ([`Disposition::Pause`]), as the crawls do. As for the catalog crawl, the pause is stored per
+//! registry host with every commit ([`crate::store::enrich_pause_key`]) and restored by the next
+//! run ([`Pacer::restore_pause`]), so a killed and resumed `enrich` sends nothing to that registry
+//! before it ends.
 //!
 //! Failures ([`disposition`]): transient ones (network, 5xx) put the job back with a backoff (1 s,
 //! 2 s, 4 s, 8 s), and after 5 attempts it moves to `failed` with its reason; others (a digest
@@ -491,6 +494,9 @@ pub async fn enrich(
             .map_err(|e| EnrichError::Usage(format!("--rps: {e}")))?
             .with_max_pause(options.net.max_pause),
     );
+    let host = crate::catalog::plan::source_host(&options.registry);
+    // A pause the registry asked of an earlier run (`Retry-After`) still holds.
+    pacer.restore_pause(store.read(|r| r.enrich_pause(&host))?, &host);
     let mut config = RegistryConfig::new(options.registry.clone());
     config.credentials = options.credentials.clone();
     let client = RegistryClient::new(config, pacer.clone(), &options.net)
@@ -621,7 +627,10 @@ pub async fn enrich(
             paused_until_ms: pacer.paused_until_unix().map(|t| t.saturating_mul(1000)),
         };
         tokio::task::block_in_place(|| {
-            store.write(|w| run.apply(w, id, job, fetched, budget, delays))
+            store.write(|w| {
+                w.set_enrich_pause(&host, pacer.paused_until_unix())?;
+                run.apply(w, id, job, fetched, budget, delays)
+            })
         })?;
         spent(&client, &run);
     }

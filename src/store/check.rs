@@ -19,7 +19,7 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::records::{
     CATALOG_PAUSE_PREFIX, CATALOG_RUN_PREFIX, CATALOG_STATS_PREFIX, CatalogJob, CatalogRepo,
-    CatalogRun, CatalogStats, ConfigRecord, CrawlRun, DigestRecord, EnrichJob, EnrichStats,
+    CatalogRun, CatalogStats, ConfigRecord, CrawlRun, DigestRecord, ENRICH_PAUSE_PREFIX, EnrichJob, EnrichStats,
     FailedCatalogJob, FailedEnrich, FailedJob, Job, ManifestRecord, PAGING_CAPS_PREFIX, PagingCaps,
     Record, RepoState, RunGaps, RunStats, StoredBudget, TAG_NAMES_PREFIX, TagNames, TagState,
 };
@@ -159,6 +159,7 @@ fn meta_problem(key: &str, value: &[u8]) -> Option<String> {
         key if key.starts_with(CATALOG_RUN_PREFIX) => undecodable::<CatalogRun>(value),
         key if key.starts_with(CATALOG_STATS_PREFIX) => undecodable::<CatalogStats>(value),
         key if key.starts_with(CATALOG_PAUSE_PREFIX) => undecodable::<u64>(value),
+        key if key.starts_with(ENRICH_PAUSE_PREFIX) => undecodable::<u64>(value),
         other => Some(format!("unknown meta key {other:?}")),
     }
 }

@@ -37,7 +37,8 @@
 //! [`ENRICH_JOB_BASE`] (2^63), each holding its own record type. Every reader of one family reads
 //! only its id range, so no command ever takes (or waits for) another's job; a store written
 //! before a family existed simply has no ids in its range.
-//! `meta` also keeps the registry's pull budget, `enrich`'s counters, and the anonymous paging caps
+//! `meta` also keeps the registry's pull budget, `enrich`'s counters, `enrich`'s pacing pause per
+//! registry host ([`enrich_pause_key`]), and the anonymous paging caps
 //! learned of each Hub origin ([`paging_caps_key`]).
 //!
 //! The database is opened in redb's single-writer mode: one digestmap process writes (a second
@@ -89,6 +90,7 @@ pub use records::{
     PAGING_CAPS_PREFIX, PagingCaps, Record, RepoState, RunGaps, RunMode, RunState, RunStats,
     StoredBudget, TAG_NAMES_PREFIX, TagNames, TagState, name_hash, paging_caps_key, tag_names_key,
 };
+pub use records::{ENRICH_PAUSE_PREFIX, enrich_pause_key};
 use records::{DecodeError, decode, encode};
 
 use crate::hub::TagObservation;
@@ -1022,6 +1024,18 @@ impl<'t> WriteBatch<'t> {
         }
     }
 
+    /// Stores `enrich`'s pacing pause for the registry at `host` (unix seconds), or clears it.
+    pub fn set_enrich_pause(&mut self, host: &str, until: Option<u64>) -> Result<(), TxError> {
+        let key = enrich_pause_key(host);
+        match until {
+            Some(t) => self.set_meta(&key, &t),
+            None => {
+                self.meta.remove(key.as_str())?;
+                Ok(())
+            }
+        }
+    }
+
     /// How far its source's run got with a host-qualified repository.
     pub fn catalog_repo(&self, repo: &RepoName) -> Result<Option<CatalogRepo>, TxError> {
         get_keyed(&self.txn.open_table(CATALOG_REPOS)?, &repo.to_string())
@@ -1713,6 +1727,25 @@ impl ReadBatch {
     /// The stored pacing pause of the catalog source at `host` (unix seconds), if any.
     pub fn catalog_pause(&self, host: &str) -> Result<Option<u64>, TxError> {
         self.meta(&catalog_pause_key(host))
+    }
+
+    /// `enrich`'s stored pacing pause for the registry at `host` (unix seconds), if any.
+    pub fn enrich_pause(&self, host: &str) -> Result<Option<u64>, TxError> {
+        self.meta(&enrich_pause_key(host))
+    }
+
+    /// Every stored `enrich` pacing pause: (registry host, unix seconds), by host.
+    pub fn enrich_pauses(&self) -> Result<Vec<(String, u64)>, TxError> {
+        let table = self.txn.open_table(META)?;
+        let mut out = Vec::new();
+        for item in table.range(ENRICH_PAUSE_PREFIX..)? {
+            let (key, value) = item?;
+            let Some(host) = key.value().strip_prefix(ENRICH_PAUSE_PREFIX) else {
+                break;
+            };
+            out.push((host.to_owned(), decode(value.value())?));
+        }
+        Ok(out)
     }
 
     /// The repositories of the catalog source at `host`, by host-qualified name.

@@ -954,6 +954,16 @@ pub fn catalog_pause_key(host: &str) -> String {
     format!("{CATALOG_PAUSE_PREFIX}{host}")
 }
 
+/// Prefix of the `meta` keys holding `enrich`'s pacing pause per registry (unix seconds): the
+/// `Retry-After` of a 429 from a registry that declares no pull budget, kept so that a resumed
+/// `enrich` does not start by hammering it.
+pub const ENRICH_PAUSE_PREFIX: &str = "enrich_pause:";
+
+/// The `meta` key of `enrich`'s pacing pause for the registry at `host` (`127.0.0.1:5000`).
+pub fn enrich_pause_key(host: &str) -> String {
+    format!("{ENRICH_PAUSE_PREFIX}{host}")
+}
+
 /// The `meta` key of the [`CatalogRun`] of the registry at `host`.
 pub fn catalog_run_key(host: &str) -> String {
     format!("{CATALOG_RUN_PREFIX}{host}")
