@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::fake_hub::{FakeHub, FakeHubConfig};
+use support::pty::run_on_terminal;
 use support::sandbox::{Sandbox, assert_code, assert_success, stderr};
 
 impl Sandbox {
@@ -145,6 +146,79 @@ fn small() -> FakeHubConfig {
         big_repo_tags: 350,
         ..FakeHubConfig::default()
     }
+}
+
+/// `crawl`'s progress line: none when stderr is a pipe (the summary alone), and on a terminal a
+/// line of repositories done of those the run knows, pages, tags and rate, cleared before the
+/// summary.
+#[test]
+fn a_terminal_shows_the_crawl_progress_line_and_a_pipe_does_not() {
+    let hub = small_hub(small());
+    let repos = hub.total_repos() as u64;
+    let piped = Sandbox::new("progress-pipe");
+    let out = piped.crawl(&hub, &["--workers", "2"]);
+    assert_success(&out, "crawl into a pipe");
+    let err = stderr(&out);
+    assert!(err.contains("finished"), "{err}");
+    for word in ["repositories  pages", "req/s", "ETA"] {
+        assert!(!err.contains(word), "{word}: {err}");
+    }
+
+    // At 8 requests a second the crawl's dozen pages last more than a second (the pacer spaces
+    // every start): the display, redrawn every 200 ms, is drawn several times.
+    let sandbox = Sandbox::new("progress-terminal");
+    let url = hub.url();
+    let (out, shown) = run_on_terminal(sandbox.command(&[
+        "crawl",
+        "--hub-url",
+        &url,
+        "--rps",
+        "8",
+        "--workers",
+        "2",
+    ]));
+    assert_success(&out, "crawl on a terminal");
+    assert_same_dataset(&dataset(&sandbox.finalize("terminal.ndjson")), &hub.truth());
+    // `done/total repositories  pages P  tags T  R req/s` (indicatif redraws after `ESC [2K`).
+    let counts: Vec<(u64, u64)> = shown
+        .split("\u{1b}[2K")
+        .filter_map(|draw| {
+            draw.split_once(" repositories  pages ")?
+                .0
+                .rsplit(' ')
+                .next()
+        })
+        .map(|fraction| {
+            let (done, total) = fraction.split_once('/').expect("done/total");
+            (done.parse().unwrap(), total.parse().unwrap())
+        })
+        .collect();
+    assert!(
+        counts.iter().any(|&(_, total)| total == repos),
+        "{counts:?}"
+    );
+    assert!(counts.iter().any(|&(done, _)| done > 0), "{counts:?}");
+    assert!(
+        counts
+            .iter()
+            .all(|&(done, total)| done <= total && total <= repos),
+        "{counts:?}"
+    );
+    assert!(
+        counts.windows(2).all(|w| w[0].0 <= w[1].0),
+        "done goes back: {counts:?}"
+    );
+    for draw in shown
+        .split("\u{1b}[2K")
+        .filter(|d| d.contains(" repositories  pages "))
+    {
+        assert!(draw.contains(" req/s"), "{draw:?}");
+    }
+    // Cleared before the summary, which follows.
+    let (_, summary) = shown
+        .rsplit_once("req/s")
+        .expect("a progress line was drawn");
+    assert!(summary.contains("finished"), "{summary}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use digestmap::model::Digest;
 use digestmap::registry::chain_ids;
 use serde_json::{Value, json};
 use support::fake_hub::{FakeHub, FakeHubConfig};
+use support::pty::run_on_terminal;
 use support::registry::front::{FrontConfig, Origin};
 use support::registry::image::{self, BuiltImage, BuiltIndex, Format, ImageSpec, Layer, Pusher};
 use support::registry::mcr::{Kind, McrConfig, Throttle};
@@ -961,7 +962,10 @@ async fn a_429_pause_is_stored_and_a_killed_enrich_run_again_waits_for_it() {
     );
     assert_dataset_matches(&dataset(&sandbox), &pushed);
     let text = stdout(&sandbox.command(&["status"]).output().unwrap());
-    assert!(!text.contains("paused:"), "the pause is over and cleared: {text}");
+    assert!(
+        !text.contains("paused:"),
+        "the pause is over and cleared: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -995,37 +999,6 @@ async fn ctrl_c_stops_cleanly_and_enrich_continues() {
     assert_success(&enrich(&sandbox, &harness, &[]), "enrich after Ctrl-C");
     assert!(harness.front.pulls() <= pushed.manifests() + 2);
     assert_dataset_matches(&dataset(&sandbox), &pushed);
-}
-
-/// A pseudo-terminal, 200 columns wide: (the side the test reads, the side a child writes to).
-fn pty() -> (std::fs::File, std::os::fd::OwnedFd) {
-    use std::os::fd::FromRawFd;
-    let (mut master, mut slave) = (-1, -1);
-    let size = libc::winsize {
-        ws_row: 50,
-        ws_col: 200,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: openpty writes two descriptors it opened into the two integers, which are then
-    // owned here and nowhere else.
-    let opened = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &size,
-        )
-    };
-    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: as above.
-    unsafe {
-        (
-            std::fs::File::from_raw_fd(master),
-            std::os::fd::OwnedFd::from_raw_fd(slave),
-        )
-    }
 }
 
 /// The progress lines drawn on a terminal, each split into words: `manifests a/b configs c/d
@@ -1069,28 +1042,7 @@ async fn a_terminal_shows_the_progress_line_and_a_pipe_does_not() {
 
     // At 10 requests a second the run lasts a second or more (the pacer spaces every start):
     // the display, redrawn every 200 ms, is drawn several times.
-    let (mut terminal, child_side) = pty();
-    let mut command = enrich_command(&sandbox, &harness, "10", &[]);
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(child_side));
-    let child = command.spawn().unwrap();
-    // The child holds the terminal now: once it exits, reading the other side ends.
-    drop(command);
-    let reader = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match std::io::Read::read(&mut terminal, &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-        }
-        String::from_utf8_lossy(&seen).into_owned()
-    });
-    let out = child.wait_with_output().unwrap();
-    let shown = reader.join().unwrap();
+    let (out, shown) = run_on_terminal(enrich_command(&sandbox, &harness, "10", &[]));
     assert_success(&out, "enrich on a terminal");
     assert_eq!(harness.front.pulls(), pushed.manifests());
 

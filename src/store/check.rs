@@ -19,9 +19,10 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::records::{
     CATALOG_PAUSE_PREFIX, CATALOG_RUN_PREFIX, CATALOG_STATS_PREFIX, CatalogJob, CatalogRepo,
-    CatalogRun, CatalogStats, ConfigRecord, CrawlRun, DigestRecord, ENRICH_PAUSE_PREFIX, EnrichJob, EnrichStats,
-    FailedCatalogJob, FailedEnrich, FailedJob, Job, ManifestRecord, PAGING_CAPS_PREFIX, PagingCaps,
-    Record, RepoState, RunGaps, RunStats, StoredBudget, TAG_NAMES_PREFIX, TagNames, TagState,
+    CatalogRun, CatalogStats, ConfigRecord, CrawlRun, DigestRecord, ENRICH_PAUSE_PREFIX, EnrichJob,
+    EnrichStats, FailedCatalogJob, FailedEnrich, FailedJob, Job, ManifestRecord,
+    PAGING_CAPS_PREFIX, PagingCaps, Record, RepoState, RunGaps, RunStats, StoredBudget,
+    TAG_NAMES_PREFIX, TagNames, TagState,
 };
 use super::{
     CATALOG_JOB_BASE, CATALOG_REPOS, CHAINS, CONFIGS, DIGESTS, ENRICH_JOB_BASE, FAILED, JOBS,

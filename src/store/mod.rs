@@ -90,8 +90,8 @@ pub use records::{
     PAGING_CAPS_PREFIX, PagingCaps, Record, RepoState, RunGaps, RunMode, RunState, RunStats,
     StoredBudget, TAG_NAMES_PREFIX, TagNames, TagState, name_hash, paging_caps_key, tag_names_key,
 };
-pub use records::{ENRICH_PAUSE_PREFIX, enrich_pause_key};
 use records::{DecodeError, decode, encode};
+pub use records::{ENRICH_PAUSE_PREFIX, enrich_pause_key};
 
 use crate::hub::TagObservation;
 use crate::model::{Digest, RepoName, RepoTag};

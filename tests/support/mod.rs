@@ -8,5 +8,6 @@ pub mod archives;
 pub mod fake_hub;
 pub mod hub_pages;
 pub mod measured;
+pub mod pty;
 pub mod registry;
 pub mod sandbox;
