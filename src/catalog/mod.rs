@@ -302,12 +302,9 @@ pub async fn crawl(
     };
     let (jobs, repos) = store.read(|r| Ok((r.catalog_jobs(&host)?, r.catalog_repos(&host)?)))?;
     let this_run = repos.iter().filter(|(_, s)| s.run == crawl.run.id);
-    progress
-        .repos_total
-        .store(this_run.clone().count() as u64, Ordering::Relaxed);
-    progress.repos_done.store(
+    progress.set_repos(
+        this_run.clone().count() as u64,
         this_run.filter(|(_, s)| s.done_at.is_some()).count() as u64,
-        Ordering::Relaxed,
     );
     for (id, job) in jobs {
         crawl.queue(id, job);
@@ -384,12 +381,8 @@ pub async fn crawl(
     let repos: Vec<(String, CatalogRepo)> =
         repos.into_iter().filter(|(_, s)| s.run == run.id).collect();
     let gaps = gaps(&run, &repos);
-    if !interrupted && jobs_left == 0 && failed.is_empty() {
-        run.state = if gaps.is_empty() {
-            RunState::Finished
-        } else {
-            RunState::Incomplete
-        };
+    if let Some(state) = RunState::at_end(interrupted, jobs_left, failed.len(), gaps.len()) {
+        run.state = state;
         run.finished = Some(clock::now_unix());
         store.write(|w| w.set_catalog_run(&run))?;
     }

@@ -173,6 +173,15 @@ pub struct Progress {
     pub requests: AtomicU64,
 }
 
+impl Progress {
+    /// Starts the repository counters from the store: `done` of the run's `total` repositories
+    /// are finished already (a resumed run).
+    pub fn set_repos(&self, total: u64, done: u64) {
+        self.repos_total.store(total, Ordering::Relaxed);
+        self.repos_done.store(done, Ordering::Relaxed);
+    }
+}
+
 /// How a crawl ended.
 #[derive(Debug)]
 pub struct CrawlReport {
@@ -264,12 +273,9 @@ pub async fn crawl(
         .map(|(_, s)| s)
         .filter(|s| s.run == run.id)
         .collect();
-    progress
-        .repos_total
-        .store(this_run.len() as u64, Ordering::Relaxed);
-    progress.repos_done.store(
+    progress.set_repos(
+        this_run.len() as u64,
         this_run.iter().filter(|s| s.done_at.is_some()).count() as u64,
-        Ordering::Relaxed,
     );
     let queue = Arc::new(JobQueue::new(jobs));
     // Docker Hub's anonymous caps are known from the start; another origin's once the store
@@ -403,12 +409,8 @@ pub async fn crawl(
         repos.into_iter().filter(|(_, s)| s.run == run.id).collect();
     let stats = store.stats()?;
     let gaps = crate::status::gaps(&stats, &repos);
-    if !interrupted && jobs_left == 0 && failed.is_empty() {
-        run.state = if gaps.is_empty() {
-            RunState::Finished
-        } else {
-            RunState::Incomplete
-        };
+    if let Some(state) = RunState::at_end(interrupted, jobs_left, failed.len(), gaps.len()) {
+        run.state = state;
         run.finished = Some(clock::now_unix());
         store.write(|w| w.set_run(&run))?;
     }
