@@ -132,12 +132,7 @@ impl CatalogOptions {
     /// Checks what needs no store, so that bad flags fail before a store is created.
     pub fn validate(&self) -> Result<(), CatalogError> {
         plan::registry_origin(self.registry.as_str()).map_err(CatalogError::Usage)?;
-        if self.workers == 0 || self.workers > 256 {
-            return Err(CatalogError::Usage(format!(
-                "--workers must be between 1 and 256, got {}",
-                self.workers
-            )));
-        }
+        crate::crawl::check_workers(self.workers).map_err(CatalogError::Usage)?;
         Pacer::new(self.rps).map_err(|e| CatalogError::Usage(format!("--rps: {e}")))?;
         if self.page_size == 0 {
             return Err(CatalogError::Usage("--page-size must be at least 1".into()));
