@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
-use super::http::{Request, Response, Servers, bind_loopback, serve};
+use super::http::{Request, Response, Servers, bind_loopback, serve_origins};
 
 /// The `service` the challenges name.
 pub const SERVICE: &str = "registry.test";
@@ -163,23 +163,18 @@ impl Front {
                 log: Vec::new(),
             }),
         });
-        let tasks = [
-            (registry_listener, Origin::Registry),
-            (token_listener, Origin::Token),
-            (cdn_listener, Origin::Cdn),
-        ]
-        .into_iter()
-        .map(|(listener, origin)| {
-            let shared = shared.clone();
-            tokio::spawn(serve(listener, move |request| {
-                let shared = shared.clone();
-                async move { answer(&shared, origin, request).await }
-            }))
-        })
-        .collect();
+        let servers = serve_origins(
+            &shared,
+            [
+                (registry_listener, Origin::Registry),
+                (token_listener, Origin::Token),
+                (cdn_listener, Origin::Cdn),
+            ],
+            |shared, origin, request| async move { answer(&shared, origin, request).await },
+        );
         Front {
             shared,
-            _servers: Servers(tasks),
+            _servers: servers,
         }
     }
 

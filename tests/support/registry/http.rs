@@ -3,6 +3,7 @@
 //! listener, accept loop and task handles both fronts (`front.rs`, `mcr.rs`) run on.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -66,12 +67,38 @@ pub async fn bind_loopback() -> (TcpListener, Url) {
     (listener, url)
 }
 
+/// Serves each origin's listener on its own task until the [`Servers`] are dropped: every
+/// request is answered by `answer` (which also logs it) with the front's state and the origin.
+pub fn serve_origins<S, O, A, F>(
+    shared: &Arc<S>,
+    origins: impl IntoIterator<Item = (TcpListener, O)>,
+    answer: A,
+) -> Servers
+where
+    S: Send + Sync + 'static,
+    O: Copy + Send + 'static,
+    A: Fn(Arc<S>, O, Request) -> F + Clone + Send + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    Servers(
+        origins
+            .into_iter()
+            .map(|(listener, origin)| {
+                let (shared, answer) = (shared.clone(), answer.clone());
+                tokio::spawn(serve(listener, move |request| {
+                    answer(shared.clone(), origin, request)
+                }))
+            })
+            .collect(),
+    )
+}
+
 /// Serves `listener` until aborted: each connection on its own task, one request read, answered
-/// by `handle` (which also logs it), written back.
-pub async fn serve<H, F>(listener: TcpListener, handle: H)
+/// by `handle`, written back.
+async fn serve<H, F>(listener: TcpListener, handle: H)
 where
     H: Fn(Request) -> F + Clone + Send + 'static,
-    F: Future<Output = Response> + Send,
+    F: Future<Output = Response> + Send + 'static,
 {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -91,7 +118,7 @@ where
 }
 
 /// The server tasks of a front; they stop when this is dropped.
-pub struct Servers(pub Vec<JoinHandle<()>>);
+pub struct Servers(Vec<JoinHandle<()>>);
 
 impl Drop for Servers {
     fn drop(&mut self) {

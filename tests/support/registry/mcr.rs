@@ -51,7 +51,7 @@ use std::time::SystemTime;
 use url::Url;
 
 use super::front::{backend_client, forward_to, strings};
-use super::http::{Request, Response, Servers, bind_loopback, serve};
+use super::http::{Request, Response, Servers, bind_loopback, serve_origins};
 
 /// The page size the front asks the backend's catalog for, and how many backend pages it reads
 /// at most (so a misbehaving backend cannot keep the front busy).
@@ -256,22 +256,17 @@ impl McrFront {
                 log: Vec::new(),
             }),
         });
-        let tasks = [
-            (registry_listener, McrOrigin::Registry),
-            (data_listener, McrOrigin::Data),
-        ]
-        .into_iter()
-        .map(|(listener, origin)| {
-            let shared = shared.clone();
-            tokio::spawn(serve(listener, move |request| {
-                let shared = shared.clone();
-                async move { answer(&shared, origin, request).await }
-            }))
-        })
-        .collect();
+        let servers = serve_origins(
+            &shared,
+            [
+                (registry_listener, McrOrigin::Registry),
+                (data_listener, McrOrigin::Data),
+            ],
+            |shared, origin, request| async move { answer(&shared, origin, request).await },
+        );
         McrFront {
             shared,
-            _servers: Servers(tasks),
+            _servers: servers,
         }
     }
 
