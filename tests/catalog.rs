@@ -240,6 +240,12 @@ fn host_of(url: &url::Url) -> String {
     format!("{}:{}", url.host_str().unwrap(), url.port().unwrap())
 }
 
+/// A registry's origin as the tests give and read it: its URL without the trailing slash, and
+/// its host.
+fn origin_of(url: &url::Url) -> (String, String) {
+    (url.as_str().trim_end_matches('/').to_owned(), host_of(url))
+}
+
 /// What the front saw, by kind.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Seen {
@@ -284,13 +290,11 @@ async fn a_crawl_equals_what_was_pushed_and_a_refresh_costs_listings_and_heads()
     let harness = Harness::start(FrontConfig::default()).await;
     let pushed = build();
     push(&harness.pusher, &pushed).await;
-    let url = harness.front.url().to_string();
-    let url = url.trim_end_matches('/');
-    let host = host_of(harness.front.url());
+    let (url, host) = origin_of(harness.front.url());
     let sandbox = Sandbox::new("catalog-crawl");
 
     // Two names a page, so both listings page with `Link`.
-    let out = catalog_crawl(&sandbox, url, &["--page-size", "2"])
+    let out = catalog_crawl(&sandbox, &url, &["--page-size", "2"])
         .output()
         .unwrap();
     assert_success(&out, "crawl --catalog");
@@ -341,7 +345,7 @@ async fn a_crawl_equals_what_was_pushed_and_a_refresh_costs_listings_and_heads()
     assert_eq!(deleted.status(), 202, "delete old/gone's manifest");
     harness.front.clear_requests();
 
-    let out = catalog_crawl(&sandbox, url, &["--page-size", "2"])
+    let out = catalog_crawl(&sandbox, &url, &["--page-size", "2"])
         .output()
         .unwrap();
     assert_success(&out, "refresh");
@@ -379,7 +383,7 @@ async fn a_crawl_equals_what_was_pushed_and_a_refresh_costs_listings_and_heads()
     // `--full`, as for Hub, reads every listing whole: what every catalog run does already, so it
     // is accepted and costs what a refresh costs.
     harness.front.clear_requests();
-    let out = catalog_crawl(&sandbox, url, &["--page-size", "2", "--full"])
+    let out = catalog_crawl(&sandbox, &url, &["--page-size", "2", "--full"])
         .output()
         .unwrap();
     assert_success(&out, "--full");
@@ -486,11 +490,10 @@ fn timeless(data: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
 async fn kill_9_then_resume_equals_an_uninterrupted_crawl() {
     let pushed = build();
     let registry = plain_registry(&pushed, 12).await;
-    let url = registry.url().to_string();
-    let url = url.trim_end_matches('/');
+    let (url, _) = origin_of(registry.url());
 
     let whole = Sandbox::new("catalog-whole");
-    let out = catalog_crawl(&whole, url, &["--page-size", "3"])
+    let out = catalog_crawl(&whole, &url, &["--page-size", "3"])
         .output()
         .unwrap();
     assert_success(&out, "uninterrupted crawl");
@@ -507,7 +510,7 @@ async fn kill_9_then_resume_equals_an_uninterrupted_crawl() {
             .command(&[
                 "crawl",
                 "--catalog",
-                url,
+                &url,
                 "--page-size",
                 "3",
                 "--rps",
@@ -542,11 +545,11 @@ async fn kill_9_then_resume_equals_an_uninterrupted_crawl() {
         "{text}"
     );
     // Without --resume, an unfinished crawl is not restarted.
-    let out = catalog_crawl(&killed, url, &[]).output().unwrap();
+    let out = catalog_crawl(&killed, &url, &[]).output().unwrap();
     assert_code(&out, 2, "crawl over an unfinished one");
     assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
 
-    let out = catalog_crawl(&killed, url, &["--page-size", "3", "--resume"])
+    let out = catalog_crawl(&killed, &url, &["--page-size", "3", "--resume"])
         .output()
         .unwrap();
     assert_success(&out, "resume");
@@ -560,7 +563,9 @@ async fn kill_9_then_resume_equals_an_uninterrupted_crawl() {
     assert!(text.contains("jobs: 0 pending, 0 failed"), "{text}");
 
     // Nothing left to resume.
-    let out = catalog_crawl(&killed, url, &["--resume"]).output().unwrap();
+    let out = catalog_crawl(&killed, &url, &["--resume"])
+        .output()
+        .unwrap();
     assert_code(&out, 2, "resume of a finished crawl");
 }
 
@@ -568,9 +573,7 @@ async fn kill_9_then_resume_equals_an_uninterrupted_crawl() {
 async fn two_sources_share_one_store_and_one_finalize_and_a_second_process_is_refused() {
     let pushed = build();
     let registry = plain_registry(&pushed, 0).await;
-    let url = registry.url().to_string();
-    let url = url.trim_end_matches('/');
-    let host = host_of(registry.url());
+    let (url, host) = origin_of(registry.url());
     let hub = FakeHub::start(FakeHubConfig {
         repos: 2,
         max_tags: 3,
@@ -581,7 +584,7 @@ async fn two_sources_share_one_store_and_one_finalize_and_a_second_process_is_re
     let sandbox = Sandbox::new("catalog-two-sources");
     let out = sandbox.fast_crawl(&hub.url(), &[]).output().unwrap();
     assert_success(&out, "crawl of the Hub double");
-    let out = catalog_crawl(&sandbox, url, &[]).output().unwrap();
+    let out = catalog_crawl(&sandbox, &url, &[]).output().unwrap();
     assert_success(&out, "crawl --catalog");
 
     // One finalize writes both: the Hub's truth, line for line, beside the registry's tags.
@@ -605,7 +608,7 @@ async fn two_sources_share_one_store_and_one_finalize_and_a_second_process_is_re
     // A refresh of the Hub leaves the registry's tags current, and the reverse.
     let out = sandbox.fast_crawl(&hub.url(), &[]).output().unwrap();
     assert_success(&out, "refresh of the Hub double");
-    let out = catalog_crawl(&sandbox, url, &[]).output().unwrap();
+    let out = catalog_crawl(&sandbox, &url, &[]).output().unwrap();
     assert_success(&out, "refresh of the registry");
     let again = sandbox.finalized();
     assert_eq!(
@@ -617,7 +620,7 @@ async fn two_sources_share_one_store_and_one_finalize_and_a_second_process_is_re
     // A second process on the store is refused while a (slow) crawl holds it, and the first
     // goes on undisturbed.
     let slow = sandbox
-        .command(&["crawl", "--catalog", url, "--rps", "1", "--workers", "1"])
+        .command(&["crawl", "--catalog", &url, "--rps", "1", "--workers", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -628,7 +631,7 @@ async fn two_sources_share_one_store_and_one_finalize_and_a_second_process_is_re
         std::thread::sleep(Duration::from_millis(50));
     }
     for second in [
-        catalog_crawl(&sandbox, url, &[]),
+        catalog_crawl(&sandbox, &url, &[]),
         sandbox.fast_crawl(&hub.url(), &[]),
     ] {
         let out = { second }.output().unwrap();
@@ -649,9 +652,7 @@ async fn a_link_off_host_or_back_to_its_page_ends_the_listing_incomplete_and_res
     let harness = Harness::start(FrontConfig::default()).await;
     let pushed = build();
     push(&harness.pusher, &pushed).await;
-    let url = harness.front.url().to_string();
-    let url = url.trim_end_matches('/');
-    let host = host_of(harness.front.url());
+    let (url, host) = origin_of(harness.front.url());
     for (links, says) in [
         (
             LinkRewrite::OffHost,
@@ -665,7 +666,7 @@ async fn a_link_off_host_or_back_to_its_page_ends_the_listing_incomplete_and_res
         harness.front.update(|c| c.links = links);
         harness.front.clear_requests();
         let sandbox = Sandbox::new("catalog-hostile-links");
-        let out = catalog_crawl(&sandbox, url, &["--page-size", "2"])
+        let out = catalog_crawl(&sandbox, &url, &["--page-size", "2"])
             .output()
             .unwrap();
         assert_code(&out, 4, &format!("{links:?}"));
@@ -701,7 +702,7 @@ async fn a_link_off_host_or_back_to_its_page_ends_the_listing_incomplete_and_res
 
         // With the registry sane again, --resume reads the listings that ended early.
         harness.front.update(|c| c.links = LinkRewrite::Keep);
-        let out = catalog_crawl(&sandbox, url, &["--page-size", "2", "--resume"])
+        let out = catalog_crawl(&sandbox, &url, &["--page-size", "2", "--resume"])
             .output()
             .unwrap();
         assert_success(&out, "resume of an incomplete crawl");
@@ -712,11 +713,11 @@ async fn a_link_off_host_or_back_to_its_page_ends_the_listing_incomplete_and_res
     // A tag list that ends early marks none of its repository's stored tags deleted.
     let sandbox = Sandbox::new("catalog-hostile-tags");
     let alpine = ["--page-size", "2", "--repo", "base/alpine"];
-    let out = catalog_crawl(&sandbox, url, &alpine).output().unwrap();
+    let out = catalog_crawl(&sandbox, &url, &alpine).output().unwrap();
     assert_success(&out, "crawl of base/alpine");
     let before = timeless(&sandbox.finalized());
     harness.front.update(|c| c.links = LinkRewrite::Stuck);
-    let out = catalog_crawl(&sandbox, url, &alpine).output().unwrap();
+    let out = catalog_crawl(&sandbox, &url, &alpine).output().unwrap();
     assert_code(&out, 4, "a stuck tag list");
     assert!(
         stderr(&out).contains(&format!("{host}/base/alpine: ")),
@@ -787,13 +788,7 @@ async fn mcr(config: McrConfig) -> (McrHarness, Pushed, String, String) {
     let harness = McrHarness::start(config).await;
     let pushed = build();
     push(&harness.pusher, &pushed).await;
-    let url = harness
-        .front
-        .url()
-        .to_string()
-        .trim_end_matches('/')
-        .to_owned();
-    let host = host_of(harness.front.url());
+    let (url, host) = origin_of(harness.front.url());
     (harness, pushed, url, host)
 }
 

@@ -6,12 +6,11 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use support::fake_hub::{FakeHub, FakeHubConfig};
-use support::sandbox::{Sandbox, assert_code, assert_success, stderr};
+use support::sandbox::{Sandbox, assert_code, assert_success, output_with_input, stderr};
 
 /// A double with the anonymous cap and two repositories larger than both views together.
 fn capped_hub(extra: impl FnOnce(&mut FakeHubConfig)) -> FakeHub {
@@ -72,20 +71,10 @@ fn dataset(sb: &Sandbox) -> BTreeMap<String, Value> {
 fn signed_in_requests(hub: &FakeHub) -> usize {
     hub.clear_requests();
     let sb = Sandbox::new("cover-signed");
-    let mut child = sb
-        .fast_crawl(&hub.url(), &["--token-stdin", "--username", "me"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"secret-token")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = output_with_input(
+        &mut sb.fast_crawl(&hub.url(), &["--token-stdin", "--username", "me"]),
+        "secret-token",
+    );
     assert_success(&output, "signed-in crawl");
     let n = hub.requests().len();
     hub.clear_requests();

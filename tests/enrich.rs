@@ -250,6 +250,16 @@ async fn hub(pushed: &Pushed) -> FakeHub {
     .await
 }
 
+/// The usual start: the test images pushed to `pusher`, a Hub double listing them, and a store
+/// crawled from it as `name` (the double is returned to keep it serving).
+async fn crawled_images(pusher: &Pusher, name: &str) -> (Pushed, FakeHub, Sandbox) {
+    let pushed = build();
+    push(pusher, &pushed, "").await;
+    let hub = hub(&pushed).await;
+    let sandbox = crawled(name, &hub);
+    (pushed, hub, sandbox)
+}
+
 const REPOS: [&str; 5] = ["single", "multi", "lone", "base", "derived"];
 
 /// A store crawled from `hub`.
@@ -372,10 +382,7 @@ async fn image_ids_and_diff_ids_equal_what_was_pushed_and_a_second_run_spends_no
         ..FrontConfig::default()
     })
     .await;
-    let pushed = build();
-    push(&harness.pusher, &pushed, "").await;
-    let hub = hub(&pushed).await;
-    let sandbox = crawled("enrich-whole", &hub);
+    let (pushed, hub, sandbox) = crawled_images(&harness.pusher, "enrich-whole").await;
 
     let out = enrich(&sandbox, &harness, &[]);
     assert_success(&out, "enrich");
@@ -475,10 +482,7 @@ async fn a_spent_budget_ends_the_run_cleanly_and_enrich_goes_on_after_the_window
         ..FrontConfig::default()
     })
     .await;
-    let pushed = build();
-    push(&harness.pusher, &pushed, "").await;
-    let hub = hub(&pushed).await;
-    let sandbox = crawled("enrich-budget", &hub);
+    let (pushed, hub, sandbox) = crawled_images(&harness.pusher, "enrich-budget").await;
 
     let out = enrich(&sandbox, &harness, &["--workers", "4"]);
     assert_code(&out, 6, "enrich on a spent budget");
@@ -546,10 +550,7 @@ async fn a_spent_budget_ends_the_run_cleanly_and_enrich_goes_on_after_the_window
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_pulls_caps_one_run() {
     let harness = Harness::start(FrontConfig::default()).await;
-    let pushed = build();
-    push(&harness.pusher, &pushed, "").await;
-    let hub = hub(&pushed).await;
-    let sandbox = crawled("enrich-max-pulls", &hub);
+    let (pushed, _hub, sandbox) = crawled_images(&harness.pusher, "enrich-max-pulls").await;
     let out = enrich(&sandbox, &harness, &["--max-pulls", "2"]);
     assert_code(&out, 6, "enrich --max-pulls 2");
     assert_eq!(harness.front.pulls(), 2);
@@ -566,10 +567,7 @@ async fn bytes_not_matching_the_digest_are_caught_and_nothing_of_them_is_stored(
         ..FrontConfig::default()
     })
     .await;
-    let pushed = build();
-    push(&harness.pusher, &pushed, "").await;
-    let hub = hub(&pushed).await;
-    let sandbox = crawled("enrich-tamper", &hub);
+    let (pushed, _hub, sandbox) = crawled_images(&harness.pusher, "enrich-tamper").await;
     let out = enrich(&sandbox, &harness, &[]);
     assert_code(&out, 3, "enrich against a lying registry");
     let err = stderr(&out);
@@ -651,10 +649,7 @@ async fn a_mirror_with_a_path_prefix_gives_the_same_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_then_enrich_loses_nothing_and_refetches_at_most_what_was_in_flight() {
     let harness = Harness::start(FrontConfig::default()).await;
-    let pushed = build();
-    push(&harness.pusher, &pushed, "").await;
-    let hub = hub(&pushed).await;
-    let sandbox = crawled("enrich-kill", &hub);
+    let (pushed, _hub, sandbox) = crawled_images(&harness.pusher, "enrich-kill").await;
     let workers = 2;
     // Slow enough to be killed midway (whatever the machine's speed, the checks below hold).
     let mut child = enrich_command(&sandbox, &harness, "3", &["--workers", "2"])
@@ -778,10 +773,7 @@ async fn a_429_stops_manifest_requests_for_the_window_while_blobs_go_on() {
         ..FrontConfig::default()
     })
     .await;
-    let pushed = build();
-    push(&harness.pusher, &pushed, "").await;
-    let hub = hub(&pushed).await;
-    let sandbox = crawled("enrich-429", &hub);
+    let (pushed, _hub, sandbox) = crawled_images(&harness.pusher, "enrich-429").await;
     let out = enrich(&sandbox, &harness, &["--workers", "4"]);
     assert_code(&out, 6, "enrich after a 429");
     let requests = harness.front.requests();
@@ -823,10 +815,7 @@ async fn a_429_from_a_registry_without_a_pull_budget_pauses_every_worker_and_the
     // pause of seconds. Six in a row on manifest GETs, more than the 5 attempts a failing job
     // has: each puts its job back for when the pause ends, without counting as an attempt.
     let harness = McrHarness::start(McrConfig::default()).await;
-    let pushed = build();
-    push(&harness.pusher, &pushed, "").await;
-    let hub = hub(&pushed).await;
-    let sandbox = crawled("enrich-mcr-429", &hub);
+    let (pushed, _hub, sandbox) = crawled_images(&harness.pusher, "enrich-mcr-429").await;
     harness.front.update(|c| {
         c.throttle = Some(Throttle {
             nth: 1,
@@ -971,10 +960,7 @@ async fn a_429_pause_is_stored_and_a_killed_enrich_run_again_waits_for_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_cleanly_and_enrich_continues() {
     let harness = Harness::start(FrontConfig::default()).await;
-    let pushed = build();
-    push(&harness.pusher, &pushed, "").await;
-    let hub = hub(&pushed).await;
-    let sandbox = crawled("enrich-sigint", &hub);
+    let (pushed, _hub, sandbox) = crawled_images(&harness.pusher, "enrich-sigint").await;
     let child = enrich_command(&sandbox, &harness, "3", &["--workers", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -1026,10 +1012,7 @@ async fn a_terminal_shows_the_progress_line_and_a_pipe_does_not() {
         ..FrontConfig::default()
     })
     .await;
-    let pushed = build();
-    push(&harness.pusher, &pushed, "").await;
-    let hub = hub(&pushed).await;
-    let sandbox = crawled("enrich-progress", &hub);
+    let (pushed, _hub, sandbox) = crawled_images(&harness.pusher, "enrich-progress").await;
 
     let out = enrich_command(&sandbox, &harness, "20", &["--max-pulls", "2"])
         .output()

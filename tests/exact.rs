@@ -6,12 +6,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use serde_json::{Value, json};
 use support::fake_hub::{FakeHub, FakeHubConfig};
-use support::sandbox::{Sandbox, assert_code, stderr, stdout};
+use support::sandbox::{Sandbox, assert_code, output_with_input, stderr, stdout};
 
 /// Exit code of a crawl that knows its result is incomplete.
 const INCOMPLETE: i32 = 4;
@@ -102,8 +101,8 @@ fn a_capped_repository_list_ends_incomplete_and_resume_reads_the_gap() {
     );
     // Signed in (the double caps anonymous requests only), resume reads the rest and the crawl
     // is complete: the cap the store learned of this origin is not expected signed in.
-    let mut child = sb
-        .command(&[
+    let output = output_with_input(
+        &mut sb.command(&[
             "crawl",
             "--resume",
             "--rps",
@@ -113,19 +112,9 @@ fn a_capped_repository_list_ends_incomplete_and_resume_reads_the_gap() {
             "--token-stdin",
             "--username",
             "me",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"secret-token")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+        ]),
+        "secret-token",
+    );
     assert_code(&output, 0, "resume signed in");
     assert!(
         !stderr(&output).contains("INCOMPLETE"),

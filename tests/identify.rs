@@ -16,7 +16,7 @@ use support::answers::{short, summary};
 use support::archives::{self, Saved, TarWriter};
 use support::measured::run_measured;
 use support::registry::image::{self, BuiltImage, Format, ImageSpec, Layer};
-use support::sandbox::{Sandbox, assert_code, stderr, stdout};
+use support::sandbox::{Sandbox, assert_code, output_with_input, stderr, stdout};
 
 fn layer(name: &str) -> Layer {
     Layer::new(&[(name, name.as_bytes())])
@@ -468,16 +468,7 @@ fn standard_input_is_read_in_one_pass() {
         ("dataset", dataset, dataset_on_stdin),
     ] {
         let mut command = command;
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || stdin.write_all(&bytes));
-        let output = child.wait_with_output().unwrap();
-        writer.join().unwrap().unwrap();
+        let output = output_with_input(&mut command, bytes);
         assert_code(&output, 0, what);
         assert_eq!(
             summarize(&stdout(&output)),
@@ -845,17 +836,10 @@ fn an_index_digest_from_a_dataset_file_and_from_standard_input() {
     assert_eq!(answer["indexes"], json!([index]));
     assert_eq!(answer["exact"][0]["image_id"], json!(d('1')));
 
-    let mut child = sandbox
-        .command(&["identify", "--json", "--dataset", "-", &index])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(dataset.as_bytes()));
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    let output = output_with_input(
+        &mut sandbox.command(&["identify", "--json", "--dataset", "-", &index]),
+        dataset,
+    );
     assert_code(
         &output,
         1,

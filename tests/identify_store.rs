@@ -14,7 +14,7 @@ use support::fake_hub::{FakeHub, FakeHubConfig};
 use support::hub_pages::{page, platform, tag};
 use support::registry::Harness;
 use support::registry::front::FrontConfig;
-use support::registry::image::{self, BuiltImage, BuiltIndex, Format, ImageSpec, Layer};
+use support::registry::image::{self, BuiltImage, BuiltIndex, Format, ImageSpec, Layer, Pusher};
 use support::sandbox::{Sandbox, assert_code, assert_success, stderr};
 
 fn layer(name: &str) -> Layer {
@@ -96,6 +96,33 @@ fn pages(
     ]
 }
 
+/// The first release: debian:12, and `python` as python:3.12.1 and python:3.12, pushed with `p`
+/// and served by a Hub double whose pages list them as `listed` says.
+async fn first_release(
+    p: &Pusher,
+    debian: &BuiltImage,
+    python: &BuiltIndex,
+    listed: Listed,
+) -> FakeHub {
+    p.image("library/debian", "12", debian).await;
+    p.index("library/python", "3.12.1", python).await;
+    p.index("library/python", "3.12", python).await;
+    FakeHub::start(FakeHubConfig {
+        repos: 1,
+        max_tags: 3,
+        big_repo_tags: 3,
+        override_paths: pages(
+            debian,
+            python,
+            python,
+            "2026-01-02T00:00:00.000000Z",
+            listed,
+        ),
+        ..FakeHubConfig::default()
+    })
+    .await
+}
+
 fn crawl_and_enrich(sandbox: &Sandbox, hub: &FakeHub, harness: &Harness) {
     let out = sandbox
         .fast_crawl(&hub.url(), &["--repo", "debian", "--repo", "python"])
@@ -140,23 +167,7 @@ async fn identify_from_the_store_after_enrich_and_after_a_rebuild_that_moves_a_t
     );
     assert_eq!(app.diff_ids()[..2], py_amd64.diff_ids()[..]);
     let p = &harness.pusher;
-    p.image("library/debian", "12", &debian).await;
-    p.index("library/python", "3.12.1", &python1).await;
-    p.index("library/python", "3.12", &python1).await;
-    let hub = FakeHub::start(FakeHubConfig {
-        repos: 1,
-        max_tags: 3,
-        big_repo_tags: 3,
-        override_paths: pages(
-            &debian,
-            &python1,
-            &python1,
-            "2026-01-02T00:00:00.000000Z",
-            Listed::AsIndex,
-        ),
-        ..FakeHubConfig::default()
-    })
-    .await;
+    let hub = first_release(p, &debian, &python1, Listed::AsIndex).await;
     let sandbox = Sandbox::new("identify-store");
 
     // Crawled, not enriched: the store cannot answer yet, and says how to fix it.
@@ -292,23 +303,7 @@ async fn index_digest_answers(listed: Listed) {
     let debian = amd64(&[&deb], Format::Docker);
     let python1 = python(&deb, "usr/local/bin/python3.12.1");
     let p = &harness.pusher;
-    p.image("library/debian", "12", &debian).await;
-    p.index("library/python", "3.12.1", &python1).await;
-    p.index("library/python", "3.12", &python1).await;
-    let hub = FakeHub::start(FakeHubConfig {
-        repos: 1,
-        max_tags: 3,
-        big_repo_tags: 3,
-        override_paths: pages(
-            &debian,
-            &python1,
-            &python1,
-            "2026-01-02T00:00:00.000000Z",
-            listed,
-        ),
-        ..FakeHubConfig::default()
-    })
-    .await;
+    let hub = first_release(p, &debian, &python1, listed).await;
     let sandbox = Sandbox::new(&format!("identify-index-{listed:?}"));
     crawl_and_enrich(&sandbox, &hub, &harness);
 

@@ -13,14 +13,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
 use support::fake_hub::{FakeHub, FakeHubConfig, RequestRecord};
-use support::sandbox::{Sandbox, assert_code, stderr, stdout};
+use support::sandbox::{Sandbox, assert_code, output_with_input, stderr, stdout};
 
 const USER: &str = "crawler";
 const SECRET: &str = "dckr_pat_9f3Kq7ZxVb2LmN8p";
@@ -64,17 +63,7 @@ fn run(mut cmd: Command) -> Output {
 
 /// Runs `cmd` with `token` and a line end on its standard input.
 fn with_token(mut cmd: Command, token: &str) -> Output {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("run digestmap");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{token}\n").as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    output_with_input(&mut cmd, format!("{token}\n"))
 }
 
 fn sign_ins(hub: &FakeHub) -> usize {

@@ -132,12 +132,7 @@ impl CatalogOptions {
     /// Checks what needs no store, so that bad flags fail before a store is created.
     pub fn validate(&self) -> Result<(), CatalogError> {
         plan::registry_origin(self.registry.as_str()).map_err(CatalogError::Usage)?;
-        if self.workers == 0 || self.workers > 256 {
-            return Err(CatalogError::Usage(format!(
-                "--workers must be between 1 and 256, got {}",
-                self.workers
-            )));
-        }
+        crate::crawl::check_workers(self.workers).map_err(CatalogError::Usage)?;
         Pacer::new(self.rps).map_err(|e| CatalogError::Usage(format!("--rps: {e}")))?;
         if self.page_size == 0 {
             return Err(CatalogError::Usage("--page-size must be at least 1".into()));
@@ -302,12 +297,9 @@ pub async fn crawl(
     };
     let (jobs, repos) = store.read(|r| Ok((r.catalog_jobs(&host)?, r.catalog_repos(&host)?)))?;
     let this_run = repos.iter().filter(|(_, s)| s.run == crawl.run.id);
-    progress
-        .repos_total
-        .store(this_run.clone().count() as u64, Ordering::Relaxed);
-    progress.repos_done.store(
+    progress.set_repos(
+        this_run.clone().count() as u64,
         this_run.filter(|(_, s)| s.done_at.is_some()).count() as u64,
-        Ordering::Relaxed,
     );
     for (id, job) in jobs {
         crawl.queue(id, job);
@@ -384,12 +376,8 @@ pub async fn crawl(
     let repos: Vec<(String, CatalogRepo)> =
         repos.into_iter().filter(|(_, s)| s.run == run.id).collect();
     let gaps = gaps(&run, &repos);
-    if !interrupted && jobs_left == 0 && failed.is_empty() {
-        run.state = if gaps.is_empty() {
-            RunState::Finished
-        } else {
-            RunState::Incomplete
-        };
+    if let Some(state) = RunState::at_end(interrupted, jobs_left, failed.len(), gaps.len()) {
+        run.state = state;
         run.finished = Some(clock::now_unix());
         store.write(|w| w.set_catalog_run(&run))?;
     }

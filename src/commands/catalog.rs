@@ -28,17 +28,7 @@ pub fn run(cli: &Cli, args: &CrawlArgs, registry: &str, ui: &Ui) -> u8 {
     if let Some(n) = args.page_size {
         options.page_size = n;
     }
-    if let Some(ms) = args.retry_base_ms {
-        let base = std::time::Duration::from_millis(ms);
-        options.job_retry_base = base;
-        options.net.backoff = (base, base.saturating_mul(20));
-    }
-    if let Some(ms) = args.request_timeout_ms {
-        options.net.request_timeout = std::time::Duration::from_millis(ms);
-    }
-    if let Some(ms) = args.max_pause_ms {
-        options.net.max_pause = std::time::Duration::from_millis(ms);
-    }
+    super::apply_timing(args, &mut options.net, &mut options.job_retry_base);
     if let Err(e) = options.validate() {
         ui.error(&e.to_string());
         return super::USAGE;

@@ -46,11 +46,11 @@ pub fn run(cli: &Cli, args: &EnrichArgs, ui: &Ui) -> u8 {
     }
     options.workers = args.workers;
     options.resume = args.resume;
-    if let Some(ms) = args.retry_base_ms {
-        let base = std::time::Duration::from_millis(ms);
-        options.job_retry_base = base;
-        options.net.backoff = (base, base.saturating_mul(20));
-    }
+    super::apply_retry_base(
+        args.retry_base_ms,
+        &mut options.net,
+        &mut options.job_retry_base,
+    );
     // Docker Hub credentials (environment, docker's config.json) go to Docker Hub's registry
     // only; they are looked up on every run, never stored.
     let found = if options.registry.host_str() == Some(enrich::DOCKER_HUB_REGISTRY_HOST) {

@@ -107,6 +107,35 @@ pub fn runtime(ui: &crate::ui::Ui) -> Option<tokio::runtime::Runtime> {
     }
 }
 
+/// `--retry-base-ms` (hidden, for tests against a local double): jobs are retried after the base
+/// and requests back off from it to 20 times it.
+pub fn apply_retry_base(
+    ms: Option<u64>,
+    net: &mut digestmap::net::NetConfig,
+    job_retry_base: &mut std::time::Duration,
+) {
+    if let Some(ms) = ms {
+        let base = std::time::Duration::from_millis(ms);
+        *job_retry_base = base;
+        net.backoff = (base, base.saturating_mul(20));
+    }
+}
+
+/// The hidden timing flags of `crawl` (either kind): retry base, request timeout, longest pause.
+pub fn apply_timing(
+    args: &crate::cli::CrawlArgs,
+    net: &mut digestmap::net::NetConfig,
+    job_retry_base: &mut std::time::Duration,
+) {
+    apply_retry_base(args.retry_base_ms, net, job_retry_base);
+    if let Some(ms) = args.request_timeout_ms {
+        net.request_timeout = std::time::Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.max_pause_ms {
+        net.max_pause = std::time::Duration::from_millis(ms);
+    }
+}
+
 /// Opens the store a crawl writes into: with `resume`, only an existing one (a store is never
 /// created just to find nothing to resume), else one created when missing. `Err` is the exit
 /// code, the reason already said.

@@ -62,6 +62,20 @@ pub const DEFAULT_WORKERS: usize = 4;
 /// for other tools on the same address.
 pub const DEFAULT_RPS: f64 = 2.0;
 
+/// Most workers a crawl (either kind) or an enrich run takes.
+pub const MAX_WORKERS: usize = 256;
+
+/// `--workers` checked against 1 ..= [`MAX_WORKERS`]; the error says what was given.
+pub fn check_workers(workers: usize) -> Result<(), String> {
+    if (1..=MAX_WORKERS).contains(&workers) {
+        Ok(())
+    } else {
+        Err(format!(
+            "--workers must be between 1 and {MAX_WORKERS}, got {workers}"
+        ))
+    }
+}
+
 /// What to crawl and how.
 #[derive(Debug, Clone)]
 pub struct CrawlOptions {
@@ -99,12 +113,7 @@ pub struct CrawlOptions {
 impl CrawlOptions {
     /// Checks the options that need no store, so that bad flags fail before a store is created.
     pub fn validate(&self) -> Result<(), CrawlError> {
-        if self.workers == 0 || self.workers > 256 {
-            return Err(CrawlError::Usage(format!(
-                "--workers must be between 1 and 256, got {}",
-                self.workers
-            )));
-        }
+        check_workers(self.workers).map_err(CrawlError::Usage)?;
         Pacer::new(self.rps).map_err(|e| CrawlError::Usage(e.to_string()))?;
         if self.skip_failed && !self.resume {
             return Err(CrawlError::Usage(
@@ -171,6 +180,15 @@ pub struct Progress {
     pub failed: AtomicU64,
     /// Requests sent by this process.
     pub requests: AtomicU64,
+}
+
+impl Progress {
+    /// Starts the repository counters from the store: `done` of the run's `total` repositories
+    /// are finished already (a resumed run).
+    pub fn set_repos(&self, total: u64, done: u64) {
+        self.repos_total.store(total, Ordering::Relaxed);
+        self.repos_done.store(done, Ordering::Relaxed);
+    }
 }
 
 /// How a crawl ended.
@@ -264,12 +282,9 @@ pub async fn crawl(
         .map(|(_, s)| s)
         .filter(|s| s.run == run.id)
         .collect();
-    progress
-        .repos_total
-        .store(this_run.len() as u64, Ordering::Relaxed);
-    progress.repos_done.store(
+    progress.set_repos(
+        this_run.len() as u64,
         this_run.iter().filter(|s| s.done_at.is_some()).count() as u64,
-        Ordering::Relaxed,
     );
     let queue = Arc::new(JobQueue::new(jobs));
     // Docker Hub's anonymous caps are known from the start; another origin's once the store
@@ -403,12 +418,8 @@ pub async fn crawl(
         repos.into_iter().filter(|(_, s)| s.run == run.id).collect();
     let stats = store.stats()?;
     let gaps = crate::status::gaps(&stats, &repos);
-    if !interrupted && jobs_left == 0 && failed.is_empty() {
-        run.state = if gaps.is_empty() {
-            RunState::Finished
-        } else {
-            RunState::Incomplete
-        };
+    if let Some(state) = RunState::at_end(interrupted, jobs_left, failed.len(), gaps.len()) {
+        run.state = state;
         run.finished = Some(clock::now_unix());
         store.write(|w| w.set_run(&run))?;
     }
@@ -745,4 +756,20 @@ pub fn skip_reasons(skips: &Skips) -> Vec<(&'static str, u64)> {
         ("invalid os versions", skips.invalid_os_versions),
         ("invalid push times", skips.invalid_push_times),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_are_checked_from_one_to_the_most() {
+        for (workers, ok) in [(0, false), (1, true), (4, true), (256, true), (257, false)] {
+            assert_eq!(check_workers(workers).is_ok(), ok, "{workers}");
+        }
+        assert_eq!(
+            check_workers(0).unwrap_err(),
+            "--workers must be between 1 and 256, got 0"
+        );
+    }
 }

@@ -73,19 +73,27 @@ pub struct DatasetImages {
     child_images: BTreeSet<Digest>,
 }
 
+/// Each line of a dataset as JSON, given to `each`; a line that is not JSON, or that `each`
+/// refuses (the reason), is malformed at its number.
+fn read_values(
+    reader: &mut impl BufRead,
+    mut each: impl FnMut(&Value) -> Result<(), String>,
+) -> Result<(), ReadError> {
+    read_lines(reader, |number, line| {
+        let malformed = |reason: String| ReadError::Malformed {
+            line: number,
+            reason,
+        };
+        let value: Value = serde_json::from_slice(line).map_err(|e| malformed(e.to_string()))?;
+        each(&value).map_err(malformed)
+    })
+}
+
 impl DatasetImages {
     /// Reads a dataset file once, keeping what `wanted` needs.
     pub fn load(mut reader: impl BufRead, wanted: &Wanted) -> Result<Self, ReadError> {
         let mut out = Self::default();
-        read_lines(&mut reader, |number, line| {
-            let malformed = |reason: String| ReadError::Malformed {
-                line: number,
-                reason,
-            };
-            let value: Value =
-                serde_json::from_slice(line).map_err(|e| malformed(e.to_string()))?;
-            out.add_line(&value, wanted, None).map_err(malformed)
-        })?;
+        read_values(&mut reader, |value| out.add_line(value, wanted, None))?;
         Ok(out)
     }
 
@@ -102,15 +110,8 @@ impl DatasetImages {
     pub fn read_again(&mut self, mut reader: impl BufRead) -> Result<(), ReadError> {
         let ids = self.unresolved();
         let wanted = Wanted::default();
-        read_lines(&mut reader, |number, line| {
-            let malformed = |reason: String| ReadError::Malformed {
-                line: number,
-                reason,
-            };
-            let value: Value =
-                serde_json::from_slice(line).map_err(|e| malformed(e.to_string()))?;
-            self.add_line(&value, &wanted, Some(&ids))
-                .map_err(malformed)
+        read_values(&mut reader, |value| {
+            self.add_line(value, &wanted, Some(&ids))
         })
     }
 

@@ -622,16 +622,6 @@ fn open_verified(path: &Path) -> Result<Database, StoreError> {
         .map_err(|e| open_error(path, e))
 }
 
-fn meta_get<T: Record>(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
-    key: &str,
-) -> Result<Option<T>, TxError> {
-    match table.get(key)? {
-        Some(guard) => Ok(Some(decode(guard.value())?)),
-        None => Ok(None),
-    }
-}
-
 /// Up to `limit` keys of a digest-keyed table whose hex form starts with `hex_prefix`
 /// (lowercase hex, any length up to 64), in order.
 fn keys_with_prefix(
@@ -708,7 +698,7 @@ fn optional_table<T>(opened: Result<T, redb::TableError>) -> Result<Option<T>, T
     }
 }
 
-/// One record of a string-keyed table.
+/// One record of a string-keyed table (`meta`, `catalog_repos`).
 fn get_keyed<T: Record>(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     key: &str,
@@ -776,7 +766,7 @@ impl<'t> WriteBatch<'t> {
 
     /// Reads a `meta` record.
     pub fn meta<T: Record>(&self, key: &str) -> Result<Option<T>, TxError> {
-        meta_get(&self.meta, key)
+        get_keyed(&self.meta, key)
     }
 
     /// Writes a `meta` record.
@@ -1655,7 +1645,7 @@ pub struct ReadBatch {
 impl ReadBatch {
     /// Reads a `meta` record.
     pub fn meta<T: Record>(&self, key: &str) -> Result<Option<T>, TxError> {
-        meta_get(&self.txn.open_table(META)?, key)
+        get_keyed(&self.txn.open_table(META)?, key)
     }
 
     /// What run `run` left out (nothing when the stored gaps are an earlier run's).

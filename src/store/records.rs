@@ -45,6 +45,26 @@ pub enum RunState {
     Incomplete,
 }
 
+impl RunState {
+    /// The state a run ends in when its process stops (a Hub crawl's and a catalog crawl's
+    /// alike): `None`, still running, when it was interrupted or jobs remain or failed (a resume
+    /// finishes it); else finished, or incomplete when it knows of `gaps`.
+    pub fn at_end(
+        interrupted: bool,
+        jobs_left: u64,
+        failed: usize,
+        gaps: usize,
+    ) -> Option<RunState> {
+        if interrupted || jobs_left > 0 || failed > 0 {
+            None
+        } else if gaps == 0 {
+            Some(RunState::Finished)
+        } else {
+            Some(RunState::Incomplete)
+        }
+    }
+}
+
 /// How a run lists repositories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RunMode {
@@ -1192,6 +1212,26 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_ends_only_with_no_job_left_and_none_failed() {
+        // (interrupted, jobs left, failed, gaps) -> state at the end
+        let table = [
+            ((false, 0, 0, 0), Some(RunState::Finished)),
+            ((false, 0, 0, 2), Some(RunState::Incomplete)),
+            ((true, 0, 0, 0), None),
+            ((false, 1, 0, 0), None),
+            ((false, 0, 1, 0), None),
+            ((false, 0, 1, 3), None),
+        ];
+        for ((interrupted, jobs, failed, gaps), want) in table {
+            assert_eq!(
+                RunState::at_end(interrupted, jobs, failed, gaps),
+                want,
+                "{interrupted} {jobs} {failed} {gaps}"
+            );
+        }
+    }
 
     #[test]
     fn run_statistics_of_format_version_1_are_read() {

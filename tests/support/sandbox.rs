@@ -104,6 +104,24 @@ impl Drop for Sandbox {
     }
 }
 
+/// Runs `cmd` with `input` on its standard input (written from another thread, so a large input
+/// cannot block on a full output pipe) and returns its output; the whole input must be taken.
+pub fn output_with_input(cmd: &mut Command, input: impl Into<Vec<u8>>) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run digestmap");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.into();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    output
+}
+
 /// A command's standard error as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()

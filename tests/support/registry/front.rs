@@ -23,12 +23,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::BufReader;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use url::Url;
 
-use super::http::{Request, Response, read_request, write_response};
+use super::http::{Request, Response, Servers, bind_loopback, serve_origins};
 
 /// The `service` the challenges name.
 pub const SERVICE: &str = "registry.test";
@@ -143,42 +140,21 @@ impl Shared {
 /// The running front; its servers stop on drop.
 pub struct Front {
     shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for Front {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
+    _servers: Servers,
 }
 
 impl Front {
     /// Starts the three origins in front of `backend`.
     pub async fn start(backend: &Url, config: FrontConfig) -> Front {
-        let bind = || async {
-            let listener = TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind loopback");
-            let url: Url = format!("http://{}/", listener.local_addr().unwrap())
-                .parse()
-                .unwrap();
-            (listener, url)
-        };
-        let (registry_listener, registry) = bind().await;
-        let (token_listener, token) = bind().await;
-        let (cdn_listener, cdn) = bind().await;
+        let (registry_listener, registry) = bind_loopback().await;
+        let (token_listener, token) = bind_loopback().await;
+        let (cdn_listener, cdn) = bind_loopback().await;
         let shared = Arc::new(Shared {
             backend: backend.clone(),
             registry,
             token,
             cdn,
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            client: backend_client(),
             state: Mutex::new(State {
                 config,
                 tokens: HashMap::new(),
@@ -187,15 +163,19 @@ impl Front {
                 log: Vec::new(),
             }),
         });
-        let tasks = [
-            (registry_listener, Origin::Registry),
-            (token_listener, Origin::Token),
-            (cdn_listener, Origin::Cdn),
-        ]
-        .into_iter()
-        .map(|(listener, origin)| tokio::spawn(serve(listener, shared.clone(), origin)))
-        .collect();
-        Front { shared, tasks }
+        let servers = serve_origins(
+            &shared,
+            [
+                (registry_listener, Origin::Registry),
+                (token_listener, Origin::Token),
+                (cdn_listener, Origin::Cdn),
+            ],
+            |shared, origin, request| async move { answer(&shared, origin, request).await },
+        );
+        Front {
+            shared,
+            _servers: servers,
+        }
     }
 
     /// The registry front's origin.
@@ -244,38 +224,27 @@ impl Front {
     }
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>, origin: Origin) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stream);
-            let Some(request) = read_request(&mut reader).await else {
-                return;
-            };
-            let response = match origin {
-                Origin::Registry => registry(&shared, &request).await,
-                Origin::Token => token(&shared, &request),
-                Origin::Cdn => cdn(&shared, &request).await,
-            };
-            let challenge = response
-                .headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("www-authenticate"))
-                .map(|(_, v)| v.clone());
-            shared.state().log.push(Record {
-                origin,
-                method: request.method.clone(),
-                target: request.target.clone(),
-                authorization: request.header("authorization").map(str::to_owned),
-                status: response.status,
-                challenge,
-            });
-            write_response(reader.get_mut(), request.method == "HEAD", &response).await;
-        });
-    }
+/// Answers one request on `origin` and logs it.
+async fn answer(shared: &Shared, origin: Origin, request: Request) -> Response {
+    let response = match origin {
+        Origin::Registry => registry(shared, &request).await,
+        Origin::Token => token(shared, &request),
+        Origin::Cdn => cdn(shared, &request).await,
+    };
+    let challenge = response
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("www-authenticate"))
+        .map(|(_, v)| v.clone());
+    shared.state().log.push(Record {
+        origin,
+        authorization: request.header("authorization").map(str::to_owned),
+        method: request.method,
+        target: request.target,
+        status: response.status,
+        challenge,
+    });
+    response
 }
 
 /// The scope a registry path needs.
@@ -407,24 +376,15 @@ async fn registry(shared: &Shared, request: &Request) -> Response {
 /// itself as newer registries do: names sorted, those after `last`, `n` of them, and a relative
 /// `Link` to the next page.
 fn page_tags(response: &mut Response, request: &Request) {
-    let query = request.query();
-    let get = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-    let Some(n) = get("n").and_then(|n| n.parse::<usize>().ok()) else {
+    let Some(n) = request.param("n").and_then(|n| n.parse::<usize>().ok()) else {
         return;
     };
     let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&response.body) else {
         return;
     };
-    let mut tags: Vec<String> = body["tags"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut tags = strings(&body["tags"]);
     tags.sort();
-    let last = get("last");
+    let last = request.param("last");
     let rest: Vec<String> = tags
         .into_iter()
         .filter(|t| last.as_ref().is_none_or(|l| t > l))
@@ -445,6 +405,18 @@ fn page_tags(response: &mut Response, request: &Request) {
     response.body = body.to_string().into_bytes();
 }
 
+/// The strings of a JSON array (none for anything else). Shared with `mcr.rs`.
+pub(super) fn strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn rewrite_link(shared: &Shared, value: &str, target: &str, mode: LinkRewrite) -> String {
     let Some(inner) = value
         .split_once('<')
@@ -461,6 +433,16 @@ fn rewrite_link(shared: &Shared, value: &str, target: &str, mode: LinkRewrite) -
         LinkRewrite::OffHost => format!("<{}>; rel=\"next\"", absolute(&shared.cdn, inner)),
         LinkRewrite::Stuck => format!("<{target}>; rel=\"next\""),
     }
+}
+
+/// The client a front forwards with: redirects are passed on to the caller, not followed.
+/// Shared with the Microsoft-like front (`mcr.rs`).
+pub(super) fn backend_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// Sends the request on to the backend registry (no auth there) and copies the answer.

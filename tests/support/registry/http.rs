@@ -1,10 +1,15 @@
-//! The smallest HTTP/1.1 server side the front needs: one request per connection (answers say
-//! `Connection: close`), GET and HEAD only, every read bounded in size and time.
+//! The smallest HTTP/1.1 server side the fronts need: one request per connection (answers say
+//! `Connection: close`), GET and HEAD only, every read bounded in size and time; the loopback
+//! listener, accept loop and task handles both fronts (`front.rs`, `mcr.rs`) run on.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use url::Url;
 
 const MAX_HEAD: usize = 64 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,6 +45,86 @@ impl Request {
         url::form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect()
+    }
+
+    /// The first decoded value of a query parameter.
+    pub fn param(&self, key: &str) -> Option<String> {
+        self.query()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+}
+
+/// A listener on a free loopback port, and its origin (`http://127.0.0.1:port/`).
+pub async fn bind_loopback() -> (TcpListener, Url) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let url: Url = format!("http://{}/", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    (listener, url)
+}
+
+/// Serves each origin's listener on its own task until the [`Servers`] are dropped: every
+/// request is answered by `answer` (which also logs it) with the front's state and the origin.
+pub fn serve_origins<S, O, A, F>(
+    shared: &Arc<S>,
+    origins: impl IntoIterator<Item = (TcpListener, O)>,
+    answer: A,
+) -> Servers
+where
+    S: Send + Sync + 'static,
+    O: Copy + Send + 'static,
+    A: Fn(Arc<S>, O, Request) -> F + Clone + Send + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    Servers(
+        origins
+            .into_iter()
+            .map(|(listener, origin)| {
+                let (shared, answer) = (shared.clone(), answer.clone());
+                tokio::spawn(serve(listener, move |request| {
+                    answer(shared.clone(), origin, request)
+                }))
+            })
+            .collect(),
+    )
+}
+
+/// Serves `listener` until aborted: each connection on its own task, one request read, answered
+/// by `handle`, written back.
+async fn serve<H, F>(listener: TcpListener, handle: H)
+where
+    H: Fn(Request) -> F + Clone + Send + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stream);
+            let Some(request) = read_request(&mut reader).await else {
+                return;
+            };
+            let head_only = request.method == "HEAD";
+            let response = handle(request).await;
+            write_response(reader.get_mut(), head_only, &response).await;
+        });
+    }
+}
+
+/// The server tasks of a front; they stop when this is dropped.
+pub struct Servers(Vec<JoinHandle<()>>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -78,7 +163,7 @@ impl Response {
 }
 
 /// Reads one request head (a body, which these endpoints never need, is drained and ignored).
-pub async fn read_request(stream: &mut BufReader<TcpStream>) -> Option<Request> {
+async fn read_request(stream: &mut BufReader<TcpStream>) -> Option<Request> {
     tokio::time::timeout(READ_TIMEOUT, read_head(stream))
         .await
         .ok()
@@ -127,7 +212,7 @@ async fn read_head(stream: &mut BufReader<TcpStream>) -> Option<Request> {
 }
 
 /// Writes an answer and closes the connection.
-pub async fn write_response(stream: &mut TcpStream, head_only: bool, response: &Response) {
+async fn write_response(stream: &mut TcpStream, head_only: bool, response: &Response) {
     let mut out = format!(
         "HTTP/1.1 {} {}\r\n",
         response.status,

@@ -46,15 +46,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use tokio::io::BufReader;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use url::Url;
 
-use super::front::forward_to;
-use super::http::{Request, Response, read_request, write_response};
+use super::front::{backend_client, forward_to, strings};
+use super::http::{Request, Response, Servers, bind_loopback, serve_origins};
 
 /// The page size the front asks the backend's catalog for, and how many backend pages it reads
 /// at most (so a misbehaving backend cannot keep the front busy).
@@ -239,40 +236,19 @@ impl Shared {
 /// The running front; its servers stop on drop.
 pub struct McrFront {
     shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for McrFront {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
+    _servers: Servers,
 }
 
 impl McrFront {
     /// Starts the registry and data origins in front of `backend` (an open registry).
     pub async fn start(backend: &Url, config: McrConfig) -> McrFront {
-        let bind = || async {
-            let listener = TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind loopback");
-            let url: Url = format!("http://{}/", listener.local_addr().unwrap())
-                .parse()
-                .unwrap();
-            (listener, url)
-        };
-        let (registry_listener, registry) = bind().await;
-        let (data_listener, data) = bind().await;
+        let (registry_listener, registry) = bind_loopback().await;
+        let (data_listener, data) = bind_loopback().await;
         let shared = Arc::new(Shared {
             backend: backend.clone(),
             registry,
             data,
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            client: backend_client(),
             state: Mutex::new(State {
                 config,
                 served: 0,
@@ -280,14 +256,18 @@ impl McrFront {
                 log: Vec::new(),
             }),
         });
-        let tasks = [
-            (registry_listener, McrOrigin::Registry),
-            (data_listener, McrOrigin::Data),
-        ]
-        .into_iter()
-        .map(|(listener, origin)| tokio::spawn(serve(listener, shared.clone(), origin)))
-        .collect();
-        McrFront { shared, tasks }
+        let servers = serve_origins(
+            &shared,
+            [
+                (registry_listener, McrOrigin::Registry),
+                (data_listener, McrOrigin::Data),
+            ],
+            |shared, origin, request| async move { answer(&shared, origin, request).await },
+        );
+        McrFront {
+            shared,
+            _servers: servers,
+        }
     }
 
     /// The registry's origin (what `--catalog` is given).
@@ -342,34 +322,23 @@ impl McrFront {
     }
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>, origin: McrOrigin) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stream);
-            let Some(request) = read_request(&mut reader).await else {
-                return;
-            };
-            let at = SystemTime::now();
-            let response = match origin {
-                McrOrigin::Registry => registry(&shared, &request).await,
-                McrOrigin::Data => data(&shared, &request).await,
-            };
-            shared.state().log.push(McrRecord {
-                at,
-                origin,
-                kind: Kind::of(&request.method, request.path()),
-                method: request.method.clone(),
-                path: request.path().to_owned(),
-                query: request.query(),
-                status: response.status,
-            });
-            write_response(reader.get_mut(), request.method == "HEAD", &response).await;
-        });
-    }
+/// Answers one request on `origin` and logs it.
+async fn answer(shared: &Shared, origin: McrOrigin, request: Request) -> Response {
+    let at = SystemTime::now();
+    let response = match origin {
+        McrOrigin::Registry => registry(shared, &request).await,
+        McrOrigin::Data => data(shared, &request).await,
+    };
+    shared.state().log.push(McrRecord {
+        at,
+        origin,
+        kind: Kind::of(&request.method, request.path()),
+        path: request.path().to_owned(),
+        query: request.query(),
+        method: request.method,
+        status: response.status,
+    });
+    response
 }
 
 async fn registry(shared: &Shared, request: &Request) -> Response {
@@ -492,17 +461,6 @@ async fn tags(shared: &Shared, request: &Request, config: &McrConfig) -> Respons
     listing_answer(shared, request, config, page, body)
 }
 
-fn strings(value: &serde_json::Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// What one listing page holds and where its `Link` points.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -552,10 +510,8 @@ pub fn page(all: &[String], last: Option<&str>, n: Option<usize>, config: &McrCo
 
 /// [`page`] for a request's `last` and `n` (an `n` that is not a number counts as none).
 fn page_for(all: &[String], request: &Request, config: &McrConfig) -> Page {
-    let query = request.query();
-    let get = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-    let n = get("n").and_then(|n| n.parse::<usize>().ok());
-    page(all, get("last").as_deref(), n, config)
+    let n = request.param("n").and_then(|n| n.parse::<usize>().ok());
+    page(all, request.param("last").as_deref(), n, config)
 }
 
 fn listing_answer(
