@@ -483,12 +483,7 @@ pub async fn enrich(
     cancel: CancellationToken,
 ) -> Result<EnrichReport, EnrichError> {
     let started = Instant::now();
-    if options.workers == 0 || options.workers > 256 {
-        return Err(EnrichError::Usage(format!(
-            "--workers must be between 1 and 256, got {}",
-            options.workers
-        )));
-    }
+    crate::crawl::check_workers(options.workers).map_err(EnrichError::Usage)?;
     let pacer = Arc::new(
         Pacer::new(options.rps)
             .map_err(|e| EnrichError::Usage(format!("--rps: {e}")))?
