@@ -21,6 +21,12 @@
 # of another hub (the double's made-up data must not mix with it) or an unfinished one (its double
 # is gone).
 #
+# Opt-in, a registry with a catalog for the Windows bases the official images are built FROM:
+# CATALOG=https://mcr.microsoft.com crawls, after enrich, CATALOG_REPOS of it (default
+# "windows/servercore windows/nanoserver", the bases the official images' Windows variants use)
+# into the same store (`crawl --catalog`, resumed when unfinished), so the dataset names them
+# host-qualified. Its exit 3 or 4 still writes the dataset and ends the script with that code.
+#
 # Environment: DB (store, default digestmap.redb), OUT (dataset, default digests.ndjson),
 # WORKERS (default 4), RPS (crawl's, default 2; offline it is also enrich's, default 1000; online
 # enrich keeps its own default), DIGESTMAP_BIN and FAKE_HUB_BIN (use these binaries instead of
@@ -177,6 +183,29 @@ case "$enrich_code" in
   *) echo "enrich ended with exit code $enrich_code; run this script again to continue" >&2; exit "$enrich_code" ;;
 esac
 
+# Another registry through its catalog (opt-in, above): exit 3 or 4 still writes the dataset.
+catalog_code=0
+if [ -n "${CATALOG:-}" ]; then
+  catalog_host=${CATALOG#*://}
+  catalog_host=${catalog_host%%/*}
+  set +e
+  if grep -qF "registry $catalog_host (" <<<"$(store_status | grep ': unfinished')"; then
+    "$bin" --db "$db" crawl --catalog "$CATALOG" --resume --workers "$workers" --rps "$rps"
+  else
+    catalog_args=()
+    for repo in ${CATALOG_REPOS:-windows/servercore windows/nanoserver}; do
+      catalog_args+=(--repo "$repo")
+    done
+    "$bin" --db "$db" crawl --catalog "$CATALOG" "${catalog_args[@]}" --workers "$workers" --rps "$rps"
+  fi
+  catalog_code=$?
+  set -e
+  case "$catalog_code" in
+    0 | 3 | 4) ;;
+    *) echo "crawl --catalog $CATALOG ended with exit code $catalog_code; run this script again to continue" >&2; exit "$catalog_code" ;;
+  esac
+fi
+
 # A dated copy beside the stable name, so a published history of datasets can be kept. Both are
 # written by finalize, which replaces each atomically (through a symbolic link, its target).
 dated="$(dirname "$out")/$(basename "$out" .ndjson)-$(date -u +%Y-%m-%d).ndjson"
@@ -190,9 +219,16 @@ case "$enrich_code" in
   6) echo "enrich stopped at the registry's pull budget: the dataset holds the image IDs learned so far; run this script again later (after the window \`digestmap --db $db status\` names) to learn more" >&2 ;;
   3) echo "some enrich jobs failed (see \`digestmap --db $db status\`): the dataset lacks their image IDs; run this script again to retry them" >&2 ;;
 esac
-# The crawl's exit 4 first, else enrich's 6 or 3: a schedule notices either.
+case "$catalog_code" in
+  3 | 4) echo "the crawl of $CATALOG ended with exit code $catalog_code (see \`digestmap --db $db status\`): the dataset holds what it found; run this script again to continue" >&2 ;;
+esac
+# The crawl's exit 4 first, else enrich's 6 or 3, else the catalog crawl's: a schedule notices
+# each.
 if [ "$code" = 0 ]; then
   code=$enrich_code
+fi
+if [ "$code" = 0 ]; then
+  code=$catalog_code
 fi
 if [ -n "$offline" ] && [ -z "${DB:-}" ]; then
   echo "the offline store is $db (for digestmap --db $db lookup; remove its folder when done)" >&2

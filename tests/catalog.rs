@@ -1108,3 +1108,68 @@ async fn a_tag_list_that_always_fails_is_given_up_by_skip_failed_and_read_again_
     assert_dataset(&sandbox.finalized(), &host, &pushed, 0);
     assert!(status(&sandbox).contains("crawl #1: finished"));
 }
+
+/// `dataset-generation/generate.sh --offline` with `CATALOG`: the Hub double crawled and
+/// enriched, then the repositories `CATALOG_REPOS` names crawled through the registry's catalog,
+/// all in one dataset, the registry's tags host-qualified and nothing else of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_sh_adds_the_repositories_of_a_catalog_to_the_dataset() {
+    let (_harness, pushed, url, host) = mcr(McrConfig::default()).await;
+    let hub = FakeHub::bind(FakeHubConfig {
+        repos: 2,
+        max_tags: 10,
+        big_repo_tags: 10,
+        ..FakeHubConfig::default()
+    })
+    .unwrap();
+    let sandbox = Sandbox::new("catalog-generate");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dataset-generation/generate.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("--offline")
+        .current_dir(&sandbox.dir)
+        .env("DB", sandbox.db())
+        .env("OUT", sandbox.path("out.ndjson"))
+        .env("DIGESTMAP_BIN", env!("CARGO_BIN_EXE_digestmap"))
+        .env("HOME", sandbox.home())
+        .env("FAKE_HUB_URL", hub.url())
+        .env("CATALOG", &url)
+        .env("CATALOG_REPOS", "windows/servercore base/alpine")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_success(&out, "generate.sh --offline with CATALOG");
+    let text = std::fs::read_to_string(sandbox.path("out.ndjson")).unwrap();
+    let data: BTreeMap<String, Value> = text
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["digest"].as_str().unwrap().to_owned(), v)
+        })
+        .collect();
+    for digest in hub.truth().keys() {
+        assert!(
+            data.contains_key(digest),
+            "the Hub double's {digest} is missing"
+        );
+    }
+    let registry_tags: BTreeSet<String> = data
+        .values()
+        .flat_map(|v| strings(&v["tags"]))
+        .filter(|t| t.starts_with(&format!("{host}/")))
+        .collect();
+    let expected: BTreeSet<String> = pairs(&host, &pushed)
+        .into_keys()
+        .filter(|t| t.contains("/windows/servercore:") || t.contains("/base/alpine:"))
+        .collect();
+    assert_eq!(registry_tags, expected);
+    let windows = &data[&pushed.windows.digest];
+    assert_eq!(windows["os_version"], "10.0.20348.2849", "{windows}");
+    assert!(windows["image_id"].is_string(), "{windows}");
+    let text = status(&sandbox);
+    assert!(
+        text.contains(&format!("registry {host} (")) && text.contains("crawl #1: finished"),
+        "{text}"
+    );
+}
