@@ -31,9 +31,13 @@
 //!
 //! Every run reads every listing whole (a registry listing has no cap and no cheaper view), so
 //! every run marks what the registry no longer has: a tag its repository's complete listing no
-//! longer names, or whose HEAD answers 404, is marked deleted (no longer current; its pairs stay,
-//! as history); a repository a complete catalog no longer lists (within `--repo-prefix`), or
-//! whose tag list answers 404, is marked vanished and its tags deleted. A listing that ends
+//! longer names is marked deleted (no longer current; its pairs stay, as history); a repository
+//! a complete catalog no longer lists (within `--repo-prefix`), or whose tag list answers 404, is
+//! marked vanished and its tags deleted. A HEAD has no body, so its 404 cannot say why: it is
+//! confirmed by a GET of the manifest by tag (one pull, only then), whose error code decides
+//! ([`plan::failure`]): `MANIFEST_UNKNOWN` marks the tag deleted, `NAME_UNKNOWN` the repository
+//! vanished, anything else (a proxy's 404, a 5xx) is a failure of the job, retried like any; a
+//! manifest the GET does give is the tag's after all. A listing that ends
 //! early (a `Link` to another host, a `last` that loops, a page that repeats: see
 //! [`plan::page_step`]) marks nothing and ends the run incomplete, with the reason; the names of
 //! a page whose `Link` is refused are kept (the registry answered them for the page asked).
@@ -44,8 +48,11 @@
 //! stored per registry with every commit ([`crate::store::catalog_pause_key`]) and restored by
 //! the next run, so a resumed crawl does not start by hammering a registry that said stop. Only a
 //! registry that declares a pull budget (`ratelimit-*` headers, as Docker Hub's) has its
-//! manifest GETs held back for the budget's window ([`crate::registry::budget`]); those jobs
-//! are retried and fail as transient failures do.
+//! manifest GETs held back for the budget's window ([`crate::registry::budget`]): once it is
+//! spent (the client refuses, or the registry answers 429), no manifest GET is sent for the rest
+//! of the run, as in `enrich`; listings, HEADs and config blobs (no pulls) go on, the manifest
+//! jobs stay in the store without an attempt counted, and the run ends unfinished with the time
+//! the window frees ([`CatalogReport::budget_frees_at`]; `crawl --catalog URL --resume` then).
 //!
 //! Names are checked at the edge: repositories by Docker's reference grammar
 //! ([`crate::model::RepoName::qualified`]: they are stored host-qualified), tags by Docker's tag
@@ -190,6 +197,9 @@ pub struct CatalogReport {
     pub elapsed: Duration,
     /// Whether Ctrl-C stopped it.
     pub interrupted: bool,
+    /// When the registry's declared pull budget, spent, frees (unix seconds): the run stopped
+    /// sending manifest GETs and left their jobs in the store for `--resume`.
+    pub budget_frees_at: Option<u64>,
 }
 
 /// The listings of `run` that ended before their last page, each with why.
@@ -228,11 +238,16 @@ async fn ask(client: &RegistryClient, task: &CatalogTask) -> Result<Got, Registr
             let listed = client.tags_page(repo, &page).await?;
             Got::Tags(repo.clone(), page.url().clone(), listed)
         }
-        CatalogTask::Head { repo, tag } => Got::Head(
-            repo.clone(),
-            tag.clone(),
-            client.resolve_tag(repo, tag).await?,
-        ),
+        CatalogTask::Head { repo, tag } => {
+            let target = match client.resolve_tag(repo, tag).await {
+                // The GET's answer says why (`plan::failure`); a manifest it gives is the tag's.
+                Err(err) if plan::confirm_head(&err) => TagTarget::Fetched(Box::new(
+                    client.manifest_by_tag(repo, tag).await?,
+                )),
+                other => other?,
+            };
+            Got::Head(repo.clone(), tag.clone(), target)
+        }
         CatalogTask::Manifest { repo, digest, .. } => {
             Got::Manifest(Box::new(client.manifest(repo, digest).await?))
         }
@@ -294,6 +309,7 @@ pub async fn crawl(
         base: options.job_retry_base,
         progress: progress.clone(),
         requests: 0,
+        budget_frees_at: None,
     };
     let (jobs, repos) = store.read(|r| Ok((r.catalog_jobs(&host)?, r.catalog_repos(&host)?)))?;
     let this_run = repos.iter().filter(|(_, s)| s.run == crawl.run.id);
@@ -372,7 +388,7 @@ pub async fn crawl(
             r.catalog_stats(&host)?,
         ))
     })?;
-    let mut run = crawl.run;
+    let mut run = crawl.run.clone();
     let repos: Vec<(String, CatalogRepo)> =
         repos.into_iter().filter(|(_, s)| s.run == run.id).collect();
     let gaps = gaps(&run, &repos);
@@ -390,6 +406,7 @@ pub async fn crawl(
         gaps,
         elapsed: started.elapsed(),
         interrupted,
+        budget_frees_at: crawl.budget_frees_at,
     })
 }
 
@@ -535,6 +552,10 @@ struct Crawl {
     progress: Arc<Progress>,
     /// Requests of this process already added to the stored counters.
     requests: u64,
+    /// Set once the registry's declared pull budget is spent: when it frees (unix seconds).
+    /// From then on no manifest job is sent: they stay in the store (not in `ready`) for
+    /// `--resume`.
+    budget_frees_at: Option<u64>,
 }
 
 impl Crawl {
@@ -545,7 +566,32 @@ impl Crawl {
             }
             _ => {}
         }
+        if self.budget_frees_at.is_some() && matches!(job.task, CatalogTask::Manifest { .. }) {
+            return;
+        }
         self.ready.insert((job.not_before_ms, id), job);
+    }
+
+    /// The registry's pull budget is spent until `frees_at`: no manifest job is sent any more
+    /// (HEADs, listings and config blobs spend no pull and go on).
+    fn stop_manifests(&mut self, frees_at: u64) {
+        if self.budget_frees_at.is_none() {
+            tracing::warn!(
+                "the pull budget of {} is spent: no manifest request until {}",
+                self.host,
+                clock::rfc3339(frees_at)
+            );
+        }
+        self.budget_frees_at = Some(frees_at);
+        let manifests: Vec<(u64, JobId)> = self
+            .ready
+            .iter()
+            .filter(|(_, job)| matches!(job.task, CatalogTask::Manifest { .. }))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in manifests {
+            self.ready.remove(&key);
+        }
     }
 
     fn take_due(&mut self, now_ms: u64) -> Option<(JobId, CatalogJob)> {
@@ -1074,7 +1120,57 @@ impl Crawl {
                 self.not_found(w, stats, id, &job.task, reason, now)?;
                 w.remove_job(id).map(|_| ())
             }
+            Failure::Vanished => {
+                if let CatalogTask::Head { repo: path, .. } = &job.task {
+                    self.vanish(w, stats, path, now)?;
+                }
+                w.remove_job(id).map(|_| ())
+            }
+            Failure::Budget => {
+                let known = self
+                    .client
+                    .pull_budget()
+                    .map(|b| clock::unix(b.frees_at));
+                let frees_at = plan::budget_frees_at(err, known, now).unwrap_or(now);
+                self.stop_manifests(frees_at);
+                // Not an attempt: the job stays in the store, as it was, for `--resume`.
+                let job = CatalogJob {
+                    last_error: Some(reason),
+                    task: w.catalog_job(id)?.map_or(job.task, |stored| stored.task),
+                    ..job
+                };
+                w.put_catalog_job(id, &job)
+            }
         }
+    }
+
+    /// A repository the registry says it does not have (`NAME_UNKNOWN`): marked vanished, its
+    /// tags deleted.
+    fn vanish(
+        &mut self,
+        w: &mut WriteBatch<'_>,
+        stats: &mut CatalogStats,
+        path: &str,
+        now: u64,
+    ) -> Result<(), TxError> {
+        let Some(repo) = self.repo(path) else {
+            return Ok(());
+        };
+        let mut state = w
+            .catalog_repo(&repo)?
+            .unwrap_or_else(|| CatalogRepo::new(self.run.id, now));
+        if state.vanished_at.is_none() {
+            tracing::info!("{repo}: the registry no longer knows it (NAME_UNKNOWN); marked vanished");
+        }
+        state.vanished_at = Some(now);
+        if state.done_at.is_none() {
+            state.done_at = Some(now);
+            self.progress.repos_done.fetch_add(1, Ordering::Relaxed);
+        }
+        state.listing.done = true;
+        w.put_catalog_repo(&repo, &state)?;
+        stats.deleted_tags += retire(w, &repo, &HashSet::new(), now)?;
+        Ok(())
     }
 
     /// Puts a job back in the store and the queue, due at `not_before_ms`.

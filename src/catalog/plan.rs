@@ -195,12 +195,55 @@ pub enum Failure {
     /// here, incomplete, with the reason.
     EndListing,
     /// The registry says it does not have it: a repository's tag list (the repository is gone),
-    /// a tag's manifest (the tag is gone), a manifest by digest (`MANIFEST_UNKNOWN`: recorded as
-    /// gone, as `enrich` does).
+    /// a tag's manifest (the tag is gone: its HEAD's 404 confirmed by a GET answering
+    /// `MANIFEST_UNKNOWN`), a manifest by digest (`MANIFEST_UNKNOWN`: recorded as gone, as
+    /// `enrich` does).
     NotFound,
+    /// A tag's HEAD answered 404 and the GET that confirms it `NAME_UNKNOWN`: the repository is
+    /// gone; it is marked vanished and its tags deleted.
+    Vanished,
+    /// The registry's declared pull budget is spent ([`RegistryError::BudgetSpent`], or a
+    /// manifest GET answered 429 by a registry that sends `ratelimit-*` headers): no attempt
+    /// counted; the job stays in the store and the run sends no more manifest GETs, ending when
+    /// nothing else is left, resumable once the window frees.
+    Budget,
 }
 
-/// Decides a failed request; `attempts` counts this one.
+/// The registry's error code of a failed answer (`MANIFEST_UNKNOWN`, `NAME_UNKNOWN`, ...), from
+/// its body's `CODE: message`.
+fn registry_code(err: &RegistryError) -> Option<&str> {
+    match err {
+        RegistryError::Status {
+            detail: Some(detail),
+            ..
+        } => Some(detail.split(':').next().unwrap_or(detail).trim()),
+        _ => None,
+    }
+}
+
+/// Whether a tag's HEAD failure must be confirmed by a GET of the manifest by tag: a HEAD has no
+/// body, so its 404 cannot tell `MANIFEST_UNKNOWN` (the tag is gone) from `NAME_UNKNOWN` (the
+/// repository is) or from a 404 that is not the registry's (a proxy's, a wrong path).
+pub fn confirm_head(err: &RegistryError) -> bool {
+    err.is_not_found()
+}
+
+/// When a spent pull budget frees (unix seconds): the time the client's refusal names, else (a
+/// 429 answered) the window the client last heard of (`known_frees_at`), else a default window
+/// from `now`. `None` for an error that is no budget stop.
+pub fn budget_frees_at(err: &RegistryError, known_frees_at: Option<u64>, now: u64) -> Option<u64> {
+    match err {
+        RegistryError::BudgetSpent { spent, .. } => Some(crate::clock::unix(spent.frees_at)),
+        RegistryError::RateLimited { .. } => Some(known_frees_at.unwrap_or_else(|| {
+            now.saturating_add(crate::registry::budget::DEFAULT_WINDOW.as_secs())
+        })),
+        _ => None,
+    }
+}
+
+/// Decides a failed request; `attempts` counts this one. For a tag's HEAD that answered 404,
+/// `err` is the answer of the GET that confirmed it ([`confirm_head`]): `MANIFEST_UNKNOWN` is a
+/// deletion, `NAME_UNKNOWN` a vanished repository, anything else a failure like any.
 pub fn failure(task: &CatalogTask, err: &RegistryError, attempts: u32) -> Failure {
     let retry_or_fail = |transient: bool| {
         if transient && attempts < crate::enrich::MAX_ATTEMPTS {
@@ -215,9 +258,20 @@ pub fn failure(task: &CatalogTask, err: &RegistryError, attempts: u32) -> Failur
         {
             Failure::EndListing
         }
-        CatalogTask::Tags { .. } | CatalogTask::Head { .. } if err.is_not_found() => {
-            Failure::NotFound
+        _ if matches!(
+            err,
+            RegistryError::BudgetSpent { .. } | RegistryError::RateLimited { .. }
+        ) =>
+        {
+            Failure::Budget
         }
+        CatalogTask::Tags { .. } if err.is_not_found() => Failure::NotFound,
+        CatalogTask::Head { .. } if err.is_not_found() => match registry_code(err) {
+            Some("MANIFEST_UNKNOWN") => Failure::NotFound,
+            Some("NAME_UNKNOWN") => Failure::Vanished,
+            // Not the registry's word (a proxy's page, a wrong path): tried again.
+            _ => retry_or_fail(true),
+        },
         _ if matches!(err, RegistryError::Status { status, .. }
                 if *status == http::StatusCode::TOO_MANY_REQUESTS) =>
         {
@@ -537,6 +591,12 @@ mod tests {
         let rate_limited = || RegistryError::RateLimited {
             url: "https://r.example/v2/a/manifests/sha256:1".into(),
         };
+        let budget_spent = || RegistryError::BudgetSpent {
+            url: "https://r.example/v2/a/manifests/sha256:1".into(),
+            spent: crate::registry::budget::Spent {
+                frees_at: std::time::UNIX_EPOCH + std::time::Duration::from_secs(100),
+            },
+        };
         let catalog = CatalogTask::Catalog { url: "u".into() };
         let tags = CatalogTask::Tags {
             repo: "a".into(),
@@ -571,7 +631,18 @@ mod tests {
                 Failure::NotFound,
             ),
             (&tags, status(401, None), 1, Failure::Fail),
-            (&head, status(404, None), 1, Failure::NotFound),
+            // A HEAD's 404, confirmed by the GET by tag: the registry's code decides.
+            (&head, status(404, unknown), 1, Failure::NotFound),
+            (
+                &head,
+                status(404, Some("NAME_UNKNOWN: repository name not known to registry")),
+                1,
+                Failure::Vanished,
+            ),
+            (&head, status(404, None), 1, Failure::Retry),
+            (&head, status(404, Some("<html>not found")), 4, Failure::Retry),
+            (&head, status(404, None), 5, Failure::Fail),
+            (&head, budget_spent(), 1, Failure::Budget),
             (&head, status(500, None), 2, Failure::Retry),
             (&head, link(), 1, Failure::Fail),
             (&manifest, status(404, unknown), 1, Failure::NotFound),
@@ -580,8 +651,10 @@ mod tests {
             (&config, status(404, unknown), 1, Failure::Fail),
             (&config, status(429, None), 1, Failure::Pause),
             (&manifest, status(429, None), 7, Failure::Pause),
-            (&manifest, rate_limited(), 1, Failure::Retry),
-            (&manifest, rate_limited(), 5, Failure::Fail),
+            // A declared pull budget spent: a stop, however many attempts.
+            (&manifest, rate_limited(), 1, Failure::Budget),
+            (&manifest, rate_limited(), 5, Failure::Budget),
+            (&manifest, budget_spent(), 9, Failure::Budget),
             (&catalog, status(429, None), 1, Failure::Pause),
             (&tags, status(429, None), 5, Failure::Pause),
             (&head, status(429, None), 9, Failure::Pause),
@@ -589,6 +662,40 @@ mod tests {
         for (task, err, attempts, want) in table {
             assert_eq!(failure(task, &err, attempts), want, "{task:?} {err}");
         }
+    }
+
+    #[test]
+    fn a_spent_budget_frees_when_the_registry_said() {
+        let spent = RegistryError::BudgetSpent {
+            url: "u".into(),
+            spent: crate::registry::budget::Spent {
+                frees_at: std::time::UNIX_EPOCH + std::time::Duration::from_secs(500),
+            },
+        };
+        let limited = RegistryError::RateLimited { url: "u".into() };
+        let other = RegistryError::Status {
+            url: "u".into(),
+            status: http::StatusCode::TOO_MANY_REQUESTS,
+            detail: None,
+        };
+        let window = crate::registry::budget::DEFAULT_WINDOW.as_secs();
+        // (error, the window the client last heard of, when it frees)
+        let table = [
+            (&spent, None, Some(500)),
+            (&spent, Some(700), Some(500)),
+            (&limited, Some(700), Some(700)),
+            (&limited, None, Some(10 + window)),
+            (&other, Some(700), None),
+        ];
+        for (err, known, want) in table {
+            assert_eq!(budget_frees_at(err, known, 10), want, "{err} {known:?}");
+        }
+        assert!(confirm_head(&RegistryError::Status {
+            url: "u".into(),
+            status: http::StatusCode::NOT_FOUND,
+            detail: None,
+        }));
+        assert!(!confirm_head(&other));
     }
 
     #[test]

@@ -51,6 +51,14 @@ pub fn run(cli: &Cli, args: &CrawlArgs, registry: &str, ui: &Ui) -> u8 {
                 report.run.registry
             );
             summarize(ui, &store, &report);
+            if let Some(frees_at) = report.budget_frees_at.filter(|_| !report.interrupted) {
+                ui.info(&format!(
+                    "stopped: the registry's pull budget is spent until {}; {} job(s) left; continue with `{again}` after that",
+                    digestmap::clock::rfc3339(frees_at),
+                    report.jobs_left
+                ));
+                return super::BUDGET;
+            }
             super::run_end(
                 ui,
                 &cli.db,
@@ -80,6 +88,8 @@ pub fn run(cli: &Cli, args: &CrawlArgs, registry: &str, ui: &Ui) -> u8 {
 fn summarize(ui: &Ui, store: &Store, report: &CatalogReport) {
     let state = if report.interrupted {
         "stopped"
+    } else if report.budget_frees_at.is_some() {
+        "stopped by the pull budget"
     } else if !report.failed.is_empty() {
         "finished with failed jobs"
     } else if !report.gaps.is_empty() {

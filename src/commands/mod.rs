@@ -21,8 +21,8 @@ pub const FAILED_JOBS: u8 = 3;
 pub const INCOMPLETE: u8 = 4;
 /// Exit code of `check` on a damaged store.
 pub const DAMAGED: u8 = 5;
-/// Exit code of `enrich` stopped by the pull budget (the registry's, or `--max-pulls`) with
-/// manifests left: run `enrich` again once the window frees (`status` says when).
+/// Exit code of `enrich` (or `crawl --catalog`) stopped by the pull budget (the registry's, or
+/// `--max-pulls`) with manifests left: run it again once the window frees (`status` says when).
 pub const BUDGET: u8 = 6;
 /// Exit code after Ctrl-C.
 pub const INTERRUPTED: u8 = 130;

@@ -411,6 +411,16 @@ impl RegistryClient {
         })
     }
 
+    /// `tag`'s manifest, GET by tag (one pull), its digest the sha256 of its bytes: what
+    /// confirms a HEAD's 404, which has no body to say why.
+    pub async fn manifest_by_tag(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
+        self.fetch_manifest(repository, tag, None).await
+    }
+
     /// A manifest HEAD: its URL and what a successful answer said (a `Docker-Content-Digest`
     /// that is not a digest is an error; none at all is `None`).
     async fn head(
