@@ -1173,3 +1173,122 @@ async fn generate_sh_adds_the_repositories_of_a_catalog_to_the_dataset() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_404_is_confirmed_by_a_get_whose_code_says_a_deleted_tag_a_vanished_repository_or_a_failure()
+ {
+    let (harness, pushed, url, host) = mcr(McrConfig::default()).await;
+    let sandbox = Sandbox::new("catalog-head-404");
+    let out = catalog_crawl(&sandbox, &url, &[]).output().unwrap();
+    assert_success(&out, "the first crawl");
+
+    // Between the listings and their HEADs: base/alpine:edge is deleted (the registry's GET
+    // answers MANIFEST_UNKNOWN), the repository ghost/gone is removed (NAME_UNKNOWN), and
+    // base/alpine:latest answers a 404 that is not the registry's (no error body).
+    harness.front.update(|c| {
+        c.ghost_tags = vec![
+            ("base/alpine".into(), "edge".into()),
+            ("ghost/gone".into(), "1".into()),
+        ];
+        c.removed_repo = Some("ghost/gone".into());
+        c.lost_manifest = Some("/v2/base/alpine/manifests/latest".into());
+    });
+    harness.front.clear_requests();
+    let out = catalog_crawl(&sandbox, &url, &[]).output().unwrap();
+    assert_code(&out, 3, "a HEAD 404 the registry's GET does not explain");
+    let err = stderr(&out);
+    assert!(
+        err.contains("/v2/base/alpine/manifests/latest answered 404"),
+        "{err}"
+    );
+    let log = harness.front.requests();
+    let gets = |path: &str| {
+        log.iter()
+            .filter(|r| r.kind == Kind::ManifestGet && r.path == path)
+            .count()
+    };
+    // Each HEAD 404 is confirmed by one GET by tag; the unexplained one is tried 5 times.
+    assert_eq!(gets("/v2/base/alpine/manifests/edge"), 1, "{log:?}");
+    assert_eq!(gets("/v2/ghost/gone/manifests/1"), 1, "{log:?}");
+    assert_eq!(gets("/v2/base/alpine/manifests/latest"), 5, "{log:?}");
+    let text = status(&sandbox);
+    assert!(
+        text.contains("1 vanished from the registry so far"),
+        "{text}"
+    );
+    assert!(text.contains("0 marked deleted"), "{text}");
+    assert!(text.contains("jobs: 0 pending, 1 failed"), "{text}");
+    // base/alpine:latest is not taken for deleted: it is still current.
+    let latest = format!("{host}/base/alpine:latest");
+    let data = sandbox.finalized();
+    assert!(strings(&data[&pushed.alpine.digest]["current"]).contains(&latest));
+    assert!(
+        !data
+            .values()
+            .any(|line| strings(&line["tags"]).contains(&format!("{host}/base/alpine:edge"))),
+        "a tag whose manifest is unknown is not in the dataset"
+    );
+
+    // The manifest answers again: --resume asks the failed HEAD again and the run finishes.
+    harness.front.update(|c| c.lost_manifest = None);
+    let out = catalog_crawl(&sandbox, &url, &["--resume"])
+        .output()
+        .unwrap();
+    assert_success(&out, "--resume once base/alpine:latest answers");
+    let text = status(&sandbox);
+    assert!(text.contains("crawl #2: finished"), "{text}");
+    assert!(text.contains("0 marked deleted"), "{text}");
+    assert_dataset(&sandbox.finalized(), &host, &pushed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_pull_budget_ends_a_catalog_crawl_with_exit_6_and_resume_completes_it() {
+    // 4 pulls a window; the first crawl needs 7 manifest GETs.
+    let harness = Harness::start(FrontConfig {
+        pull_limit: Some(4),
+        ..FrontConfig::default()
+    })
+    .await;
+    let pushed = build();
+    push(&harness.pusher, &pushed).await;
+    let (url, host) = origin_of(harness.front.url());
+    let sandbox = Sandbox::new("catalog-budget");
+    let out = catalog_crawl(&sandbox, &url, &[]).output().unwrap();
+    assert_code(&out, 6, "a crawl that meets the spent budget");
+    let err = stderr(&out);
+    assert!(
+        err.contains("stopped: the registry's pull budget is spent until"),
+        "{err}"
+    );
+    assert!(err.contains("--resume"), "{err}");
+    assert!(
+        err.contains("0 failed") && !err.contains("job(s) failed"),
+        "{err}"
+    );
+    let first = seen(&harness.front.requests());
+    assert_eq!(first.manifest_gets, 4, "{first:?}");
+    let refused = harness
+        .front
+        .requests()
+        .iter()
+        .filter(|r| r.status == 429)
+        .count();
+    // The budget is known from the answers: at most the GETs in flight when it ran out are
+    // refused, none is sent again and again.
+    assert!(refused <= 4, "{refused} answers 429");
+    let text = status(&sandbox);
+    assert!(!text.contains("crawl #1: finished"), "{text}");
+    assert!(!text.contains("failed job"), "{text}");
+
+    // A new window: --resume sends the manifest GETs that were kept, each once.
+    harness.front.reset_pulls();
+    harness.front.clear_requests();
+    let out = catalog_crawl(&sandbox, &url, &["--resume"])
+        .output()
+        .unwrap();
+    assert_success(&out, "--resume in a new window");
+    let second = seen(&harness.front.requests());
+    assert_eq!(first.manifest_gets + second.manifest_gets, 7, "{second:?}");
+    assert!(status(&sandbox).contains("crawl #1: finished"));
+    assert_dataset(&sandbox.finalized(), &host, &pushed, 0);
+}

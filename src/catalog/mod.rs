@@ -241,9 +241,9 @@ async fn ask(client: &RegistryClient, task: &CatalogTask) -> Result<Got, Registr
         CatalogTask::Head { repo, tag } => {
             let target = match client.resolve_tag(repo, tag).await {
                 // The GET's answer says why (`plan::failure`); a manifest it gives is the tag's.
-                Err(err) if plan::confirm_head(&err) => TagTarget::Fetched(Box::new(
-                    client.manifest_by_tag(repo, tag).await?,
-                )),
+                Err(err) if plan::confirm_head(&err) => {
+                    TagTarget::Fetched(Box::new(client.manifest_by_tag(repo, tag).await?))
+                }
                 other => other?,
             };
             Got::Head(repo.clone(), tag.clone(), target)
@@ -1127,10 +1127,7 @@ impl Crawl {
                 w.remove_job(id).map(|_| ())
             }
             Failure::Budget => {
-                let known = self
-                    .client
-                    .pull_budget()
-                    .map(|b| clock::unix(b.frees_at));
+                let known = self.client.pull_budget().map(|b| clock::unix(b.frees_at));
                 let frees_at = plan::budget_frees_at(err, known, now).unwrap_or(now);
                 self.stop_manifests(frees_at);
                 // Not an attempt: the job stays in the store, as it was, for `--resume`.
@@ -1160,7 +1157,9 @@ impl Crawl {
             .catalog_repo(&repo)?
             .unwrap_or_else(|| CatalogRepo::new(self.run.id, now));
         if state.vanished_at.is_none() {
-            tracing::info!("{repo}: the registry no longer knows it (NAME_UNKNOWN); marked vanished");
+            tracing::info!(
+                "{repo}: the registry no longer knows it (NAME_UNKNOWN); marked vanished"
+            );
         }
         state.vanished_at = Some(now);
         if state.done_at.is_none() {

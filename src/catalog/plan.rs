@@ -635,12 +635,20 @@ mod tests {
             (&head, status(404, unknown), 1, Failure::NotFound),
             (
                 &head,
-                status(404, Some("NAME_UNKNOWN: repository name not known to registry")),
+                status(
+                    404,
+                    Some("NAME_UNKNOWN: repository name not known to registry"),
+                ),
                 1,
                 Failure::Vanished,
             ),
             (&head, status(404, None), 1, Failure::Retry),
-            (&head, status(404, Some("<html>not found")), 4, Failure::Retry),
+            (
+                &head,
+                status(404, Some("<html>not found")),
+                4,
+                Failure::Retry,
+            ),
             (&head, status(404, None), 5, Failure::Fail),
             (&head, budget_spent(), 1, Failure::Budget),
             (&head, status(500, None), 2, Failure::Retry),

@@ -111,6 +111,20 @@ pub struct McrConfig {
     pub head_without_digest: bool,
     /// The repository (its path) whose tag list answers `500` every time.
     pub broken_tags: Option<String>,
+    /// Tags (repository path, tag) listed although the backend does not have them, as a tag
+    /// deleted (or a repository removed) between its listing and its HEAD: added to their
+    /// repository's tag list (a repository the backend does not know lists them alone, and is
+    /// added to the catalog); their HEADs and GETs reach the backend, which answers 404 (with
+    /// `MANIFEST_UNKNOWN` on a GET: `docker-registry` does not tell an unknown repository
+    /// there).
+    pub ghost_tags: Vec<(String, String)>,
+    /// A repository (its path) whose manifest HEADs and GETs answer `404 NAME_UNKNOWN`, as a
+    /// registry that checks the repository first does once it is removed (list it with
+    /// `ghost_tags`).
+    pub removed_repo: Option<String>,
+    /// A manifest path (`/v2/<name>/manifests/<tag>`) whose HEAD and GET answer a 404 that is
+    /// not the registry's (no error body: a proxy's page).
+    pub lost_manifest: Option<String>,
 }
 
 impl Default for McrConfig {
@@ -124,6 +138,9 @@ impl Default for McrConfig {
             blob_redirect: true,
             head_without_digest: false,
             broken_tags: None,
+            ghost_tags: Vec::new(),
+            removed_repo: None,
+            lost_manifest: None,
         }
     }
 }
@@ -384,6 +401,19 @@ async fn registry(shared: &Shared, request: &Request) -> Response {
             Response::registry_error(500, "UNKNOWN", "unknown error")
         }
         Kind::TagsList => tags(shared, request, &config).await,
+        Kind::ManifestHead | Kind::ManifestGet
+            if config.lost_manifest.as_deref() == Some(path.as_str()) =>
+        {
+            Response::new(404, "not found")
+        }
+        Kind::ManifestHead | Kind::ManifestGet
+            if config
+                .removed_repo
+                .as_deref()
+                .is_some_and(|repo| path.starts_with(&format!("/v2/{repo}/manifests/"))) =>
+        {
+            Response::registry_error(404, "NAME_UNKNOWN", "repository name not known to registry")
+        }
         Kind::BlobGet if config.blob_redirect => {
             let rest = path.strip_prefix("/v2/").unwrap_or("");
             Response::new(307, Vec::new()).header("Location", format!("{}{rest}", shared.data))
@@ -440,6 +470,12 @@ async fn catalog(shared: &Shared, request: &Request, config: &McrConfig) -> Resp
             None => break,
         }
     }
+    for (repo, _) in &config.ghost_tags {
+        if !names.contains(repo) {
+            names.push(repo.clone());
+        }
+    }
+    names.sort();
     let page = page_for(&names, request, config);
     let body = serde_json::json!({ "repositories": page.names });
     listing_answer(shared, request, config, page, body)
@@ -449,13 +485,29 @@ async fn catalog(shared: &Shared, request: &Request, config: &McrConfig) -> Resp
 /// the backend does not know keeps its `404 NAME_UNKNOWN`.
 async fn tags(shared: &Shared, request: &Request, config: &McrConfig) -> Response {
     let answer = forward_to(&shared.client, &shared.backend, request, request.path()).await;
-    if answer.status != 200 {
-        return answer;
-    }
-    let Ok(body) = serde_json::from_slice::<serde_json::Value>(&answer.body) else {
-        return Response::new(502, "backend tag list is not JSON");
+    let repo = request
+        .path()
+        .strip_prefix("/v2/")
+        .and_then(|p| p.strip_suffix("/tags/list"))
+        .unwrap_or_default();
+    let ghosts: Vec<String> = config
+        .ghost_tags
+        .iter()
+        .filter(|(r, _)| r == repo)
+        .map(|(_, tag)| tag.clone())
+        .collect();
+    let body = match answer.status {
+        200 => match serde_json::from_slice::<serde_json::Value>(&answer.body) {
+            Ok(body) => body,
+            Err(_) => return Response::new(502, "backend tag list is not JSON"),
+        },
+        404 if !ghosts.is_empty() => serde_json::json!({ "name": repo, "tags": [] }),
+        _ => return answer,
     };
-    let names = strings(&body["tags"]);
+    let mut names = strings(&body["tags"]);
+    names.extend(ghosts);
+    names.sort();
+    names.dedup();
     let page = page_for(&names, request, config);
     let body = serde_json::json!({ "name": body["name"], "tags": page.names });
     listing_answer(shared, request, config, page, body)
