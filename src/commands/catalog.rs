@@ -51,6 +51,9 @@ pub fn run(cli: &Cli, args: &CrawlArgs, registry: &str, ui: &Ui) -> u8 {
                 report.run.registry
             );
             summarize(ui, &store, &report);
+            if let Some(refusal) = report.refused.as_ref().filter(|_| !report.interrupted) {
+                return super::refused_end(ui, refusal, &again);
+            }
             super::run_end(
                 ui,
                 &cli.db,
@@ -78,7 +81,7 @@ pub fn run(cli: &Cli, args: &CrawlArgs, registry: &str, ui: &Ui) -> u8 {
 }
 
 fn summarize(ui: &Ui, store: &Store, report: &CatalogReport) {
-    let state = if report.interrupted {
+    let state = if report.interrupted || report.refused.is_some() {
         "stopped"
     } else if !report.failed.is_empty() {
         "finished with failed jobs"
