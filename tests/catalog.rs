@@ -935,7 +935,15 @@ async fn a_registry_refusing_everything_stops_the_catalog_crawl_with_6_and_resum
         )),
         "{err}"
     );
-    assert!(harness.front.requests().iter().filter(|r| r.status == 429).count() >= 2);
+    assert!(
+        harness
+            .front
+            .requests()
+            .iter()
+            .filter(|r| r.status == 429)
+            .count()
+            >= 2
+    );
     harness.front.update(|c| c.throttle = None);
     let mut resume = plain.to_vec();
     resume.push("--resume");

@@ -916,7 +916,12 @@ async fn a_registry_refusing_everything_stops_enrich_with_6_and_the_next_run_com
         "{err}"
     );
     // One pause of a second is honoured, a second one is not.
-    let limited = harness.front.requests().iter().filter(|r| r.status == 429).count();
+    let limited = harness
+        .front
+        .requests()
+        .iter()
+        .filter(|r| r.status == 429)
+        .count();
     assert!(limited >= 2, "it asked again after the first pause");
     let text = stdout(&sandbox.command(&["status"]).output().unwrap());
     let queued = text
@@ -924,7 +929,10 @@ async fn a_registry_refusing_everything_stops_enrich_with_6_and_the_next_run_com
         .next()
         .and_then(|head| head.rsplit(' ').next())
         .and_then(|n| n.parse::<u64>().ok());
-    assert!(queued.is_some_and(|n| n > 0), "the jobs stay queued: {text}");
+    assert!(
+        queued.is_some_and(|n| n > 0),
+        "the jobs stay queued: {text}"
+    );
 
     harness.front.update(|c| c.throttle = None);
     let out = sandbox.command(&args).output().unwrap();

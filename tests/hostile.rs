@@ -348,8 +348,10 @@ fn a_hub_refusing_everything_stops_the_crawl_with_6_and_resume_completes() {
     let message = format!("{origin} answered every request with 429 Too Many Requests for ");
     assert_eq!(run.stderr.matches(&message).count(), 1, "{}", run.stderr);
     assert!(
-        run.stderr
-            .contains(&format!("continue later with `digestmap crawl --resume --db {}`", sb.db().display())),
+        run.stderr.contains(&format!(
+            "continue later with `digestmap crawl --resume --db {}`",
+            sb.db().display()
+        )),
         "{}",
         run.stderr
     );
