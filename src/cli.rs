@@ -113,6 +113,10 @@ pub struct CrawlArgs {
     /// headers against a local double; the default is an hour).
     #[arg(long, hide = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pause_ms: Option<u64>,
+    /// Longest stretch of nothing but 429 answers before the run stops, in milliseconds (for
+    /// tests of a server refusing everything; the default is an hour).
+    #[arg(long, hide = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_refusal_ms: Option<u64>,
 }
 
 /// `digestmap enrich`.
@@ -148,6 +152,10 @@ pub struct EnrichArgs {
     /// Base of the retry backoffs in milliseconds (for tests against a local registry).
     #[arg(long, hide = true, value_name = "MS")]
     pub retry_base_ms: Option<u64>,
+    /// Longest stretch of nothing but 429 answers before the run stops, in milliseconds (for
+    /// tests of a server refusing everything; the default is an hour).
+    #[arg(long, hide = true, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_refusal_ms: Option<u64>,
 }
 
 /// `digestmap finalize`.

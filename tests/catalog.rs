@@ -909,6 +909,49 @@ fn throttle(front: &McrFront, kind: Option<Kind>, nth: u64, times: u64, retry_af
     });
 }
 
+/// A registry answering every request 429 stops `crawl --catalog` with exit 6 once the refusal
+/// would outlast the bound (`--max-refusal-ms`), naming the registry and the resume command;
+/// `--resume` completes once it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_refusing_everything_stops_the_catalog_crawl_with_6_and_resume_completes() {
+    let (harness, pushed, url, host) = mcr(McrConfig::default()).await;
+    let sandbox = Sandbox::new("catalog-mcr-refused");
+    let plain = ["--page-size", "2", "--max-pause-ms", "200"];
+    let out = catalog_crawl(&sandbox, &url, &plain).output().unwrap();
+    assert_success(&out, "the first crawl");
+    // A second crawl (a refresh), refused from its first request on.
+    throttle(&harness.front, None, 1, 1_000_000, Some("1"));
+    let mut refused = plain.to_vec();
+    refused.extend(["--max-refusal-ms", "700"]);
+    let out = catalog_crawl(&sandbox, &url, &refused).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    let said = format!("{url} answered every request with 429 Too Many Requests for ");
+    assert_eq!(err.matches(&said).count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "continue later with `digestmap crawl --catalog {url} --resume --db {}`",
+            sandbox.db().display()
+        )),
+        "{err}"
+    );
+    assert!(
+        harness
+            .front
+            .requests()
+            .iter()
+            .filter(|r| r.status == 429)
+            .count()
+            >= 2
+    );
+    harness.front.update(|c| c.throttle = None);
+    let mut resume = plain.to_vec();
+    resume.push("--resume");
+    let out = catalog_crawl(&sandbox, &url, &resume).output().unwrap();
+    assert_success(&out, "the resumed crawl");
+    assert_dataset(&sandbox.finalized(), &host, &pushed, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_on_a_listing_or_a_manifest_get_pauses_the_crawl_which_completes_and_a_resumed_run_keeps_the_pause()
  {

@@ -867,6 +867,79 @@ async fn a_429_from_a_registry_without_a_pull_budget_pauses_every_worker_and_the
     assert!(text.contains("; 0 failed"), "{text}");
 }
 
+/// A registry answering every request 429 stops `enrich` with exit 6 once the refusal would
+/// outlast the bound (`--max-refusal-ms`), naming the registry and the resume command; the jobs
+/// stay queued, and the run given once the registry answers again completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_refusing_everything_stops_enrich_with_6_and_the_next_run_completes() {
+    let harness = McrHarness::start(McrConfig::default()).await;
+    let (pushed, _hub, sandbox) = crawled_images(&harness.pusher, "enrich-mcr-refused").await;
+    harness.front.update(|c| {
+        c.throttle = Some(Throttle {
+            nth: 1,
+            times: 1_000_000,
+            retry_after: Some("1".into()),
+            kind: None,
+        });
+    });
+    let url = harness.front.url().to_string();
+    let url = url.trim_end_matches('/');
+    let args = [
+        "enrich",
+        "--registry",
+        url,
+        "--rps",
+        "500",
+        "--retry-base-ms",
+        "20",
+        "--workers",
+        "2",
+    ];
+    let mut refused_args = args.to_vec();
+    refused_args.extend(["--max-refusal-ms", "1500"]);
+    let out = sandbox.command(&refused_args).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert_eq!(
+        err.matches(&format!(
+            "{url} answered every request with 429 Too Many Requests for "
+        ))
+        .count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "continue later with `digestmap enrich --db {}`",
+            sandbox.db().display()
+        )),
+        "{err}"
+    );
+    // One pause of a second is honoured, a second one is not.
+    let limited = harness
+        .front
+        .requests()
+        .iter()
+        .filter(|r| r.status == 429)
+        .count();
+    assert!(limited >= 2, "it asked again after the first pause");
+    let text = stdout(&sandbox.command(&["status"]).output().unwrap());
+    let queued = text
+        .split(" digests left")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        queued.is_some_and(|n| n > 0),
+        "the jobs stay queued: {text}"
+    );
+
+    harness.front.update(|c| c.throttle = None);
+    let out = sandbox.command(&args).output().unwrap();
+    assert_success(&out, "enrich once the registry answers again");
+    assert_dataset_matches(&dataset(&sandbox), &pushed);
+}
+
 /// Unix seconds, truncated, as the store keeps a pause.
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap().as_secs()

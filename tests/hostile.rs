@@ -333,6 +333,46 @@ fn hostile_rate_limit_headers_neither_panic_nor_stop_the_crawl() {
 }
 
 #[test]
+fn a_hub_refusing_everything_stops_the_crawl_with_6_and_resume_completes() {
+    let hub = small_hub();
+    // From the third request on, every answer is a 429: pauses alone would ask forever. (Far
+    // more than the run sends, and small: the test process's memory counts in `bounded`.)
+    hub.update(|c| {
+        c.force_429 = (2..10_000).collect();
+        c.force_429_retry_after = 1;
+    });
+    let sb = Sandbox::new("refused-crawl");
+    let timing = ["--max-pause-ms", "200", "--max-refusal-ms", "700"];
+    let run = sb.crawl(&hub, &timing);
+    assert_eq!(run.code, Some(6), "{}", run.stderr);
+    let origin = hub.url().trim_end_matches('/').to_owned();
+    let message = format!("{origin} answered every request with 429 Too Many Requests for ");
+    assert_eq!(run.stderr.matches(&message).count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "continue later with `digestmap crawl --resume --db {}`",
+            sb.db().display()
+        )),
+        "{}",
+        run.stderr
+    );
+    // It asked again after a pause, and stopped within the bound: each round of asking follows
+    // a pause of at least 200 ms, so a slower machine only makes fewer rounds; at most 4 fit
+    // within 700 ms (the 4th would take the stretch past it), each with at most one 429 per
+    // worker.
+    let answered_429 = hub.requests().iter().filter(|r| r.status == 429).count();
+    assert!(
+        (2..=8).contains(&answered_429),
+        "{answered_429} 429s\n{}",
+        run.stderr
+    );
+    hub.update(|c| c.force_429.clear());
+    let run = sb.crawl(&hub, &["--resume", "--max-pause-ms", "200"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(sb.dataset() == hub.truth());
+}
+
+#[test]
 fn a_stored_absurd_pause_does_not_make_resume_wait() {
     let hub = small_hub();
     let repo = hub.repo_names()[1].clone();

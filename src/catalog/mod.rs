@@ -200,6 +200,8 @@ pub struct CatalogReport {
     /// When the registry's declared pull budget, spent, frees (unix seconds): the run stopped
     /// sending manifest GETs and left their jobs in the store for `--resume`.
     pub budget_frees_at: Option<u64>,
+    /// The registry that answered nothing but 429 for longer than the bound, which stopped it.
+    pub refused: Option<crate::net::Refusal>,
 }
 
 /// The listings of `run` that ended before their last page, each with why.
@@ -269,10 +271,15 @@ pub async fn crawl(
     let started = Instant::now();
     options.validate()?;
     let host = options.host();
+    // Ctrl-C (`interrupt`) or the pacer giving up on a registry that refuses everything stops
+    // the run alike; only the first counts as an interruption.
+    let interrupt = cancel;
+    let cancel = interrupt.child_token();
     let pacer = Arc::new(
         Pacer::new(options.rps)
             .map_err(|e| CatalogError::Usage(format!("--rps: {e}")))?
-            .with_max_pause(options.net.max_pause),
+            .with_max_pause(options.net.max_pause)
+            .with_refusal_bound(options.net.max_refusal, cancel.clone()),
     );
     // A pause the registry asked of an earlier run (`Retry-After`) still holds.
     pacer.restore_pause(store.read(|r| r.catalog_pause(&host))?, &host);
@@ -380,6 +387,7 @@ pub async fn crawl(
     store.write(|w| crawl.count_requests(w))?;
 
     let interrupted = cancel.is_cancelled();
+    let refused = crawl.pacer.refusal();
     let (jobs_left, failed, repos, stats) = store.read(|r| {
         Ok((
             r.catalog_jobs(&host)?.len() as u64,
@@ -405,8 +413,9 @@ pub async fn crawl(
         failed,
         gaps,
         elapsed: started.elapsed(),
-        interrupted,
+        interrupted: interrupt.is_cancelled(),
         budget_frees_at: crawl.budget_frees_at,
+        refused,
     })
 }
 

@@ -51,6 +51,9 @@ pub fn run(cli: &Cli, args: &CrawlArgs, registry: &str, ui: &Ui) -> u8 {
                 report.run.registry
             );
             summarize(ui, &store, &report);
+            if let Some(refusal) = report.refused.as_ref().filter(|_| !report.interrupted) {
+                return super::refused_end(ui, refusal, &again);
+            }
             if let Some(frees_at) = report.budget_frees_at.filter(|_| !report.interrupted) {
                 ui.info(&format!(
                     "stopped: the registry's pull budget is spent until {}; {} job(s) left; continue with `{again}` after that",
@@ -86,7 +89,7 @@ pub fn run(cli: &Cli, args: &CrawlArgs, registry: &str, ui: &Ui) -> u8 {
 }
 
 fn summarize(ui: &Ui, store: &Store, report: &CatalogReport) {
-    let state = if report.interrupted {
+    let state = if report.interrupted || report.refused.is_some() {
         "stopped"
     } else if report.budget_frees_at.is_some() {
         "stopped by the pull budget"

@@ -74,6 +74,9 @@ pub fn run(cli: &Cli, args: &CrawlArgs, ui: &Ui) -> u8 {
         Ok(report) => {
             summarize(ui, &report);
             let again = format!("digestmap crawl --resume --db {db}");
+            if let Some(refusal) = report.refused.as_ref().filter(|_| !report.interrupted) {
+                return super::refused_end(ui, refusal, &again);
+            }
             super::run_end(
                 ui,
                 &cli.db,
@@ -129,7 +132,7 @@ fn mode_name(mode: digestmap::store::RunMode) -> &'static str {
 fn summarize(ui: &Ui, report: &CrawlReport) {
     let s = &report.stats;
     let c = &report.counts;
-    let state = if report.interrupted {
+    let state = if report.interrupted || report.refused.is_some() {
         "stopped"
     } else if !report.failed.is_empty() {
         "finished with failed jobs"

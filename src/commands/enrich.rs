@@ -51,6 +51,7 @@ pub fn run(cli: &Cli, args: &EnrichArgs, ui: &Ui) -> u8 {
         &mut options.net,
         &mut options.job_retry_base,
     );
+    super::apply_max_refusal(args.max_refusal_ms, &mut options.net);
     // Docker Hub credentials (environment, docker's config.json) go to Docker Hub's registry
     // only; they are looked up on every run, never stored.
     let found = if options.registry.host_str() == Some(enrich::DOCKER_HUB_REGISTRY_HOST) {
@@ -104,6 +105,8 @@ pub fn run(cli: &Cli, args: &EnrichArgs, ui: &Ui) -> u8 {
                     "interrupted: the store is consistent; continue with `digestmap enrich --db {db}`"
                 ));
                 super::INTERRUPTED
+            } else if let Some(refusal) = &report.refused {
+                super::refused_end(ui, refusal, &format!("digestmap enrich --db {db}"))
             } else if let Some(stop) = report.stop {
                 let why = match stop {
                     Stop::Budget { frees_at } => format!(

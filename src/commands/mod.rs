@@ -134,6 +134,26 @@ pub fn apply_timing(
     if let Some(ms) = args.max_pause_ms {
         net.max_pause = std::time::Duration::from_millis(ms);
     }
+    apply_max_refusal(args.max_refusal_ms, net);
+}
+
+/// `--max-refusal-ms` (hidden, for tests against a local double): how long a server may answer
+/// nothing but 429 before the run stops.
+pub fn apply_max_refusal(ms: Option<u64>, net: &mut digestmap::net::NetConfig) {
+    if let Some(ms) = ms {
+        net.max_refusal = std::time::Duration::from_millis(ms);
+    }
+}
+
+/// Says that `refusal` stopped the run, and how to continue once the server answers again;
+/// returns [`BUDGET`], the exit code of a run stopped by a rate limit.
+pub fn refused_end(ui: &crate::ui::Ui, refusal: &digestmap::net::Refusal, resume: &str) -> u8 {
+    ui.error(&format!(
+        "stopped: {} answered every request with 429 Too Many Requests for {:.1}s; what was done is committed; continue later with `{resume}`",
+        refusal.origin,
+        refusal.lasted.as_secs_f64()
+    ));
+    BUDGET
 }
 
 /// Opens the store a crawl writes into: with `resume`, only an existing one (a store is never

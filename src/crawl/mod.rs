@@ -214,6 +214,8 @@ pub struct CrawlReport {
     pub elapsed: Duration,
     /// Whether Ctrl-C stopped it.
     pub interrupted: bool,
+    /// The server that answered nothing but 429 for longer than the bound, which stopped it.
+    pub refused: Option<crate::net::Refusal>,
 }
 
 /// Why a crawl could not run.
@@ -249,10 +251,15 @@ pub async fn crawl(
 ) -> Result<CrawlReport, CrawlError> {
     let started = Instant::now();
     options.validate()?;
+    // Stops the workers like Ctrl-C does, but without counting as an interruption: fired when
+    // Hub refuses the credentials mid-crawl, which no other job can get past, or when the pacer
+    // gives up on a server that refuses everything.
+    let halt = cancel.child_token();
     let pacer = Arc::new(
         Pacer::new(options.rps)
             .map_err(|e| CrawlError::Usage(e.to_string()))?
-            .with_max_pause(options.net.max_pause),
+            .with_max_pause(options.net.max_pause)
+            .with_refusal_bound(options.net.max_refusal, halt.clone()),
     );
     let plan = prepare_run(&store, &options)?;
     let api = HubApi::new(&plan.run().hub_url).map_err(|e| CrawlError::Usage(e.to_string()))?;
@@ -266,7 +273,7 @@ pub async fn crawl(
     // Sign in before any worker starts, so wrong credentials stop the crawl before it lists
     // anything. Ctrl-C meanwhile leaves it to the workers, which then stop at once.
     tokio::select! {
-        () = cancel.cancelled() => {}
+        () = halt.cancelled() => {}
         signed = client.sign_in() => signed.map_err(|e| match e {
             SignInError::Rejected { .. } | SignInError::Refused(_) => CrawlError::Auth(e.to_string()),
             SignInError::Unreachable { .. } => CrawlError::SignInUnavailable(e.to_string()),
@@ -323,9 +330,6 @@ pub async fn crawl(
             })?
     };
 
-    // Stops the workers like Ctrl-C does, but without counting as an interruption: fired when
-    // Hub refuses the credentials mid-crawl, which no other job can get past.
-    let halt = cancel.child_token();
     let mut workers = Vec::with_capacity(options.workers);
     for _ in 0..options.workers {
         let (queue, client, api, tx, cancel, registry) = (
@@ -409,7 +413,9 @@ pub async fn crawl(
         return Err(CrawlError::Auth(why));
     }
 
-    let interrupted = cancel.is_cancelled();
+    let refused = pacer.refusal();
+    // Stopped by a refusing server, the run waits for `--resume` as after Ctrl-C.
+    let interrupted = cancel.is_cancelled() || refused.is_some();
     let (failed, counts, repos, left_out) =
         store.read(|r| Ok((r.failed()?, r.counts()?, r.repos()?, r.gaps(run.id)?)))?;
     let jobs_left = counts.jobs;
@@ -432,7 +438,8 @@ pub async fn crawl(
         gaps,
         left_out,
         elapsed: started.elapsed(),
-        interrupted,
+        interrupted: cancel.is_cancelled(),
+        refused,
     })
 }
 

@@ -196,6 +196,8 @@ pub struct EnrichReport {
     pub stop: Option<Stop>,
     /// Ctrl-C.
     pub interrupted: bool,
+    /// The registry that answered nothing but 429 for longer than the bound, which stopped it.
+    pub refused: Option<crate::net::Refusal>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -484,10 +486,15 @@ pub async fn enrich(
 ) -> Result<EnrichReport, EnrichError> {
     let started = Instant::now();
     crate::crawl::check_workers(options.workers).map_err(EnrichError::Usage)?;
+    // Ctrl-C (`interrupt`) or the pacer giving up on a registry that refuses everything stops
+    // the run alike; only the first counts as an interruption.
+    let interrupt = cancel;
+    let cancel = interrupt.child_token();
     let pacer = Arc::new(
         Pacer::new(options.rps)
             .map_err(|e| EnrichError::Usage(format!("--rps: {e}")))?
-            .with_max_pause(options.net.max_pause),
+            .with_max_pause(options.net.max_pause)
+            .with_refusal_bound(options.net.max_refusal, cancel.clone()),
     );
     let host = crate::catalog::plan::source_host(&options.registry);
     // A pause the registry asked of an earlier run (`Retry-After`) still holds.
@@ -646,7 +653,8 @@ pub async fn enrich(
         left,
         failed,
         stop: run.stop.filter(|_| manifests_left),
-        interrupted: cancel.is_cancelled(),
+        interrupted: interrupt.is_cancelled(),
+        refused: pacer.refusal(),
         elapsed: started.elapsed(),
     })
 }

@@ -25,7 +25,7 @@ use reqwest_retry::policies::ExponentialBackoff;
 use url::Url;
 
 use crate::hub::HubApi;
-pub use pace::Pacer;
+pub use pace::{Pacer, Refusal};
 
 /// Limits and timeouts of the client.
 #[derive(Debug, Clone)]
@@ -43,6 +43,9 @@ pub struct NetConfig {
     /// Longest pause a rate-limit header or a stored pause may impose; at most (and by default)
     /// [`pace::MAX_PAUSE`].
     pub max_pause: Duration,
+    /// Longest stretch of nothing but 429 answers before the run stops; at most (and by default)
+    /// [`pace::MAX_REFUSAL`].
+    pub max_refusal: Duration,
 }
 
 impl Default for NetConfig {
@@ -55,6 +58,7 @@ impl Default for NetConfig {
             max_retries: 4,
             backoff: (Duration::from_millis(250), Duration::from_secs(20)),
             max_pause: pace::MAX_PAUSE,
+            max_refusal: pace::MAX_REFUSAL,
         }
     }
 }

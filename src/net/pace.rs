@@ -20,6 +20,14 @@
 //! arithmetic on header values is checked or saturating. A stored pause further ahead than the cap
 //! cannot have come from a capped run (a changed clock, a damaged or older store): a resumed crawl
 //! ignores it instead of waiting.
+//!
+//! Each pause is bounded, and a 429 does not count as a job attempt, so a server that refuses
+//! everything would be asked again forever. The pacer therefore also bounds the whole refusal: it
+//! keeps since when every answer has been a 429 (any other answer ends the stretch), and at the
+//! 429 after which the stretch would outlast [`MAX_REFUSAL`] (or the shorter bound a test sets)
+//! it gives up instead of pausing again: it cancels the run's stop token, which stops the run the
+//! way Ctrl-C does, and keeps who refused and for how long ([`Pacer::refusal`]) for the message.
+//! It decides before waiting, so no run waits past the bound: [`gives_up`].
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -28,6 +36,7 @@ use std::time::{Duration, SystemTime};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderMap, StatusCode};
+use tokio_util::sync::CancellationToken;
 
 use crate::clock;
 
@@ -40,6 +49,9 @@ pub const MAX_WINDOW_WAIT: Duration = Duration::from_secs(900);
 /// Longest pause any answer can impose (a `Retry-After`, a stored pause): Hub's own limits
 /// reset within minutes, so more than this is a broken or hostile header.
 pub const MAX_PAUSE: Duration = Duration::from_secs(3600);
+/// Longest stretch of nothing but 429 answers a run sits through before it stops: the longest
+/// single pause, so one full `Retry-After` is always honoured, but not a second.
+pub const MAX_REFUSAL: Duration = MAX_PAUSE;
 /// Longest header value quoted in a log line.
 const MAX_QUOTED: usize = 80;
 /// Waiting this much past a window's reset keeps a request from landing in the old window when
@@ -57,6 +69,19 @@ pub struct Pacer {
     max_pause: Duration,
     /// Whether a capped `Retry-After` / `X-RateLimit-Reset` was logged: once each is enough.
     capped_logged: [AtomicBool; 2],
+    /// Longest stretch of nothing but 429s before the pacer gives up.
+    max_refusal: Duration,
+    /// Cancelled when the pacer gives up, so the run stops as on Ctrl-C.
+    stop: CancellationToken,
+}
+
+/// Who refused every request, and for how long, when the pacer gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The origin whose 429 ended it (`https://hub.docker.com`, a registry's).
+    pub origin: String,
+    /// How long every answer had been a 429 by then.
+    pub lasted: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +92,10 @@ struct PauseState {
     in_flight: u32,
     /// What the current rate-limit window still allows, as far as we know.
     window: Option<Budget>,
+    /// Since when every answer has been a 429.
+    refused_since: Option<SystemTime>,
+    /// Set once the refusal outlasted the bound.
+    gave_up: Option<Refusal>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -97,7 +126,23 @@ impl Pacer {
             window_waits: AtomicU64::new(0),
             max_pause: MAX_PAUSE,
             capped_logged: [AtomicBool::new(false), AtomicBool::new(false)],
+            max_refusal: MAX_REFUSAL,
+            stop: CancellationToken::new(),
         })
+    }
+
+    /// The same pacer cancelling `stop` once every answer has been a 429 for longer than
+    /// `max_refusal` (at most [`MAX_REFUSAL`]; tests set less): the run watches `stop` as it
+    /// watches Ctrl-C.
+    pub fn with_refusal_bound(mut self, max_refusal: Duration, stop: CancellationToken) -> Self {
+        self.max_refusal = max_refusal.min(MAX_REFUSAL);
+        self.stop = stop;
+        self
+    }
+
+    /// Who refused everything, and for how long, if the pacer gave up on that.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.lock().gave_up.clone()
     }
 
     /// The same pacer with a shorter cap on pauses (tests use one; the default and the most is
@@ -251,15 +296,43 @@ impl Pacer {
                         .min(self.max_pause)
                 }
             };
+            // The pause is kept even when giving up: it is stored, so a resumed run honours it.
+            self.pause_until(now + wait);
+            let since = *self.lock().refused_since.get_or_insert(now);
+            if gives_up(since, now, wait, self.max_refusal) {
+                self.give_up(origin, now.duration_since(since).unwrap_or_default());
+                return;
+            }
             tracing::warn!(
                 "{} answered 429 Too Many Requests: all workers pause for {:.1}s",
                 origin,
                 wait.as_secs_f64()
             );
-            self.pause_until(now + wait);
             return;
         }
-        self.lock().bare_429s = 0;
+        let mut state = self.lock();
+        state.bare_429s = 0;
+        state.refused_since = None;
+    }
+
+    /// Stops the run: `origin` has answered nothing but 429 for `lasted`.
+    fn give_up(&self, origin: &str, lasted: Duration) {
+        {
+            let mut state = self.lock();
+            if state.gave_up.is_some() {
+                return;
+            }
+            state.gave_up = Some(Refusal {
+                origin: origin.to_owned(),
+                lasted,
+            });
+        }
+        tracing::debug!(
+            "{origin} answered only 429 for {:.1}s, past the bound of {:.1}s: stopping",
+            lasted.as_secs_f64(),
+            self.max_refusal.as_secs_f64()
+        );
+        self.stop.cancel();
     }
 
     /// Logs, the first time only, that header `name` of `origin`'s answer asked for more than
@@ -324,6 +397,16 @@ pub fn stored_pause(until_unix: u64, now: SystemTime, max_pause: Duration) -> St
     } else {
         StoredPause::Wait(ahead.min(max_pause))
     }
+}
+
+/// Whether a run refused since `since` gives up at a 429 answered at `now` that asks for a pause
+/// of `wait`: when waiting it out would make the refusal outlast `bound`. Deciding before the
+/// wait means no run waits past the bound; a clock set back counts as no time refused.
+pub fn gives_up(since: SystemTime, now: SystemTime, wait: Duration, bound: Duration) -> bool {
+    now.duration_since(since)
+        .unwrap_or_default()
+        .saturating_add(wait)
+        > bound
 }
 
 /// `Retry-After` as a duration from `now`: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
@@ -534,6 +617,57 @@ mod tests {
             pacer.restore_pause(Some(u64::MAX), "Hub"),
             StoredPause::Absurd(_)
         ));
+    }
+
+    #[test]
+    fn refusal_stretches() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let s = Duration::from_secs;
+        for (since, now, wait, bound, want) in [
+            // One full Retry-After of the bound is honoured...
+            (t0, t0, s(3600), MAX_REFUSAL, false),
+            // ...a second is not.
+            (t0, t0 + s(3600), s(1), MAX_REFUSAL, true),
+            (t0, t0 + s(3000), s(600), MAX_REFUSAL, false),
+            (t0, t0 + s(3000), s(601), MAX_REFUSAL, true),
+            // Bare 429s: the doubling backoff adds up until the bound.
+            (t0, t0 + s(510), s(300), MAX_REFUSAL, false),
+            (t0, t0 + s(3510), s(300), MAX_REFUSAL, true),
+            // A clock set back counts as no time refused.
+            (t0 + s(60), t0, s(10), s(30), false),
+            (t0 + s(60), t0, s(31), s(30), true),
+            (t0, t0, Duration::MAX, MAX_REFUSAL, true),
+        ] {
+            assert_eq!(gives_up(since, now, wait, bound), want, "{now:?} {wait:?}");
+        }
+    }
+
+    #[test]
+    fn only_429s_for_longer_than_the_bound_stop_the_run() {
+        let stop = CancellationToken::new();
+        let pacer = Pacer::new(100.0)
+            .unwrap()
+            .with_max_pause(Duration::from_secs(2))
+            .with_refusal_bound(Duration::from_secs(3), stop.clone());
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        let origin = "http://127.0.0.1:1";
+        pacer.observe(StatusCode::TOO_MANY_REQUESTS, &h, origin);
+        // Any other answer ends the stretch: the next 429 starts a new one.
+        pacer.observe(StatusCode::NOT_FOUND, &HeaderMap::new(), origin);
+        pacer.lock().refused_since = Some(SystemTime::now() - Duration::from_secs(2));
+        pacer.observe(StatusCode::OK, &HeaderMap::new(), origin);
+        pacer.observe(StatusCode::TOO_MANY_REQUESTS, &h, origin);
+        assert!(!stop.is_cancelled() && pacer.refusal().is_none());
+        // Two seconds into the stretch, another two-second pause would pass the bound.
+        pacer.lock().refused_since = Some(SystemTime::now() - Duration::from_secs(2));
+        pacer.observe(StatusCode::TOO_MANY_REQUESTS, &h, origin);
+        assert!(stop.is_cancelled());
+        let refusal = pacer.refusal().unwrap();
+        assert_eq!(refusal.origin, origin);
+        assert!(refusal.lasted >= Duration::from_secs(2));
+        // The pause stays, to be stored for the resumed run.
+        assert!(pacer.pause_remaining().is_some());
     }
 
     #[test]
