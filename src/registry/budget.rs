@@ -100,6 +100,9 @@ struct State {
     known: Option<Known>,
     /// Manifest GETs sent and not yet answered.
     in_flight: u64,
+    /// Whether the GETs in flight began when none was: the next answer then sets the count as
+    /// it says; later answers of the same stretch can only lower it (see [`BudgetGate::observe`]).
+    fresh: bool,
     /// The window length last heard of; outlives a window that has passed. Set once the
     /// registry declared a budget (headers, or a restored snapshot), and only then.
     window: Option<Duration>,
@@ -138,11 +141,20 @@ impl BudgetGate {
                 known.remaining -= 1;
             }
         }
+        if state.in_flight == 0 {
+            state.fresh = true;
+        }
         state.in_flight += 1;
         Ok(())
     }
 
     /// Takes in what an answer to a reserved GET said (`None`: no headers).
+    ///
+    /// Answers to concurrent GETs arrive in any order, and an answer to an earlier GET says more
+    /// pulls are left than a later one already did. So while GETs overlap, the count only goes
+    /// down: the first answer after a moment with none in flight sets it, the others of that
+    /// stretch can only lower it. (A rolling window that frees pulls meanwhile is heard at the
+    /// next such moment; until then the count errs low, never high.)
     pub fn observe(&self, budget: Option<PullBudget>, now: SystemTime) {
         let mut state = self.lock();
         state.in_flight = state.in_flight.saturating_sub(1);
@@ -150,9 +162,15 @@ impl BudgetGate {
             let window = budget.window.or(state.window).unwrap_or(DEFAULT_WINDOW);
             state.window = Some(window);
             // Requests still in flight were counted before this answer was: spend them too.
+            let told = budget.remaining.saturating_sub(state.in_flight);
+            let remaining = match state.known {
+                Some(known) if !state.fresh => known.remaining.min(told),
+                _ => told,
+            };
+            state.fresh = false;
             state.known = Some(Known {
                 limit: budget.limit,
-                remaining: budget.remaining.saturating_sub(state.in_flight),
+                remaining,
                 frees_at: now + window,
             });
         }
@@ -161,6 +179,9 @@ impl BudgetGate {
     /// Takes in what an answer that spent no pull said (a HEAD).
     pub fn heard(&self, budget: PullBudget, now: SystemTime) {
         let mut state = self.lock();
+        if state.in_flight == 0 {
+            state.fresh = true;
+        }
         state.in_flight += 1;
         drop(state);
         self.observe(Some(budget), now);
@@ -236,6 +257,60 @@ impl BudgetGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_out_of_order_never_raise_the_count() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let told = |remaining| {
+            Some(PullBudget {
+                limit: Some(4),
+                remaining,
+                window: Some(Duration::from_secs(60)),
+            })
+        };
+        let left = |gate: &BudgetGate| gate.snapshot().map(|s| s.remaining);
+        // One GET alone: its answer sets the count.
+        let gate = BudgetGate::default();
+        gate.reserve(t0).unwrap();
+        gate.observe(told(3), t0);
+        assert_eq!(left(&gate), Some(3));
+        // Three at once, answered last-sent first: the older answers (2 and 1 left when they
+        // were made) arrive after the newest said 0.
+        for _ in 0..3 {
+            gate.reserve(t0).unwrap();
+        }
+        for (remaining, expected) in [(0, 0), (2, 0), (1, 0)] {
+            gate.observe(told(remaining), t0);
+            assert_eq!(
+                left(&gate),
+                Some(expected),
+                "after an answer saying {remaining}"
+            );
+        }
+        // A later GET that starts alone hears the count as it is now, higher or lower.
+        let gate = BudgetGate::default();
+        gate.reserve(t0).unwrap();
+        gate.observe(told(1), t0);
+        gate.reserve(t0).unwrap();
+        gate.observe(told(3), t0);
+        assert_eq!(left(&gate), Some(3), "a window that freed pulls is heard");
+        // A HEAD heard between overlapping GETs lowers, never raises.
+        let gate = BudgetGate::default();
+        gate.reserve(t0).unwrap();
+        gate.observe(told(3), t0);
+        gate.reserve(t0).unwrap();
+        gate.reserve(t0).unwrap();
+        gate.observe(told(1), t0);
+        gate.heard(
+            PullBudget {
+                limit: Some(4),
+                remaining: 3,
+                window: Some(Duration::from_secs(60)),
+            },
+            t0,
+        );
+        assert_eq!(left(&gate), Some(0), "one GET still in flight");
+    }
 
     #[test]
     fn docker_hub_s_pull_limit_body_is_told_from_other_429s() {
