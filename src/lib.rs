@@ -16,6 +16,7 @@
 //!   of its own beside Docker Hub's namespace;
 //! - [`enrich`]: `digestmap enrich`, image IDs and layer chains of the stored manifests, from
 //!   the registry;
+//! - [`jobs`]: the waits the job loops of `enrich` and `crawl --catalog` share;
 //! - [`dataset`]: `finalize`, the NDJSON writer with `current` tags, and `lookup`;
 //! - [`identify`]: reading saved images (tarballs, OCI layouts, inspect JSON) and naming the
 //!   official image each is or was built FROM;
@@ -53,6 +54,7 @@ pub mod dataset;
 pub mod enrich;
 pub mod hub;
 pub mod identify;
+pub mod jobs;
 pub mod model;
 pub mod net;
 pub mod registry;

@@ -342,25 +342,13 @@ pub async fn crawl(
         }
         if tasks.is_empty() {
             let due = crawl.ready.keys().next().map(|(at, _)| *at);
-            match due {
-                Some(due) if !cancel.is_cancelled() => {
-                    let wait = due.saturating_sub(clock::now_unix_millis()).min(60_000);
-                    tokio::select! {
-                        () = cancel.cancelled() => {}
-                        () = tokio::time::sleep(Duration::from_millis(wait)) => {}
-                    }
-                    continue;
-                }
-                _ => break,
+            if crate::jobs::idle_until(due, &cancel).await {
+                continue;
             }
+            break;
         }
-        let joined = tokio::select! {
-            () = cancel.cancelled() => {
-                // The jobs in flight stay in the store for `--resume`.
-                tasks.abort_all();
-                break;
-            }
-            joined = tasks.join_next() => joined,
+        let Some(joined) = crate::jobs::next_finished(&mut tasks, &cancel).await else {
+            break;
         };
         let mut done = Vec::new();
         for joined in
