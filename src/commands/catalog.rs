@@ -68,7 +68,7 @@ pub fn run(cli: &Cli, args: &CrawlArgs, registry: &str, ui: &Ui) -> u8 {
                 report.interrupted,
                 &again,
                 (!report.failed.is_empty()).then(|| format!(
-                    "{} job(s) failed; try them again with `{again}`",
+                    "{} job(s) failed; try them again with `{again}`, or give them up with `{again} --skip-failed`",
                     report.failed.len()
                 )),
                 (!report.gaps.is_empty()).then(|| format!(
