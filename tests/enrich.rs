@@ -260,6 +260,25 @@ async fn crawled_images(pusher: &Pusher, name: &str) -> (Pushed, FakeHub, Sandbo
     (pushed, hub, sandbox)
 }
 
+/// A Microsoft-like registry (no token, no pull budget) holding [`build`]'s images, a store
+/// crawled from a Hub double listing them, and then `throttle` turned on: the harness, what was
+/// pushed, the store, and the registry's origin (no trailing slash) for `--registry`.
+async fn throttled_registry(
+    name: &str,
+    throttle: Throttle,
+) -> (McrHarness, Pushed, Sandbox, String) {
+    let harness = McrHarness::start(McrConfig::default()).await;
+    let (pushed, _hub, sandbox) = crawled_images(&harness.pusher, name).await;
+    harness.front.update(|c| c.throttle = Some(throttle));
+    let url = harness
+        .front
+        .url()
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    (harness, pushed, sandbox, url)
+}
+
 const REPOS: [&str; 5] = ["single", "multi", "lone", "base", "derived"];
 
 /// A store crawled from `hub`.
@@ -814,18 +833,17 @@ async fn a_429_from_a_registry_without_a_pull_budget_pauses_every_worker_and_the
     // Microsoft's registry (or a mirror) declares no pull budget: its 429 is a request limit, a
     // pause of seconds. Six in a row on manifest GETs, more than the 5 attempts a failing job
     // has: each puts its job back for when the pause ends, without counting as an attempt.
-    let harness = McrHarness::start(McrConfig::default()).await;
-    let (pushed, _hub, sandbox) = crawled_images(&harness.pusher, "enrich-mcr-429").await;
-    harness.front.update(|c| {
-        c.throttle = Some(Throttle {
+    let (harness, pushed, sandbox, url) = throttled_registry(
+        "enrich-mcr-429",
+        Throttle {
             nth: 1,
             times: 6,
             retry_after: Some("1".into()),
             kind: Some(Kind::ManifestGet),
-        });
-    });
-    let url = harness.front.url().to_string();
-    let url = url.trim_end_matches('/');
+        },
+    )
+    .await;
+    let url = url.as_str();
     let out = sandbox
         .command(&[
             "enrich",
@@ -872,18 +890,17 @@ async fn a_429_from_a_registry_without_a_pull_budget_pauses_every_worker_and_the
 /// stay queued, and the run given once the registry answers again completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_refusing_everything_stops_enrich_with_6_and_the_next_run_completes() {
-    let harness = McrHarness::start(McrConfig::default()).await;
-    let (pushed, _hub, sandbox) = crawled_images(&harness.pusher, "enrich-mcr-refused").await;
-    harness.front.update(|c| {
-        c.throttle = Some(Throttle {
+    let (harness, pushed, sandbox, url) = throttled_registry(
+        "enrich-mcr-refused",
+        Throttle {
             nth: 1,
             times: 1_000_000,
             retry_after: Some("1".into()),
             kind: None,
-        });
-    });
-    let url = harness.front.url().to_string();
-    let url = url.trim_end_matches('/');
+        },
+    )
+    .await;
+    let url = url.as_str();
     let args = [
         "enrich",
         "--registry",
@@ -950,21 +967,17 @@ fn unix(t: SystemTime) -> u64 {
 /// again sends nothing to that registry before the stored time, then completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_pause_is_stored_and_a_killed_enrich_run_again_waits_for_it() {
-    let harness = McrHarness::start(McrConfig::default()).await;
-    let pushed = build();
-    push(&harness.pusher, &pushed, "").await;
-    let hub = hub(&pushed).await;
-    let sandbox = crawled("enrich-mcr-429-stored", &hub);
-    harness.front.update(|c| {
-        c.throttle = Some(Throttle {
+    let (harness, pushed, sandbox, url) = throttled_registry(
+        "enrich-mcr-429-stored",
+        Throttle {
             nth: 1,
             times: 1_000_000,
             retry_after: Some("10".into()),
             kind: None,
-        });
-    });
-    let url = harness.front.url().to_string();
-    let url = url.trim_end_matches('/');
+        },
+    )
+    .await;
+    let url = url.as_str();
     let host = url.trim_start_matches("http://");
     let args = [
         "enrich",
